@@ -1,0 +1,210 @@
+//! Shared conformance suites: every implementation of a port runs the same checks, so the
+//! in-memory fakes, the local adapter and the AWS adapter agree on semantics.
+//!
+//! Each suite panics with a message naming the failed property. Call them from a `#[tokio::test]`
+//! with a fresh implementation and a unique `root` prefix.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::{
+    Compute, LogQuery, Logs, ObjectPath, ObjectStore, ObjectStoreExt, StopCause, WorkerPhase,
+    WorkerSpec,
+};
+
+fn p(root: &str, rest: &str) -> ObjectPath {
+    ObjectPath::parse(format!("{root}/{rest}")).expect("valid test path")
+}
+
+/// The [`ObjectStore`] contract.
+pub async fn object_store(store: Arc<dyn ObjectStore>, root: &str) {
+    let a = p(root, "a");
+    // get / head of a missing object
+    assert!(
+        store.get(&a).await.unwrap_err().is_not_found(),
+        "get of a missing object must be NotFound"
+    );
+    assert!(
+        store.head(&a).await.unwrap_err().is_not_found(),
+        "head of a missing object must be NotFound"
+    );
+    assert_eq!(store.get_opt(&a).await.unwrap(), None);
+
+    // put / get / overwrite
+    store.put(&a, Bytes::from_static(b"hello")).await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap(), Bytes::from_static(b"hello"));
+    store.put(&a, Bytes::from_static(b"bye")).await.unwrap();
+    assert_eq!(
+        store.get(&a).await.unwrap(),
+        Bytes::from_static(b"bye"),
+        "put must replace"
+    );
+    assert_eq!(store.head(&a).await.unwrap().size, 3);
+    store.put(&a, Bytes::new()).await.unwrap();
+    assert_eq!(
+        store.get(&a).await.unwrap().len(),
+        0,
+        "empty objects round-trip"
+    );
+
+    // ranges
+    let r = p(root, "range");
+    store
+        .put(&r, Bytes::from_static(b"0123456789"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_range(&r, 2..5).await.unwrap(),
+        Bytes::from_static(b"234")
+    );
+    assert_eq!(
+        store.get_range(&r, 8..100).await.unwrap(),
+        Bytes::from_static(b"89"),
+        "range past the end is cut"
+    );
+
+    // put_if_absent
+    let c = p(root, "commit");
+    store
+        .put_if_absent(&c, Bytes::from_static(b"first"))
+        .await
+        .unwrap();
+    let e = store
+        .put_if_absent(&c, Bytes::from_static(b"second"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.is_already_exists(),
+        "second put_if_absent must be AlreadyExists, got {e}"
+    );
+    assert_eq!(
+        store.get(&c).await.unwrap(),
+        Bytes::from_static(b"first"),
+        "put_if_absent must not overwrite"
+    );
+
+    // concurrent put_if_absent: exactly one winner, and the stored value is the winner's
+    let race = p(root, "race");
+    let mut handles = Vec::new();
+    for i in 0..16u8 {
+        let store = store.clone();
+        let race = race.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .create(&race, Bytes::from(vec![i; 64]))
+                .await
+                .map(|won| (i, won))
+        }));
+    }
+    let mut winners = Vec::new();
+    for h in handles {
+        let (i, won) = h.await.unwrap().unwrap();
+        if won {
+            winners.push(i);
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one concurrent put_if_absent must win: {winners:?}"
+    );
+    assert_eq!(
+        store.get(&race).await.unwrap(),
+        Bytes::from(vec![winners[0]; 64])
+    );
+
+    // delete is idempotent
+    store.delete(&c).await.unwrap();
+    store.delete(&c).await.unwrap();
+    assert!(store.get(&c).await.unwrap_err().is_not_found());
+
+    // listing: prefix boundaries, order, pagination
+    let dir = p(root, "list");
+    let mut expected = Vec::new();
+    for i in 0..25 {
+        let path = dir.child(format!("k{i:03}")).unwrap();
+        store.put(&path, Bytes::from(vec![1u8; i])).await.unwrap();
+        expected.push(path);
+    }
+    store
+        .put(&p(root, "listx"), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    store
+        .put(&p(root, "list-sibling/k"), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let all = store.list_all(&dir).await.unwrap();
+    let got: Vec<ObjectPath> = all.iter().map(|m| m.path.clone()).collect();
+    assert_eq!(
+        got, expected,
+        "list must return exactly the objects below the prefix, in order"
+    );
+    assert_eq!(all[7].size, 7);
+
+    // large uploads
+    let big = p(root, "big");
+    let data = Bytes::from(
+        (0..3_000_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    store.put_large(&big, data.clone()).await.unwrap();
+    assert_eq!(
+        store.get(&big).await.unwrap(),
+        data,
+        "put_large must round-trip"
+    );
+}
+
+/// The [`Compute`] contract, for a compute whose workers keep running until stopped.
+pub async fn compute(compute: Arc<dyn Compute>, spec: &WorkerSpec) {
+    let report = compute.launch(spec, 2).await.unwrap();
+    assert_eq!(
+        report.launched.len(),
+        2,
+        "launch of 2 must start 2: {report:?}"
+    );
+    assert!(report.failures.is_empty());
+    assert_ne!(
+        report.launched[0], report.launched[1],
+        "worker ids must be unique"
+    );
+    let st = compute.describe(&report.launched).await.unwrap();
+    assert_eq!(st.len(), 2);
+    assert!(
+        st.iter().all(|s| s.phase != WorkerPhase::Stopped),
+        "fresh workers must not be stopped: {st:?}"
+    );
+
+    compute
+        .stop(&report.launched[..1], "conformance")
+        .await
+        .unwrap();
+    compute
+        .stop(&report.launched[..1], "conformance")
+        .await
+        .unwrap();
+    let mut stopped = None;
+    for _ in 0..200 {
+        let st = compute.describe(&report.launched[..1]).await.unwrap();
+        if st[0].phase == WorkerPhase::Stopped {
+            stopped = Some(st[0].clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let stopped = stopped.expect("a stopped worker must reach phase Stopped");
+    assert_eq!(stopped.stop.unwrap().cause, StopCause::StoppedByUser);
+    compute
+        .stop(&report.launched[1..], "conformance")
+        .await
+        .unwrap();
+}
+
+/// The [`Logs`] contract for a worker with no log.
+pub async fn logs_empty(logs: Arc<dyn Logs>, missing: &crate::WorkerId) {
+    let lines = logs.read(missing, &LogQuery::default()).await.unwrap();
+    assert!(lines.is_empty(), "a worker without a log has no lines");
+}

@@ -1,0 +1,496 @@
+//! In-memory implementations of every port. They are real implementations with the ports'
+//! full semantics (conditional create, pagination, stop causes), always compiled, used by unit
+//! tests and by the scheduler's simulations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{
+    BuildRequest, Compute, Error, ImageBuilder, ImageRef, LaunchReport, ListPage, LogLine,
+    LogQuery, Logs, Network, NetworkConfig, NetworkRequest, ObjectMeta, ObjectPath, ObjectStore,
+    Quota, QuotaRequest, Quotas, Registry, RegistryLogin, RequestState, Result, StopCause,
+    StopInfo, WorkerId, WorkerPhase, WorkerSpec, WorkerStatus,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep going with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An object store in memory.
+#[derive(Debug)]
+pub struct InMemoryStore {
+    objects: Mutex<BTreeMap<ObjectPath, (Bytes, SystemTime)>>,
+    page_size: usize,
+    requests: AtomicU64,
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryStore {
+    /// An empty store listing 1000 objects per page, as S3 does.
+    pub fn new() -> Self {
+        Self::with_page_size(1000)
+    }
+
+    /// An empty store with a custom page size (for pagination tests).
+    pub fn with_page_size(page_size: usize) -> Self {
+        Self {
+            objects: Mutex::default(),
+            page_size: page_size.max(1),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Number of requests served so far (for request-count assertions).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl ObjectStore for InMemoryStore {
+    async fn put(&self, path: &ObjectPath, data: Bytes) -> Result<()> {
+        self.count();
+        lock(&self.objects).insert(path.clone(), (data, SystemTime::now()));
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, path: &ObjectPath, data: Bytes) -> Result<()> {
+        self.count();
+        let mut objects = lock(&self.objects);
+        if objects.contains_key(path) {
+            return Err(Error::already_exists("put_if_absent", path.as_str()));
+        }
+        objects.insert(path.clone(), (data, SystemTime::now()));
+        Ok(())
+    }
+
+    async fn get(&self, path: &ObjectPath) -> Result<Bytes> {
+        self.count();
+        lock(&self.objects)
+            .get(path)
+            .map(|(b, _)| b.clone())
+            .ok_or_else(|| Error::not_found("get", path.as_str()))
+    }
+
+    async fn get_range(&self, path: &ObjectPath, range: Range<u64>) -> Result<Bytes> {
+        let all = self.get(path).await?;
+        let len = all.len() as u64;
+        let (start, end) = (range.start.min(len), range.end.min(len));
+        if start > end {
+            return Err(Error::invalid(
+                "get_range",
+                format!("range {range:?} is reversed"),
+            ));
+        }
+        Ok(all.slice(start as usize..end as usize))
+    }
+
+    async fn head(&self, path: &ObjectPath) -> Result<ObjectMeta> {
+        self.count();
+        lock(&self.objects)
+            .get(path)
+            .map(|(b, t)| ObjectMeta {
+                path: path.clone(),
+                size: b.len() as u64,
+                modified: *t,
+            })
+            .ok_or_else(|| Error::not_found("head", path.as_str()))
+    }
+
+    async fn delete(&self, path: &ObjectPath) -> Result<()> {
+        self.count();
+        lock(&self.objects).remove(path);
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &ObjectPath, page_token: Option<String>) -> Result<ListPage> {
+        self.count();
+        let objects = lock(&self.objects);
+        let mut page = ListPage::default();
+        let start = match &page_token {
+            Some(t) => std::ops::Bound::Excluded(ObjectPath::parse(t.clone())?),
+            None => std::ops::Bound::Included(prefix.clone()),
+        };
+        for (path, (b, t)) in objects.range((start, std::ops::Bound::Unbounded)) {
+            if !path.starts_with(prefix) {
+                if path.as_str() > prefix.as_str() && !path.as_str().starts_with(prefix.as_str()) {
+                    break;
+                }
+                continue;
+            }
+            if page.objects.len() == self.page_size {
+                page.next = page.objects.last().map(|m: &ObjectMeta| m.path.to_string());
+                break;
+            }
+            page.objects.push(ObjectMeta {
+                path: path.clone(),
+                size: b.len() as u64,
+                modified: *t,
+            });
+        }
+        Ok(page)
+    }
+}
+
+type LaunchHook = Box<dyn Fn(&WorkerId, &WorkerSpec) + Send + Sync>;
+
+/// Compute in memory: launched workers are records whose phase tests move by hand
+/// ([`FakeCompute::set_stopped`]); an optional hook lets a test run a simulated worker for
+/// each launch.
+#[derive(Default)]
+pub struct FakeCompute {
+    workers: Mutex<BTreeMap<WorkerId, (WorkerSpec, WorkerStatus)>>,
+    next: AtomicU64,
+    on_launch: Mutex<Option<LaunchHook>>,
+    capacity: Mutex<Option<u32>>,
+}
+
+impl std::fmt::Debug for FakeCompute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeCompute")
+            .field("workers", &lock(&self.workers).len())
+            .finish()
+    }
+}
+
+impl FakeCompute {
+    /// No workers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `hook` for every worker launched from now on.
+    pub fn on_launch(&self, hook: impl Fn(&WorkerId, &WorkerSpec) + Send + Sync + 'static) {
+        *lock(&self.on_launch) = Some(Box::new(hook));
+    }
+
+    /// Refuses launches beyond `n` live workers, as a platform at its limit would.
+    pub fn set_capacity(&self, n: u32) {
+        *lock(&self.capacity) = Some(n);
+    }
+
+    /// Marks `id` as stopped with `cause` (a Spot interruption, a crash, ...).
+    pub fn set_stopped(
+        &self,
+        id: &WorkerId,
+        cause: StopCause,
+        exit_code: Option<i32>,
+        message: &str,
+    ) {
+        if let Some((_, st)) = lock(&self.workers).get_mut(id) {
+            st.phase = WorkerPhase::Stopped;
+            st.stopped_at = Some(SystemTime::now());
+            st.stop = Some(StopInfo {
+                cause,
+                exit_code,
+                message: message.to_string(),
+            });
+        }
+    }
+
+    /// Ids of every worker ever launched, in launch order.
+    pub fn launched(&self) -> Vec<WorkerId> {
+        lock(&self.workers).keys().cloned().collect()
+    }
+
+    /// Ids of the workers not stopped.
+    pub fn live(&self) -> Vec<WorkerId> {
+        lock(&self.workers)
+            .iter()
+            .filter(|(_, (_, s))| s.phase != WorkerPhase::Stopped)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The spec a worker was launched with.
+    pub fn spec_of(&self, id: &WorkerId) -> Option<WorkerSpec> {
+        lock(&self.workers).get(id).map(|(s, _)| s.clone())
+    }
+}
+
+#[async_trait]
+impl Compute for FakeCompute {
+    async fn launch(&self, spec: &WorkerSpec, count: u32) -> Result<LaunchReport> {
+        let mut report = LaunchReport::default();
+        for _ in 0..count {
+            let live = self.live().len() as u32;
+            if lock(&self.capacity).is_some_and(|cap| live >= cap) {
+                report.failures.push("capacity exhausted".into());
+                continue;
+            }
+            let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+            let id = WorkerId::new(format!("w{n:05}"))?;
+            let status = WorkerStatus {
+                id: id.clone(),
+                phase: WorkerPhase::Running,
+                started_at: Some(SystemTime::now()),
+                stopped_at: None,
+                stop: None,
+            };
+            lock(&self.workers).insert(id.clone(), (spec.clone(), status));
+            if let Some(hook) = lock(&self.on_launch).as_ref() {
+                hook(&id, spec);
+            }
+            report.launched.push(id);
+        }
+        Ok(report)
+    }
+
+    async fn describe(&self, ids: &[WorkerId]) -> Result<Vec<WorkerStatus>> {
+        let workers = lock(&self.workers);
+        Ok(ids
+            .iter()
+            .filter_map(|id| workers.get(id).map(|(_, s)| s.clone()))
+            .collect())
+    }
+
+    async fn stop(&self, ids: &[WorkerId], reason: &str) -> Result<()> {
+        for id in ids {
+            let running = lock(&self.workers)
+                .get(id)
+                .is_some_and(|(_, s)| s.phase != WorkerPhase::Stopped);
+            if running {
+                self.set_stopped(id, StopCause::StoppedByUser, None, reason);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Quotas in memory, with a settable applied value and usage.
+#[derive(Debug, Default)]
+pub struct FakeQuotas {
+    quotas: Mutex<HashMap<String, (Quota, f64)>>,
+    requests: Mutex<Vec<QuotaRequest>>,
+}
+
+impl FakeQuotas {
+    /// Fargate quotas at their defaults (On-Demand and Spot: 6 vCPU default... set by caller).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets quota `code`'s default, applied value and usage.
+    pub fn set(&self, code: &str, default: f64, applied: Option<f64>, usage: f64) {
+        lock(&self.quotas).insert(
+            code.to_string(),
+            (
+                Quota {
+                    code: code.to_string(),
+                    applied,
+                    default,
+                },
+                usage,
+            ),
+        );
+    }
+
+    /// Moves a request to `state`.
+    pub fn resolve_request(&self, id: &str, state: RequestState) {
+        if let Some(r) = lock(&self.requests).iter_mut().find(|r| r.id == id) {
+            r.state = state;
+        }
+    }
+}
+
+#[async_trait]
+impl Quotas for FakeQuotas {
+    async fn quota(&self, code: &str) -> Result<Quota> {
+        lock(&self.quotas)
+            .get(code)
+            .map(|(q, _)| q.clone())
+            .ok_or_else(|| Error::not_found("quota", code))
+    }
+    async fn usage(&self, code: &str) -> Result<f64> {
+        lock(&self.quotas)
+            .get(code)
+            .map(|(_, u)| *u)
+            .ok_or_else(|| Error::not_found("usage", code))
+    }
+    async fn request_increase(&self, code: &str, desired: f64) -> Result<QuotaRequest> {
+        self.quota(code).await?;
+        let mut requests = lock(&self.requests);
+        let r = QuotaRequest {
+            id: format!("req-{}", requests.len() + 1),
+            code: code.to_string(),
+            desired,
+            state: RequestState::Pending,
+            created: SystemTime::now(),
+        };
+        requests.push(r.clone());
+        Ok(r)
+    }
+    async fn request_status(&self, id: &str) -> Result<QuotaRequest> {
+        lock(&self.requests)
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("request_status", id))
+    }
+}
+
+/// Logs in memory, appended by tests or simulated workers.
+#[derive(Debug, Default)]
+pub struct FakeLogs {
+    lines: Mutex<HashMap<WorkerId, Vec<LogLine>>>,
+}
+
+impl FakeLogs {
+    /// No logs yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a line to `worker`'s log.
+    pub fn append(&self, worker: &WorkerId, message: &str) {
+        lock(&self.lines)
+            .entry(worker.clone())
+            .or_default()
+            .push(LogLine {
+                time: Some(SystemTime::now()),
+                message: message.to_string(),
+            });
+    }
+}
+
+/// Applies a [`LogQuery`] to lines in time order; shared by every `Logs` implementation.
+pub fn select_lines(lines: impl IntoIterator<Item = LogLine>, query: &LogQuery) -> Vec<LogLine> {
+    let mut out: Vec<LogLine> = lines
+        .into_iter()
+        .filter(|l| match (query.since, l.time) {
+            (Some(since), Some(t)) => t >= since,
+            _ => true,
+        })
+        .collect();
+    if let Some(n) = query.tail {
+        let skip = out.len().saturating_sub(n);
+        out.drain(..skip);
+    }
+    out
+}
+
+#[async_trait]
+impl Logs for FakeLogs {
+    async fn read(&self, worker: &WorkerId, query: &LogQuery) -> Result<Vec<LogLine>> {
+        let lines = lock(&self.lines).get(worker).cloned().unwrap_or_default();
+        Ok(select_lines(lines, query))
+    }
+}
+
+/// A registry in memory; [`FakeImageBuilder`] pushes into it.
+#[derive(Debug, Default, Clone)]
+pub struct FakeRegistry {
+    images: Arc<Mutex<Vec<ImageRef>>>,
+}
+
+impl FakeRegistry {
+    /// Empty.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds an image as if pushed.
+    pub fn insert(&self, image: ImageRef) {
+        lock(&self.images).push(image);
+    }
+}
+
+#[async_trait]
+impl Registry for FakeRegistry {
+    async fn exists(&self, image: &ImageRef) -> Result<bool> {
+        Ok(lock(&self.images).contains(image))
+    }
+    async fn login(&self) -> Result<RegistryLogin> {
+        Ok(RegistryLogin {
+            server: "registry.invalid".into(),
+            username: "fake".into(),
+            password: "fake".into(),
+        })
+    }
+}
+
+/// A builder that records each build and pushes the image into a [`FakeRegistry`].
+#[derive(Debug, Default)]
+pub struct FakeImageBuilder {
+    registry: FakeRegistry,
+    builds: Mutex<Vec<BuildRequest>>,
+}
+
+impl FakeImageBuilder {
+    /// Builds into `registry`.
+    pub fn new(registry: FakeRegistry) -> Self {
+        Self {
+            registry,
+            builds: Mutex::default(),
+        }
+    }
+    /// Every build so far.
+    pub fn builds(&self) -> Vec<BuildRequest> {
+        lock(&self.builds).clone()
+    }
+}
+
+#[async_trait]
+impl ImageBuilder for FakeImageBuilder {
+    async fn build_and_push(&self, request: &BuildRequest, _login: &RegistryLogin) -> Result<()> {
+        if !request.context.join("Dockerfile").is_file() {
+            return Err(Error::invalid(
+                "build_and_push",
+                format!("no Dockerfile in {}", request.context.display()),
+            ));
+        }
+        lock(&self.builds).push(request.clone());
+        self.registry.insert(request.image.clone());
+        Ok(())
+    }
+}
+
+/// A network with one default VPC and its subnets.
+#[derive(Debug, Default)]
+pub struct FakeNetwork {
+    groups: Mutex<BTreeMap<String, String>>,
+}
+
+impl FakeNetwork {
+    /// A default VPC `vpc-default` with subnets `subnet-a` and `subnet-b`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Network for FakeNetwork {
+    async fn ensure(&self, request: &NetworkRequest) -> Result<NetworkConfig> {
+        let mut groups = lock(&self.groups);
+        let n = groups.len() + 1;
+        let sg = groups
+            .entry(request.security_group_name.clone())
+            .or_insert_with(|| format!("sg-{n:04}"))
+            .clone();
+        let subnets = if request.subnets.is_empty() {
+            vec!["subnet-a".into(), "subnet-b".into()]
+        } else {
+            request.subnets.clone()
+        };
+        Ok(NetworkConfig {
+            vpc: request.vpc.clone().unwrap_or_else(|| "vpc-default".into()),
+            subnets,
+            security_groups: vec![sg],
+        })
+    }
+}

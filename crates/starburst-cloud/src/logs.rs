@@ -1,0 +1,36 @@
+//! The logs port: what a worker wrote to stdout and stderr.
+
+use std::fmt::Debug;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, WorkerId};
+
+/// Which lines to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Only the last `tail` lines (after `since`), when set.
+    pub tail: Option<usize>,
+    /// Only lines at or after this time, when set.
+    pub since: Option<SystemTime>,
+}
+
+/// One line of a worker's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When it was written, if the backend records it.
+    pub time: Option<SystemTime>,
+    /// The text, without the trailing newline.
+    pub message: String,
+}
+
+/// Reads worker logs.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Logs: Send + Sync + Debug + 'static {
+    /// The lines of `worker`'s log selected by `query`, oldest first; a worker with no log
+    /// (yet) has none.
+    async fn read(&self, worker: &WorkerId, query: &LogQuery) -> Result<Vec<LogLine>>;
+}

@@ -1,0 +1,82 @@
+//! The in-memory fakes pass the shared conformance suites.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use starburst_cloud::fake::{FakeCompute, FakeLogs, InMemoryStore};
+use starburst_cloud::{
+    Arch, Capacity, ObjectPath, ObjectStore, ObjectStoreExt, WorkerId, WorkerSize, WorkerSpec,
+    conformance,
+};
+
+#[tokio::test]
+async fn in_memory_store_conforms() {
+    conformance::object_store(Arc::new(InMemoryStore::new()), "conf").await;
+}
+
+#[tokio::test]
+async fn in_memory_store_paginates() {
+    let store = InMemoryStore::with_page_size(7);
+    let dir = ObjectPath::parse("p").unwrap();
+    for i in 0..50 {
+        store
+            .put(&dir.child(format!("{i:03}")).unwrap(), bytes::Bytes::new())
+            .await
+            .unwrap();
+    }
+    let page = store.list(&dir, None).await.unwrap();
+    assert_eq!(page.objects.len(), 7);
+    assert!(page.next.is_some());
+    assert_eq!(store.list_all(&dir).await.unwrap().len(), 50);
+    conformance::object_store(Arc::new(InMemoryStore::with_page_size(3)), "conf").await;
+}
+
+#[tokio::test]
+async fn fake_compute_conforms() {
+    let spec = WorkerSpec {
+        size: WorkerSize {
+            millicpu: 1000,
+            memory_mib: 2048,
+        },
+        arch: Arch::X86_64,
+        capacity: Capacity::OnDemand,
+        image: None,
+        env: BTreeMap::new(),
+        tags: BTreeMap::new(),
+    };
+    conformance::compute(Arc::new(FakeCompute::new()), &spec).await;
+}
+
+#[tokio::test]
+async fn fake_logs_conform() {
+    let logs = FakeLogs::new();
+    let w = WorkerId::new("w1").unwrap();
+    logs.append(&w, "one");
+    logs.append(&w, "two");
+    let tail = starburst_cloud::Logs::read(
+        &logs,
+        &w,
+        &starburst_cloud::LogQuery {
+            tail: Some(1),
+            since: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].message, "two");
+    conformance::logs_empty(Arc::new(logs), &WorkerId::new("none").unwrap()).await;
+}
+
+#[tokio::test]
+async fn mocks_are_usable_for_interaction_tests() {
+    use starburst_cloud::mocks::MockObjectStore;
+    let mut m = MockObjectStore::new();
+    m.expect_get()
+        .times(1)
+        .returning(|p| Err(starburst_cloud::Error::not_found("get", p.as_str())));
+    assert_eq!(
+        m.get_opt(&ObjectPath::parse("x").unwrap()).await.unwrap(),
+        None
+    );
+}
