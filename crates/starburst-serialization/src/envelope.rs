@@ -1,0 +1,167 @@
+//! The messages that travel between client and workers through the object store.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::blob::BlobRef;
+use crate::frame::{self, EncodeOptions, Kind, Limits};
+
+/// A task: which future, which attempt, which blobs it needs. The payload (the R-serialized
+/// future) travels beside it in the frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMeta {
+    /// The session.
+    pub session_id: String,
+    /// The task (one future).
+    pub task_id: String,
+    /// 1 for the first run, 2 after the first re-queue, ...
+    pub attempt: u32,
+    /// The future's label, for logs.
+    pub label: Option<String>,
+    /// Blobs the evaluator needs, in the order it expects them.
+    pub blobs: Vec<BlobRef>,
+    /// When the client submitted it (Unix milliseconds).
+    pub submitted_unix_ms: u64,
+}
+
+/// A message in a worker's inbox (`workers/<id>/inbox/<seq>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InboxMeta {
+    /// Run this task.
+    Run(TaskMeta),
+    /// Finish and exit.
+    Stop {
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+/// How a task ended on the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The evaluator returned a result (R's `FutureResult`, which may itself hold an R error);
+    /// it is the frame's payload.
+    Value,
+    /// The worker could not produce a result.
+    Failed(Failure),
+}
+
+/// What kind of failure a worker reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureKind {
+    /// The R process died while evaluating (crash, `quit()`, killed); it was restarted.
+    EvaluatorDied,
+    /// A blob the task needs is missing or corrupted.
+    BlobUnavailable,
+    /// The evaluator broke the pipe protocol.
+    Protocol,
+    /// The task was cancelled while it ran.
+    Cancelled,
+}
+
+/// A failure report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The kind.
+    pub kind: FailureKind,
+    /// What happened, for the user.
+    pub message: String,
+    /// The last lines the evaluator wrote to stderr/stdout.
+    pub log_tail: Vec<String>,
+}
+
+/// When things happened on the worker (Unix milliseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// The worker read the task.
+    pub received_unix_ms: u64,
+    /// The evaluator got the payload.
+    pub started_unix_ms: u64,
+    /// The evaluator returned.
+    pub finished_unix_ms: u64,
+}
+
+/// A task's result (`results/<task-id>`, committed once with put-if-absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultMeta {
+    /// The task.
+    pub task_id: String,
+    /// The worker that ran it.
+    pub worker_id: String,
+    /// Which attempt produced it.
+    pub attempt: u32,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Worker-side timing.
+    pub timing: Timing,
+}
+
+/// An event emitted while a task runs (`events/<task-id>/<seq>`); the payload is an
+/// R-serialized condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMeta {
+    /// The task.
+    pub task_id: String,
+    /// 0, 1, 2, ... in emission order.
+    pub seq: u32,
+}
+
+/// What a worker is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerActivity {
+    /// Starting its evaluator.
+    Starting,
+    /// Waiting for work.
+    Idle,
+    /// Running a task.
+    Busy {
+        /// The task.
+        task_id: String,
+    },
+    /// Shutting down.
+    Exiting,
+}
+
+/// A worker heartbeat (`workers/<id>/beat`), rewritten periodically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The worker.
+    pub worker_id: String,
+    /// Increases with every beat.
+    pub seq: u64,
+    /// When it was written (Unix milliseconds, the worker's clock).
+    pub unix_ms: u64,
+    /// What the worker is doing.
+    pub activity: WorkerActivity,
+    /// Tasks completed so far.
+    pub tasks_done: u64,
+}
+
+macro_rules! codec {
+    ($meta:ty, $kind:expr, $enc:ident, $dec:ident) => {
+        /// Encodes a frame of this type.
+        pub fn $enc(meta: &$meta, payload: &[u8], opts: EncodeOptions) -> Vec<u8> {
+            frame::encode($kind, meta, payload, opts)
+        }
+
+        /// Decodes and checks a frame of this type.
+        pub fn $dec(buf: &Bytes, limits: Limits) -> Result<($meta, Bytes)> {
+            frame::decode($kind, buf, limits)
+        }
+    };
+}
+
+codec!(InboxMeta, Kind::Inbox, encode_inbox, decode_inbox);
+codec!(ResultMeta, Kind::Result, encode_result, decode_result);
+codec!(EventMeta, Kind::Event, encode_event, decode_event);
+
+/// Encodes a heartbeat.
+pub fn encode_heartbeat(beat: &Heartbeat) -> Vec<u8> {
+    frame::encode(Kind::Heartbeat, beat, &[], EncodeOptions::PLAIN)
+}
+
+/// Decodes a heartbeat.
+pub fn decode_heartbeat(buf: &Bytes) -> Result<Heartbeat> {
+    frame::decode(Kind::Heartbeat, buf, Limits { max_payload: 0 }).map(|(m, _)| m)
+}
