@@ -12,8 +12,10 @@ pub mod blob;
 pub mod envelope;
 mod error;
 pub mod frame;
+pub mod layout;
 
 pub use blob::{BlobHash, BlobRef, decode_blob, encode_blob};
 pub use envelope::*;
 pub use error::{Error, Result};
 pub use frame::{EncodeOptions, FORMAT_VERSION, Limits};
+pub use layout::SessionLayout;
