@@ -1,0 +1,349 @@
+//! The evaluator: a persistent R process that runs one task at a time, spoken to over pipes.
+//!
+//! Frames in both directions are one ASCII kind byte, a little-endian `i32` length and the
+//! payload. The worker writes to the child's stdin: `T` (the task payload) followed by one `B`
+//! per blob. The child writes to file descriptor 3: `H` once when ready, `E` for each immediate
+//! condition, `R` with the result. The child's stdout and stderr are the worker's, so they land
+//! in the worker log.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use command_fds::{CommandFdExt, FdMapping};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::{Error, Result};
+
+/// How an evaluation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evaluation {
+    /// The evaluator returned a result payload.
+    Value(Bytes),
+    /// The evaluator died; it will be restarted before the next task.
+    Died {
+        /// What happened (exit status or signal).
+        message: String,
+        /// The last lines it wrote, when known.
+        log_tail: Vec<String>,
+    },
+}
+
+/// Runs task payloads. Events (immediate conditions) are sent on `events` as they happen.
+#[async_trait]
+pub trait Evaluator: Send + std::fmt::Debug {
+    /// Makes sure the evaluator is running (started lazily otherwise).
+    async fn start(&mut self) -> Result<()>;
+    /// Evaluates one task.
+    async fn eval(
+        &mut self,
+        payload: Bytes,
+        blobs: Vec<Bytes>,
+        events: mpsc::UnboundedSender<Bytes>,
+    ) -> Evaluation;
+    /// Kills a running evaluation; the evaluator restarts before the next task.
+    async fn kill(&mut self);
+}
+
+/// How to start R.
+#[derive(Debug, Clone)]
+pub struct RCommand {
+    /// `Rscript` (path or name on `PATH`).
+    pub rscript: PathBuf,
+    /// Arguments, e.g. `--vanilla -e starburst:::worker_child()`.
+    pub args: Vec<String>,
+    /// How long R may take to say hello.
+    pub start_timeout: Duration,
+}
+
+impl RCommand {
+    /// `rscript --vanilla -e 'starburst:::worker_child()'`.
+    pub fn starburst(rscript: impl Into<PathBuf>) -> Self {
+        Self {
+            rscript: rscript.into(),
+            args: vec![
+                "--vanilla".into(),
+                "-e".into(),
+                "starburst:::worker_child()".into(),
+            ],
+            start_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+enum Frame {
+    Msg(u8, Bytes),
+    Eof(String),
+}
+
+struct Child {
+    process: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    frames: mpsc::UnboundedReceiver<Frame>,
+}
+
+/// A persistent R process supervised over pipes; restarted when it dies.
+#[derive(Debug)]
+pub struct RProcess {
+    command: RCommand,
+    child: Option<ChildHandle>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+struct ChildHandle(Child);
+
+impl std::fmt::Debug for ChildHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RChild(pid {:?})", self.0.process.id())
+    }
+}
+
+const MAX_FRAME: usize = i32::MAX as usize;
+
+fn read_frames(mut r: std::io::PipeReader, tx: mpsc::UnboundedSender<Frame>) {
+    loop {
+        let mut head = [0u8; 5];
+        if let Err(e) = r.read_exact(&mut head) {
+            let _ = tx.send(Frame::Eof(format!("pipe closed ({e})")));
+            return;
+        }
+        let len = i32::from_le_bytes([head[1], head[2], head[3], head[4]]);
+        if len < 0 {
+            let _ = tx.send(Frame::Eof(format!("bad frame length {len}")));
+            return;
+        }
+        let mut buf = vec![0u8; len as usize];
+        if let Err(e) = r.read_exact(&mut buf) {
+            let _ = tx.send(Frame::Eof(format!("pipe closed mid-frame ({e})")));
+            return;
+        }
+        if tx.send(Frame::Msg(head[0], Bytes::from(buf))).is_err() {
+            return;
+        }
+    }
+}
+
+async fn write_frame(
+    w: &mut tokio::process::ChildStdin,
+    kind: u8,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    if payload.len() > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "payload over 2 GiB",
+        ));
+    }
+    let mut head = [0u8; 5];
+    head[0] = kind;
+    head[1..].copy_from_slice(&(payload.len() as i32).to_le_bytes());
+    w.write_all(&head).await?;
+    w.write_all(payload).await
+}
+
+impl RProcess {
+    /// An evaluator that starts R with `command` when first needed.
+    pub fn new(command: RCommand) -> Self {
+        Self {
+            command,
+            child: None,
+            tail: Arc::default(),
+        }
+    }
+
+    async fn spawn(&self) -> Result<Child> {
+        let (reader, writer) = std::io::pipe().map_err(|e| Error::EvaluatorStart(e.to_string()))?;
+        let mut cmd = tokio::process::Command::new(&self.command.rscript);
+        cmd.args(&self.command.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd.fd_mappings(vec![FdMapping {
+            parent_fd: writer.into(),
+            child_fd: 3,
+        }])
+        .map_err(|e| Error::EvaluatorStart(e.to_string()))?;
+        let mut process = cmd.spawn().map_err(|e| {
+            Error::EvaluatorStart(format!("{}: {e}", self.command.rscript.display()))
+        })?;
+        // The child holds the write end now; ours was moved into the mapping and is closed
+        // when `cmd` drops, so EOF on `reader` means the child is gone.
+        drop(cmd);
+        let stdin = process
+            .stdin
+            .take()
+            .ok_or_else(|| Error::EvaluatorStart("no stdin".into()))?;
+        if let Some(out) = process.stdout.take() {
+            tokio::spawn(relay_lines(out, self.tail.clone()));
+        }
+        if let Some(err) = process.stderr.take() {
+            tokio::spawn(relay_lines(err, self.tail.clone()));
+        }
+        let (tx, mut frames) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("r-frames".into())
+            .spawn(move || read_frames(reader, tx))
+            .map_err(|e| Error::EvaluatorStart(e.to_string()))?;
+        let hello = tokio::time::timeout(self.command.start_timeout, frames.recv()).await;
+        match hello {
+            Ok(Some(Frame::Msg(b'H', v))) => {
+                tracing::info!(r = %String::from_utf8_lossy(&v), pid = process.id(), "R evaluator ready");
+                Ok(Child {
+                    process,
+                    stdin,
+                    frames,
+                })
+            }
+            Ok(Some(Frame::Msg(k, _))) => Err(Error::EvaluatorStart(format!(
+                "R sent frame {:?} before hello",
+                k as char
+            ))),
+            Ok(Some(Frame::Eof(_))) | Ok(None) => {
+                let status = process
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                Err(Error::EvaluatorStart(format!(
+                    "R exited before it was ready ({status}); is the starburst R package installed in the library paths the worker uses (R_LIBS)?"
+                )))
+            }
+            Err(_) => Err(Error::EvaluatorStart(format!(
+                "R did not become ready within {:?}",
+                self.command.start_timeout
+            ))),
+        }
+    }
+
+    async fn died(&mut self, child: Option<Child>, why: String) -> Evaluation {
+        let status = match child {
+            Some(mut c) => {
+                let _ = c.process.start_kill();
+                match tokio::time::timeout(Duration::from_secs(5), c.process.wait()).await {
+                    Ok(Ok(s)) => describe_status(s),
+                    _ => why,
+                }
+            }
+            None => why,
+        };
+        Evaluation::Died {
+            message: format!("the R process evaluating the future {status}"),
+            log_tail: self.tail(),
+        }
+    }
+
+    fn tail(&self) -> Vec<String> {
+        self.tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Lines kept for a failure report.
+const TAIL_LINES: usize = 40;
+
+/// Copies the child's output to the worker's stderr (the worker log) and keeps the last lines.
+async fn relay_lines(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    tail: Arc<Mutex<VecDeque<String>>>,
+) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("[R] {line}");
+        if let Ok(mut t) = tail.lock() {
+            if t.len() == TAIL_LINES {
+                t.pop_front();
+            }
+            t.push_back(line);
+        }
+    }
+}
+
+fn describe_status(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(code), _) => format!("exited with status {code} (for example quit() was called)"),
+        (None, Some(9)) => {
+            "was killed (signal 9: out of memory or killed by another process)".into()
+        }
+        (None, Some(11)) => "crashed with a segmentation fault (signal 11)".into(),
+        (None, Some(sig)) => format!("was terminated by signal {sig}"),
+        _ => "ended".into(),
+    }
+}
+
+#[async_trait]
+impl Evaluator for RProcess {
+    async fn start(&mut self) -> Result<()> {
+        if self.child.is_none() {
+            self.child = Some(ChildHandle(self.spawn().await?));
+        }
+        Ok(())
+    }
+
+    async fn eval(
+        &mut self,
+        payload: Bytes,
+        blobs: Vec<Bytes>,
+        events: mpsc::UnboundedSender<Bytes>,
+    ) -> Evaluation {
+        if let Err(e) = self.start().await {
+            return Evaluation::Died {
+                message: e.to_string(),
+                log_tail: self.tail(),
+            };
+        }
+        let mut child = self.child.take().expect("started").0;
+        let mut sent = write_frame(&mut child.stdin, b'T', &payload).await;
+        for b in &blobs {
+            if sent.is_ok() {
+                sent = write_frame(&mut child.stdin, b'B', b).await;
+            }
+        }
+        if sent.is_ok() {
+            sent = child.stdin.flush().await;
+        }
+        if let Err(e) = sent {
+            return self
+                .died(Some(child), format!("stopped reading its input ({e})"))
+                .await;
+        }
+        loop {
+            match child.frames.recv().await {
+                Some(Frame::Msg(b'E', ev)) => {
+                    let _ = events.send(ev);
+                }
+                Some(Frame::Msg(b'R', value)) => {
+                    self.child = Some(ChildHandle(child));
+                    return Evaluation::Value(value);
+                }
+                Some(Frame::Msg(k, _)) => {
+                    return self
+                        .died(
+                            Some(child),
+                            format!("sent an unexpected frame {:?}", k as char),
+                        )
+                        .await;
+                }
+                Some(Frame::Eof(why)) => return self.died(Some(child), why).await,
+                None => return self.died(Some(child), "closed its output".into()).await,
+            }
+        }
+    }
+
+    async fn kill(&mut self) {
+        if let Some(ChildHandle(mut c)) = self.child.take() {
+            let _ = c.process.start_kill();
+            let _ = c.process.wait().await;
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! starburst's worker runtime: the loop that runs inside a local worker process or a Fargate
+//! task. It takes assignments from its inbox in the object store, fetches and verifies the blobs
+//! a task needs (cached on disk), hands the payload to a persistent, supervised R process (the
+//! [`Evaluator`]), relays immediate conditions as events while the task runs, commits the
+//! result exactly once (put-if-absent), beats a heartbeat, honours cancellation, and exits on a
+//! stop message, an idle timeout or the loss of its parent.
+//!
+//! The worker knows the object store only through the [`ObjectStore`] port: no AWS, no file
+//! layout beyond [`SessionLayout`], and no R beyond the evaluator's pipe protocol.
+
+#![deny(missing_docs)]
+
+mod error;
+pub mod evaluator;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use starburst_cloud::{Clock, ObjectPath, ObjectStore, ObjectStoreExt};
+use starburst_serialization::{
+    self as wire, BlobRef, EncodeOptions, EventMeta, Failure, FailureKind, Heartbeat, InboxMeta,
+    Limits, Outcome, ResultMeta, SessionLayout, TaskMeta, Timing, WorkerActivity,
+};
+use tokio::sync::{Mutex, mpsc};
+
+pub use error::{Error, Result};
+pub use evaluator::{Evaluation, Evaluator, RCommand, RProcess};
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The session.
+    pub session_id: String,
+    /// This worker's id.
+    pub worker_id: String,
+    /// Exit after this long without work.
+    pub idle_timeout: Duration,
+    /// Rewrite the heartbeat this often.
+    pub heartbeat: Duration,
+    /// Shortest wait between inbox polls (stores without notifications).
+    pub poll_min: Duration,
+    /// Longest wait between inbox polls.
+    pub poll_max: Duration,
+    /// How often a running task checks for cancellation.
+    pub cancel_poll: Duration,
+    /// Where verified blobs are cached.
+    pub blob_cache: PathBuf,
+    /// Compression of results and events.
+    pub encode: EncodeOptions,
+    /// Exit when this process is no longer our parent (local workers).
+    pub parent_pid: Option<u32>,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker of `session_id` named `worker_id`.
+    pub fn new(session_id: &str, worker_id: &str, blob_cache: PathBuf) -> Self {
+        Self {
+            session_id: session_id.into(),
+            worker_id: worker_id.into(),
+            idle_timeout: Duration::from_secs(600),
+            heartbeat: Duration::from_secs(5),
+            poll_min: Duration::from_millis(10),
+            poll_max: Duration::from_secs(1),
+            cancel_poll: Duration::from_millis(500),
+            blob_cache,
+            encode: EncodeOptions::PLAIN,
+            parent_pid: None,
+        }
+    }
+}
+
+/// Why a worker stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// A stop message arrived.
+    Stopped(String),
+    /// No work came within the idle timeout.
+    Idle,
+    /// The parent process is gone.
+    Orphaned,
+}
+
+/// One worker.
+#[derive(Debug)]
+pub struct Worker {
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
+    evaluator: Box<dyn Evaluator>,
+    config: WorkerConfig,
+    layout: SessionLayout,
+    activity: Arc<Mutex<WorkerActivity>>,
+    done: Arc<AtomicU64>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn path(s: String) -> Result<ObjectPath> {
+    Ok(ObjectPath::parse(s)?)
+}
+
+impl Worker {
+    /// A worker that reads `store` and evaluates with `evaluator`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        clock: Arc<dyn Clock>,
+        evaluator: Box<dyn Evaluator>,
+        config: WorkerConfig,
+    ) -> Self {
+        let layout = SessionLayout::new(&config.session_id);
+        Self {
+            store,
+            clock,
+            evaluator,
+            config,
+            layout,
+            activity: Arc::new(Mutex::new(WorkerActivity::Starting)),
+            done: Arc::default(),
+        }
+    }
+
+    /// Runs until stopped, idle or orphaned.
+    pub async fn run(mut self) -> Result<Exit> {
+        tracing::info!(session = %self.config.session_id, worker = %self.config.worker_id, "worker starting");
+        let beat = tokio::spawn(heartbeat_loop(
+            self.store.clone(),
+            self.clock.clone(),
+            path(self.layout.beat(&self.config.worker_id))?,
+            self.config.clone(),
+            self.activity.clone(),
+            self.done.clone(),
+        ));
+        let started = self.evaluator.start().await;
+        let exit = match started {
+            Ok(()) => self.serve().await,
+            Err(e) => Err(e),
+        };
+        beat.abort();
+        *self.activity.lock().await = WorkerActivity::Exiting;
+        let _ = write_beat(
+            &*self.store,
+            &*self.clock,
+            &path(self.layout.beat(&self.config.worker_id))?,
+            &self.config,
+            WorkerActivity::Exiting,
+            self.done.load(Ordering::Relaxed),
+            u64::MAX,
+        )
+        .await;
+        self.evaluator.kill().await;
+        tracing::info!(?exit, "worker exiting");
+        exit
+    }
+
+    async fn serve(&mut self) -> Result<Exit> {
+        let inbox_dir = path(self.layout.inbox_dir(&self.config.worker_id))?;
+        let mut watch = self.store.watch(&inbox_dir);
+        let mut seq = 0u64;
+        *self.activity.lock().await = WorkerActivity::Idle;
+        let mut idle_since = self.clock.now();
+        let mut backoff = self.config.poll_min;
+        loop {
+            let key = path(self.layout.inbox(&self.config.worker_id, seq))?;
+            if let Some(buf) = self.store.get_opt(&key).await? {
+                let (meta, payload) =
+                    wire::decode_inbox(&buf, Limits::default()).map_err(|source| Error::Inbox {
+                        key: key.to_string(),
+                        source,
+                    })?;
+                seq += 1;
+                match meta {
+                    InboxMeta::Stop { reason } => return Ok(Exit::Stopped(reason)),
+                    InboxMeta::Run(task) => self.run_task(task, payload).await?,
+                }
+                idle_since = self.clock.now();
+                backoff = self.config.poll_min;
+                continue;
+            }
+            if self.orphaned() {
+                return Ok(Exit::Orphaned);
+            }
+            if self.clock.now().saturating_sub(idle_since) >= self.config.idle_timeout {
+                return Ok(Exit::Idle);
+            }
+            // Wait for the next message: woken by the store where it can notify, else adaptive
+            // backoff (fast while work flows, slower when idle). The parent check bounds waits.
+            let wait = backoff.min(Duration::from_secs(1));
+            match watch.as_mut() {
+                Some(w) => {
+                    w.changed(Duration::from_secs(1)).await;
+                }
+                None => {
+                    self.clock.sleep(wait).await;
+                    backoff = (backoff * 2).min(self.config.poll_max);
+                }
+            }
+        }
+    }
+
+    fn orphaned(&self) -> bool {
+        self.config
+            .parent_pid
+            .is_some_and(|p| std::os::unix::process::parent_id() != p)
+    }
+
+    async fn blobs(&self, refs: &[BlobRef]) -> std::result::Result<Vec<Bytes>, String> {
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            let cached = self.config.blob_cache.join(r.hash.to_hex());
+            if let Ok(b) = std::fs::read(&cached) {
+                let b = Bytes::from(b);
+                if BlobRef::of(&b) == *r {
+                    out.push(b);
+                    continue;
+                }
+            }
+            let key = path(self.layout.blob(&r.hash)).map_err(|e| e.to_string())?;
+            let buf = self.store.get(&key).await.map_err(|e| e.to_string())?;
+            let content = wire::decode_blob(&buf, r, Limits::default())
+                .map_err(|e| format!("blob {}: {e}", r.hash))?;
+            let tmp = self
+                .config
+                .blob_cache
+                .join(format!(".{}.tmp", r.hash.to_hex()));
+            if std::fs::write(&tmp, &content).is_ok() {
+                let _ = std::fs::rename(&tmp, &cached);
+            }
+            out.push(content);
+        }
+        Ok(out)
+    }
+
+    async fn run_task(&mut self, task: TaskMeta, payload: Bytes) -> Result<()> {
+        let received = unix_ms(self.clock.wall());
+        tracing::info!(task = %task.task_id, attempt = task.attempt, label = ?task.label, "task received");
+        let result_key = path(self.layout.result(&task.task_id))?;
+        let cancel_key = path(self.layout.cancel(&task.task_id))?;
+        *self.activity.lock().await = WorkerActivity::Busy {
+            task_id: task.task_id.clone(),
+        };
+        let mut timing = Timing {
+            received_unix_ms: received,
+            ..Timing::default()
+        };
+
+        let (outcome, value) = match self.blobs(&task.blobs).await {
+            Err(message) => (
+                Outcome::Failed(Failure {
+                    kind: FailureKind::BlobUnavailable,
+                    message,
+                    log_tail: vec![],
+                }),
+                Bytes::new(),
+            ),
+            Ok(blobs) => {
+                timing.started_unix_ms = unix_ms(self.clock.wall());
+                let (tx, rx) = mpsc::unbounded_channel();
+                let relay = tokio::spawn(relay_events(
+                    self.store.clone(),
+                    self.layout.clone(),
+                    task.task_id.clone(),
+                    self.config.encode,
+                    rx,
+                ));
+                let cancelled = watch_cancel(
+                    &*self.store,
+                    &*self.clock,
+                    &cancel_key,
+                    self.config.cancel_poll,
+                );
+                let evaluation = tokio::select! {
+                    e = self.evaluator.eval(payload, blobs, tx) => Some(e),
+                    () = cancelled => None,
+                };
+                if evaluation.is_none() {
+                    self.evaluator.kill().await;
+                }
+                // All events are written before the result, so the client sees them first.
+                let _ = relay.await;
+                timing.finished_unix_ms = unix_ms(self.clock.wall());
+                match evaluation {
+                    Some(Evaluation::Value(v)) => (Outcome::Value, v),
+                    Some(Evaluation::Died { message, log_tail }) => {
+                        tracing::warn!(task = %task.task_id, %message, "evaluator died; restarting it");
+                        (
+                            Outcome::Failed(Failure {
+                                kind: FailureKind::EvaluatorDied,
+                                message,
+                                log_tail,
+                            }),
+                            Bytes::new(),
+                        )
+                    }
+                    None => (
+                        Outcome::Failed(Failure {
+                            kind: FailureKind::Cancelled,
+                            message: "the future was cancelled".into(),
+                            log_tail: vec![],
+                        }),
+                        Bytes::new(),
+                    ),
+                }
+            }
+        };
+        let meta = ResultMeta {
+            task_id: task.task_id.clone(),
+            worker_id: self.config.worker_id.clone(),
+            attempt: task.attempt,
+            outcome,
+            timing,
+        };
+        let frame = wire::encode_result(&meta, &value, self.config.encode);
+        if !self.store.create(&result_key, Bytes::from(frame)).await? {
+            tracing::warn!(task = %task.task_id, "a result was already committed; this one is dropped");
+        }
+        self.done.fetch_add(1, Ordering::Relaxed);
+        *self.activity.lock().await = WorkerActivity::Idle;
+        tracing::info!(task = %task.task_id, ms = meta.timing.finished_unix_ms.saturating_sub(received), "task done");
+        Ok(())
+    }
+}
+
+async fn relay_events(
+    store: Arc<dyn ObjectStore>,
+    layout: SessionLayout,
+    task_id: String,
+    encode: EncodeOptions,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+) {
+    let mut seq = 0u32;
+    while let Some(ev) = rx.recv().await {
+        let meta = EventMeta {
+            task_id: task_id.clone(),
+            seq,
+        };
+        let Ok(key) = ObjectPath::parse(layout.event(&task_id, seq)) else {
+            return;
+        };
+        if let Err(e) = store
+            .put(&key, Bytes::from(wire::encode_event(&meta, &ev, encode)))
+            .await
+        {
+            tracing::warn!(error = %e, "could not write an event");
+        }
+        seq += 1;
+    }
+}
+
+async fn watch_cancel(
+    store: &dyn ObjectStore,
+    clock: &dyn Clock,
+    key: &ObjectPath,
+    every: Duration,
+) {
+    loop {
+        clock.sleep(every).await;
+        if matches!(store.head(key).await, Ok(_)) {
+            return;
+        }
+    }
+}
+
+async fn write_beat(
+    store: &dyn ObjectStore,
+    clock: &dyn Clock,
+    key: &ObjectPath,
+    config: &WorkerConfig,
+    activity: WorkerActivity,
+    tasks_done: u64,
+    seq: u64,
+) -> Result<()> {
+    let beat = Heartbeat {
+        worker_id: config.worker_id.clone(),
+        seq,
+        unix_ms: unix_ms(clock.wall()),
+        activity,
+        tasks_done,
+    };
+    store
+        .put(key, Bytes::from(wire::encode_heartbeat(&beat)))
+        .await?;
+    Ok(())
+}
+
+async fn heartbeat_loop(
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
+    key: ObjectPath,
+    config: WorkerConfig,
+    activity: Arc<Mutex<WorkerActivity>>,
+    done: Arc<AtomicU64>,
+) {
+    let mut seq = 0;
+    loop {
+        let a = activity.lock().await.clone();
+        if let Err(e) = write_beat(
+            &*store,
+            &*clock,
+            &key,
+            &config,
+            a,
+            done.load(Ordering::Relaxed),
+            seq,
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+        seq += 1;
+        clock.sleep(config.heartbeat).await;
+    }
+}
