@@ -1,0 +1,90 @@
+## Classed conditions raised by starburst.
+##
+## Every error starburst raises itself inherits `starburst_error` plus one
+## specific class, so callers can catch exactly what they mean to handle:
+##
+## - `starburst_invalid_argument`: an argument to `plan(starburst, ...)` is
+##   wrong (unknown name, bad value, invalid Fargate size).
+## - `starburst_backend_unavailable`: the requested backend cannot be used.
+## - `starburst_worker_missing`: the `starburst-worker` binary was not found.
+## - `starburst_session_error`: the Rust engine refused to start a session.
+##
+## Failures of a *future* (its worker or R process died, it was cancelled) are
+## `StarburstFutureError`s, which extend future's `FutureError`; see
+## StarburstFuture-class.R.
+
+starburst_error <- function(message, class = character(), call = NULL, ...) {
+  structure(
+    class = unique(c(class, "starburst_error", "error", "condition")),
+    list(message = paste(message, collapse = "\n"), call = call, ...)
+  )
+}
+
+starburst_abort <- function(message, class = character(), call = NULL, ...) {
+  stop(starburst_error(message, class = class, call = call, ...))
+}
+
+invalid_argument <- function(fmt, ...) {
+  starburst_abort(sprintf(fmt, ...), class = "starburst_invalid_argument")
+}
+
+
+#' Errors of futures that starburst could not resolve
+#'
+#' A `StarburstFutureError` is raised by `value()` (and `result()`) when a
+#' future could not produce a result: the R process evaluating it died
+#' (a crash, `quit()`, running out of memory), its worker was lost, the task
+#' was cancelled, or the starburst session was closed before the future
+#' finished. It extends [future::FutureError], and also carries the class the
+#' engine reported, such as `starburst_evaluator_died` or
+#' `starburst_worker_lost`.
+#'
+#' Errors raised *by the future's own expression* are not wrapped: they are
+#' relayed by `value()` with their original classes, as with any other future
+#' backend.
+#'
+#' @param message (character) What happened.
+#' @param classes (character) Extra classes, most specific first.
+#' @param log_tail (character) The last lines of the worker log, if known.
+#' @param future The [future::Future] that failed.
+#'
+#' @return A condition object of class `StarburstFutureError`, which also
+#' inherits `FutureError`, `starburst_error`, `error`, and `condition`.
+#' Field `log_tail` holds the worker log lines.
+#'
+#' @examples
+#' e <- StarburstFutureError("the R process evaluating the future was killed",
+#'                           classes = "starburst_evaluator_died",
+#'                           log_tail = c("Loading required package: stats"))
+#' class(e)
+#' conditionMessage(e)
+#'
+#' @seealso [starburst()]
+#' @export
+StarburstFutureError <- function(message, classes = character(), log_tail = character(), future = NULL) {
+  msg <- message
+  if (length(log_tail) > 0L) {
+    msg <- paste0(msg, "\nLast lines of the worker log:\n",
+                  paste0("  ", log_tail, collapse = "\n"))
+  }
+  ex <- future::FutureError(msg, future = future)
+  class(ex) <- unique(c(classes, "StarburstFutureError", setdiff(class(ex), c("error", "condition")),
+                        "starburst_error", "error", "condition"))
+  ex[["log_tail"]] <- as.character(log_tail)
+  ex
+}
+
+
+## FutureInterruptError() exists in future (>= 1.40.0) only
+future_interrupt_error <- function(message, future = NULL) {
+  ns <- asNamespace("future")
+  fcn <- get0("FutureInterruptError", envir = ns, mode = "function", inherits = FALSE)
+  if (is.function(fcn)) {
+    ex <- fcn(message, future = future)
+  } else {
+    ex <- future::FutureError(message, future = future)
+    class(ex) <- c("FutureInterruptError", class(ex))
+  }
+  class(ex) <- unique(c("starburst_cancelled", class(ex)))
+  ex
+}

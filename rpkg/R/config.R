@@ -1,0 +1,323 @@
+## Checking the arguments of plan(starburst, ...) and turning them into the
+## session configuration handed to the Rust engine (sb_session_new()).
+##
+## R stays thin: every value is checked here with a classed error, the
+## Fargate size rule itself lives in Rust (sb_validate_size()).
+
+## The options of starburst() that configure the backend (as opposed to the
+## per-future arguments 'expr', 'envir', 'seed', ... that future() passes)
+backend_option_names <- c("workers", "cpu", "memory", "backend", "spot", "arch",
+                          "idle_timeout", "max_retries")
+
+## Per-future arguments that plan() / tweak() must not set
+future_argument_names <- c("expr", "envir", "substitute", "lazy", "seed", "globals",
+                           "packages", "stdout", "conditions")
+
+## Arguments that future itself may tweak on any backend
+future_tweakable_names <- c("label", "earlySignal", "gc", "split", "maxSizeOfObjects",
+                            "interrupts", "hooks")
+
+
+## Where starburst_setup() records an AWS set-up
+aws_setup_file <- function() {
+  file.path(tools::R_user_dir("starburst", which = "config"), "config.json")
+}
+
+has_aws_setup <- function() {
+  file.exists(aws_setup_file())
+}
+
+
+is_scalar_number <- function(x) {
+  is.numeric(x) && length(x) == 1L && !is.na(x) && is.finite(x)
+}
+
+is_whole_number <- function(x) {
+  is_scalar_number(x) && abs(x - round(x)) < sqrt(.Machine$double.eps)
+}
+
+is_flag <- function(x) {
+  is.logical(x) && length(x) == 1L && !is.na(x)
+}
+
+
+check_workers <- function(workers) {
+  if (is.null(workers) || is.function(workers)) return(workers)
+  if (!is_whole_number(workers) || workers < 1) {
+    invalid_argument("Argument 'workers' must be a positive whole number (or NULL for the default), not %s",
+                     deparse_short(workers))
+  }
+  as.integer(workers)
+}
+
+## Resolves 'workers' (NULL, a number, or a function returning a number)
+resolve_workers <- function(workers, backend) {
+  if (is.function(workers)) workers <- workers()
+  if (is.null(workers)) {
+    workers <- if (identical(backend, "local")) {
+      getOption("starburst.workers", parallelly::availableCores())
+    } else {
+      getOption("starburst.workers", 10L)
+    }
+  }
+  check_workers(workers)
+}
+
+check_cpu <- function(cpu) {
+  if (!is_scalar_number(cpu) || cpu <= 0) {
+    invalid_argument("Argument 'cpu' must be a positive number of vCPUs (e.g. 0.25, 1, 4), not %s",
+                     deparse_short(cpu))
+  }
+  millicpu <- round(cpu * 1000)
+  if (millicpu < 1) {
+    invalid_argument("Argument 'cpu' is too small: %s vCPU", format(cpu))
+  }
+  as.integer(millicpu)
+}
+
+#' @importFrom utils head
+parse_memory <- function(memory) {
+  if (is_scalar_number(memory)) {
+    if (memory <= 0) {
+      invalid_argument("Argument 'memory' must be positive, not %s", deparse_short(memory))
+    }
+    return(as.integer(round(memory * 1024)))
+  }
+  if (!is.character(memory) || length(memory) != 1L || is.na(memory)) {
+    invalid_argument("Argument 'memory' must be a string such as \"2GB\" or \"512MB\", or a number of GB, not %s",
+                     deparse_short(memory))
+  }
+  pattern <- "^[[:space:]]*([0-9]*[.]?[0-9]+)[[:space:]]*([A-Za-z]*)[[:space:]]*$"
+  if (!grepl(pattern, memory)) {
+    invalid_argument("Argument 'memory' must look like \"2GB\" or \"512MB\", not %s", sQuote(memory))
+  }
+  amount <- as.numeric(sub(pattern, "\\1", memory))
+  unit <- toupper(sub(pattern, "\\2", memory))
+  if (!nzchar(unit)) unit <- "GB"
+  scale <- switch(unit,
+    "G" = , "GB" = , "GIB" = 1024,
+    "M" = , "MB" = , "MIB" = 1,
+    "T" = , "TB" = , "TIB" = 1024 * 1024,
+    invalid_argument("Unknown unit %s in argument 'memory' (%s); use \"GB\" or \"MB\"", sQuote(unit), sQuote(memory))
+  )
+  mib <- round(amount * scale)
+  if (mib < 1) {
+    invalid_argument("Argument 'memory' must be positive, not %s", sQuote(memory))
+  }
+  as.integer(mib)
+}
+
+check_backend <- function(backend) {
+  ## The default, c("aws", "local"), means "choose for me"
+  if (identical(backend, c("aws", "local"))) return(NA_character_)
+  if (!is.character(backend) || length(backend) != 1L || is.na(backend) ||
+      !backend %in% c("aws", "local")) {
+    invalid_argument("Argument 'backend' must be \"aws\" or \"local\", not %s", deparse_short(backend))
+  }
+  backend
+}
+
+check_arch <- function(arch) {
+  if (identical(arch, c("x86_64", "arm64"))) return("x86_64")
+  if (!is.character(arch) || length(arch) != 1L || is.na(arch) ||
+      !arch %in% c("x86_64", "arm64")) {
+    invalid_argument("Argument 'arch' must be \"x86_64\" or \"arm64\", not %s", deparse_short(arch))
+  }
+  arch
+}
+
+check_spot <- function(spot) {
+  if (!is_flag(spot)) {
+    invalid_argument("Argument 'spot' must be TRUE or FALSE, not %s", deparse_short(spot))
+  }
+  spot
+}
+
+check_idle_timeout <- function(idle_timeout) {
+  if (!is_scalar_number(idle_timeout) || idle_timeout <= 0) {
+    invalid_argument("Argument 'idle_timeout' must be a positive number of seconds, not %s",
+                     deparse_short(idle_timeout))
+  }
+  as.integer(ceiling(idle_timeout))
+}
+
+check_max_retries <- function(max_retries) {
+  if (!is_whole_number(max_retries) || max_retries < 0) {
+    invalid_argument("Argument 'max_retries' must be a non-negative whole number, not %s",
+                     deparse_short(max_retries))
+  }
+  as.integer(max_retries)
+}
+
+
+## Checks every backend option without resolving defaults that depend on
+## the machine; used by tweak() so that plan() fails early
+check_backend_options <- function(args) {
+  if ("workers" %in% names(args)) check_workers(args[["workers"]])
+  if ("cpu" %in% names(args)) check_cpu(args[["cpu"]])
+  if ("memory" %in% names(args)) parse_memory(args[["memory"]])
+  if ("backend" %in% names(args)) check_backend(args[["backend"]])
+  if ("spot" %in% names(args)) check_spot(args[["spot"]])
+  if ("arch" %in% names(args)) check_arch(args[["arch"]])
+  if ("idle_timeout" %in% names(args)) check_idle_timeout(args[["idle_timeout"]])
+  if ("max_retries" %in% names(args)) check_max_retries(args[["max_retries"]])
+  invisible(args)
+}
+
+
+## Checks the names given to plan(starburst, ...) / tweak()
+check_option_names <- function(names, allowed = c(backend_option_names, future_tweakable_names)) {
+  if (length(names) == 0L) return(invisible(names))
+  if (is.null(names) || any(!nzchar(names))) {
+    invalid_argument("All arguments to plan(starburst, ...) must be named")
+  }
+  bad <- intersect(names, future_argument_names)
+  if (length(bad) > 0L) {
+    invalid_argument("Argument(s) %s are set per future (e.g. future(..., seed = TRUE)), not via plan(starburst, ...)",
+                     paste(sQuote(bad), collapse = ", "))
+  }
+  unknown <- setdiff(names, allowed)
+  if (length(unknown) > 0L) {
+    invalid_argument("Unknown argument(s) to starburst: %s. Known options are: %s",
+                     paste(sQuote(unknown), collapse = ", "),
+                     paste(c(backend_option_names, future_tweakable_names), collapse = ", "))
+  }
+  invisible(names)
+}
+
+
+## Validates the backend options and resolves defaults into a configuration.
+## Errors are classed; the AWS backend is reported as unavailable.
+resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c("aws", "local"),
+                           spot = FALSE, arch = c("x86_64", "arm64"), idle_timeout = 600,
+                           max_retries = 2) {
+  millicpu <- check_cpu(cpu)
+  memory_mib <- parse_memory(memory)
+  backend <- check_backend(backend)
+  spot <- check_spot(spot)
+  arch <- check_arch(arch)
+  idle_timeout <- check_idle_timeout(idle_timeout)
+  max_retries <- check_max_retries(max_retries)
+  check_workers(workers)
+
+  implicit <- is.na(backend)
+  if (implicit) backend <- if (has_aws_setup()) "aws" else "local"
+
+  if (backend == "aws") {
+    msg <- sb_validate_size(millicpu, memory_mib)
+    if (is.character(msg) && length(msg) > 0L) {
+      invalid_argument("Invalid Fargate size cpu = %s, memory = %s: %s",
+                       format(millicpu / 1000), format_mib(memory_mib), paste(msg, collapse = " "))
+    }
+    if (has_aws_setup()) {
+      reason <- sprintf("An AWS set-up was found (%s), but this version of starburst cannot run futures on AWS yet.", aws_setup_file())
+    } else {
+      reason <- "No AWS set-up was found, and this version of starburst cannot run futures on AWS yet."
+    }
+    starburst_abort(
+      sprintf("%s Use plan(starburst, backend = \"local\") to run futures on local worker processes%s.",
+              reason, if (implicit) "" else " instead"),
+      class = "starburst_backend_unavailable"
+    )
+  }
+
+  workers <- resolve_workers(workers, backend = backend)
+
+  list(
+    backend = backend,
+    workers = workers,
+    millicpu = millicpu,
+    memory_mib = memory_mib,
+    spot = spot,
+    arch = arch,
+    idle_timeout_secs = idle_timeout,
+    max_retries = max_retries,
+    implicit = implicit
+  )
+}
+
+
+## The part of the configuration that identifies a session: two plans with
+## the same key share workers
+config_key <- function(config) {
+  keep <- c("backend", "workers", "millicpu", "memory_mib", "spot", "arch",
+            "idle_timeout_secs", "max_retries")
+  paste(format(jsonlite::toJSON(config[keep], auto_unbox = TRUE)), collapse = "")
+}
+
+
+## The JSON object sb_session_new() takes
+session_config_json <- function(config, root) {
+  env <- getOption("starburst.worker_env", NULL)
+  if (is.null(env)) env <- character(0L)
+  if (!is.character(env) || (length(env) > 0L && (is.null(names(env)) || any(!nzchar(names(env)))))) {
+    invalid_argument("Option 'starburst.worker_env' must be a named character vector")
+  }
+  env <- as.list(env)
+  if (length(env) == 0L) env <- structure(list(), names = character(0L))
+
+  json <- list(
+    backend = config[["backend"]],
+    workers = config[["workers"]],
+    millicpu = config[["millicpu"]],
+    memory_mib = config[["memory_mib"]],
+    root = root,
+    rscript = rscript_path(),
+    worker_bin = worker_bin_path(),
+    lib_paths = I(normalizePath(.libPaths(), mustWork = FALSE)),
+    idle_timeout_secs = config[["idle_timeout_secs"]],
+    max_retries = config[["max_retries"]],
+    env = env
+  )
+  as.character(jsonlite::toJSON(json, auto_unbox = TRUE, digits = NA))
+}
+
+
+rscript_path <- function() {
+  path <- getOption("starburst.rscript", Sys.getenv("STARBURST_RSCRIPT", ""))
+  if (!nzchar(path)) {
+    path <- file.path(R.home("bin"), if (.Platform$OS.type == "windows") "Rscript.exe" else "Rscript")
+  }
+  path
+}
+
+
+worker_bin_path <- function() {
+  path <- getOption("starburst.worker_bin", Sys.getenv("STARBURST_WORKER_BIN", ""))
+  if (!nzchar(path)) {
+    path <- system.file("bin", "starburst-worker", package = "starburst")
+  }
+  if (!nzchar(path) || !file.exists(path)) {
+    starburst_abort(
+      sprintf("Cannot find the starburst-worker binary%s. It is built and installed with the package (inst/bin); reinstall starburst, or point option 'starburst.worker_bin' or environment variable STARBURST_WORKER_BIN to it.",
+              if (nzchar(path)) sprintf(" at %s", sQuote(path)) else ""),
+      class = "starburst_worker_missing"
+    )
+  }
+  normalizePath(path)
+}
+
+
+format_mib <- function(mib) {
+  if (mib %% 1024 == 0) sprintf("%gGB", mib / 1024) else sprintf("%dMB", as.integer(mib))
+}
+
+deparse_short <- function(x) {
+  if (is.function(x)) return("a function")
+  s <- paste(deparse(x, width.cutoff = 60L), collapse = " ")
+  if (nchar(s) > 60L) s <- paste0(substr(s, 1L, 57L), "...")
+  s
+}
+
+
+## One line, once per plan, when plan(starburst) falls back to local workers
+note_local_fallback <- function(config) {
+  if (!isTRUE(config[["implicit"]]) || !identical(config[["backend"]], "local")) return(invisible(FALSE))
+  key <- config_key(config)
+  if (identical(.state[["noted_key"]], key)) return(invisible(FALSE))
+  .state[["noted_key"]] <- key
+  if (isTRUE(getOption("starburst.quiet", FALSE))) return(invisible(FALSE))
+  message(sprintf("starburst: no AWS set-up found; running futures on %d local worker process%s (backend = \"local\").",
+                  config[["workers"]], if (config[["workers"]] == 1L) "" else "es"))
+  invisible(TRUE)
+}

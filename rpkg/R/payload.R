@@ -1,0 +1,153 @@
+## The task payload: what R hands to sb_submit() and what worker_child()
+## receives.
+##
+## payload = serialize(list(protocol, n_blobs, body = serialize(task)))
+##
+## The outer list holds only an integer and a raw vector, so the R worker can
+## always read it and learn how many 'B' (blob) frames follow, even when the
+## task itself cannot be unserialized there (say, a global refers to a
+## package the worker lacks); the inner failure is then reported as the
+## future's error instead of breaking the frame stream.
+##
+## task = list(
+##   api         = "legacy" (future < 1.40: an expression from getExpression())
+##                 or "backend" (future >= 1.40: the data for future:::evalFuture()),
+##   expr        = <expression>              (legacy),
+##   globals     = <named list>              (legacy; blob-sized ones replaced),
+##   data        = <evalFuture() data>       (backend; blob-sized globals replaced),
+##   blob_names  = <names of the globals sent as blobs, in blob order>,
+##   immediate   = <condition classes relayed as 'E' frames while running>,
+##   gc          = <run gc() after the task>
+## )
+##
+## Globals whose serialized size is above getOption("starburst.blob_threshold")
+## (default 1 MB) travel as blobs: the engine stores them content-addressed,
+## so a large global shared by many futures is uploaded once per session.
+
+payload_protocol <- 1L
+
+blob_threshold <- function() {
+  threshold <- getOption("starburst.blob_threshold", 1024^2)
+  if (!is_scalar_number(threshold) || threshold < 0) {
+    invalid_argument("Option 'starburst.blob_threshold' must be a non-negative number of bytes, not %s",
+                     deparse_short(threshold))
+  }
+  threshold
+}
+
+blob_placeholder <- function(name) {
+  structure(list(name = name), class = "starburst_blob_ref")
+}
+
+## Splits globals into those kept in the task and those sent as blobs.
+## Returns list(globals = <globals, blob-sized ones replaced by placeholders>,
+##              blobs = <list of raw>, blob_names = <character>)
+split_globals <- function(globals, threshold = blob_threshold()) {
+  blobs <- list()
+  blob_names <- character(0L)
+  if (length(globals) == 0L) {
+    return(list(globals = globals, blobs = blobs, blob_names = blob_names))
+  }
+  names <- names(globals)
+  attrs <- attributes(globals)
+  plain <- unclass(globals)
+  for (kk in seq_along(plain)) {
+    value <- plain[[kk]]
+    ## Cheap pre-check: atomic vectors well below the threshold stay
+    if (is.atomic(value) && as.numeric(utils::object.size(value)) < threshold / 2) next
+    raw <- serialize(value, connection = NULL)
+    if (length(raw) > threshold) {
+      blobs[[length(blobs) + 1L]] <- raw
+      blob_names <- c(blob_names, names[kk])
+      plain[kk] <- list(blob_placeholder(names[kk]))
+    }
+  }
+  attributes(plain) <- attrs
+  list(globals = plain, blobs = blobs, blob_names = blob_names)
+}
+
+## Puts blob values back in place of their placeholders (used by the worker)
+restore_globals <- function(globals, blob_names, values) {
+  if (length(blob_names) == 0L) return(globals)
+  attrs <- attributes(globals)
+  plain <- unclass(globals)
+  for (kk in seq_along(blob_names)) {
+    plain[blob_names[kk]] <- list(values[[kk]])
+  }
+  attributes(plain) <- attrs
+  plain
+}
+
+make_payload <- function(task, blobs) {
+  body <- serialize(task, connection = NULL)
+  outer <- list(protocol = payload_protocol, n_blobs = length(blobs), body = body)
+  serialize(outer, connection = NULL)
+}
+
+
+immediate_condition_classes <- function(future) {
+  classes <- attr(future[["conditions"]], "immediateConditionClasses", exact = TRUE)
+  if (is.null(classes)) classes <- getOption("future.relay.immediate", "immediateCondition")
+  as.character(classes)
+}
+
+
+## future (< 1.40.0): the expression from getExpression() plus the globals
+build_legacy_task <- function(future) {
+  expr <- getExpression(future)
+  globals <- future[["globals"]]
+  if (is.null(globals)) globals <- list()
+  split <- split_globals(globals)
+  task <- list(
+    api = "legacy",
+    expr = expr,
+    globals = plain_list(split[["globals"]]),
+    blob_names = split[["blob_names"]],
+    immediate = immediate_condition_classes(future),
+    gc = isTRUE(future[["gc"]])
+  )
+  list(payload = make_payload(task, split[["blobs"]]), blobs = split[["blobs"]])
+}
+
+
+## future (>= 1.40.0): the data for future:::evalFuture()
+build_backend_task <- function(future) {
+  getFutureData <- future_internal("getFutureData")
+  data <- getFutureData(future, mc.cores = 1L)
+  split <- split_globals(data[["core"]][["globals"]])
+  data[["core"]][["globals"]] <- split[["globals"]]
+  task <- list(
+    api = "backend",
+    data = data,
+    blob_names = split[["blob_names"]],
+    immediate = as.character(data[["capture"]][["immediateConditionClasses"]]),
+    gc = isTRUE(future[["gc"]])
+  )
+  list(payload = make_payload(task, split[["blobs"]]), blobs = split[["blobs"]])
+}
+
+
+## Submits a future's task to the session; never waits for a free worker
+submit_future <- function(future, session, task) {
+  label <- future[["label"]]
+  label <- if (is.character(label) && length(label) == 1L) label else NA_character_
+  id <- sb_submit(session[["ptr"]], task[["payload"]], task[["blobs"]], label)
+  future[["sb_session"]] <- session
+  future[["sb_task"]] <- id
+  assign(id, future, envir = session[["tasks"]])
+  future[["state"]] <- "running"
+  invisible(future)
+}
+
+
+plain_list <- function(x) {
+  x <- unclass(x)
+  attributes(x) <- list(names = names(x))
+  x
+}
+
+
+## Internal functions of future that a backend needs
+future_internal <- function(name) {
+  get(name, envir = asNamespace("future"), mode = "function", inherits = FALSE)
+}

@@ -1,0 +1,338 @@
+## The session: one Rust engine session (sb_session_new()) with its workers.
+##
+## There is at most one open session per R process, like future's own
+## cluster registry. A session is identified by its configuration key; a
+## future created under another starburst configuration closes the old
+## session and opens a new one.
+##
+## Nothing may be left running after the plan changes. How that is ensured:
+## - future (>= 1.40.0): plan() calls stopWorkers() on the backend
+##   (StarburstFutureBackend-class.R), which closes the session.
+## - future (< 1.40.0): plan() has no clean-up hook for third-party backends,
+##   but it always stops the cluster held in its internal cluster registry.
+##   starburst registers a stand-in "cluster" there whose stopCluster() method
+##   closes the session (register_plan_cleanup()).
+## - Both: a top-level task callback closes the session as soon as the
+##   current plan is no longer a starburst plan (a safety net, e.g. when the
+##   plan is changed with .cleanup = FALSE), and a finalizer closes it when
+##   the R session ends. The Rust external pointer has its own finalizer too.
+
+.state <- new.env(parent = emptyenv())
+.state[["session"]] <- NULL
+.state[["counter"]] <- 0L
+.state[["noted_key"]] <- NULL
+
+
+current_session <- function() {
+  s <- .state[["session"]]
+  if (is.null(s) || isTRUE(s[["closed"]])) return(NULL)
+  s
+}
+
+
+## Returns the open session for 'config', opening one (and closing any
+## other) if needed
+session_acquire <- function(config) {
+  key <- config_key(config)
+  s <- current_session()
+  if (!is.null(s) && identical(s[["key"]], key)) return(s)
+  if (!is.null(s)) session_close(s, reason = "a future was created under another starburst configuration")
+  session_open(config, key = key)
+}
+
+
+session_open <- function(config, key = config_key(config)) {
+  root <- tempfile("starburst-session-")
+  dir.create(root, recursive = TRUE, showWarnings = FALSE)
+  json <- session_config_json(config, root = root)
+  ptr <- tryCatch(sb_session_new(json), error = function(e) {
+    starburst_abort(sprintf("Failed to start a starburst session (%s backend): %s",
+                            config[["backend"]], conditionMessage(e)),
+                    class = "starburst_session_error")
+  })
+
+  .state[["counter"]] <- .state[["counter"]] + 1L
+  s <- new.env(parent = emptyenv())
+  s[["id"]] <- .state[["counter"]]
+  s[["ptr"]] <- ptr
+  s[["key"]] <- key
+  s[["config"]] <- config
+  s[["root"]] <- root
+  s[["tasks"]] <- new.env(parent = emptyenv())   ## task id -> Future
+  s[["draining"]] <- character(0L)               ## cancelled tasks not yet reported as ended
+  s[["closed"]] <- FALSE
+  class(s) <- "StarburstSession"
+  reg.finalizer(s, function(s) session_close(s, reason = "the R session ended"), onexit = TRUE)
+
+  .state[["session"]] <- s
+  register_plan_cleanup(s)
+  install_task_callback()
+  s
+}
+
+
+## Closes a session: stops its workers and fails the futures it still runs
+session_close <- function(s, reason = "the starburst session was closed") {
+  if (is.null(s) || isTRUE(s[["closed"]])) return(invisible(FALSE))
+  s[["closed"]] <- TRUE
+  if (identical(.state[["session"]], s)) .state[["session"]] <- NULL
+  .state[["noted_key"]] <- NULL
+
+  ## Futures that had not been collected can no longer be
+  for (id in ls(s[["tasks"]], all.names = TRUE)) {
+    future <- s[["tasks"]][[id]]
+    if (is.null(future[["result"]])) {
+      label <- future_label(future)
+      future[["result"]] <- StarburstFutureError(
+        sprintf("Future (%s) of class %s was not resolved: its starburst session was closed, because %s. Collect the values of futures before changing the plan.",
+                label, class(future)[1], reason),
+        classes = "starburst_session_closed", future = future)
+      future[["state"]] <- "failed"
+    }
+  }
+  rm(list = ls(s[["tasks"]], all.names = TRUE), envir = s[["tasks"]])
+
+  tryCatch(sb_session_close(s[["ptr"]]), error = function(e) NULL)
+  unlink(s[["root"]], recursive = TRUE, force = TRUE)
+  invisible(TRUE)
+}
+
+
+#' @export
+print.StarburstSession <- function(x, ...) {
+  cat(sprintf("StarburstSession #%d (%s, %d workers)%s\n", x[["id"]], x[["config"]][["backend"]],
+              x[["config"]][["workers"]], if (isTRUE(x[["closed"]])) " [closed]" else ""))
+  invisible(x)
+}
+
+
+session_info <- function(s) {
+  if (is.null(s) || isTRUE(s[["closed"]])) return(NULL)
+  sb_session_info(s[["ptr"]])
+}
+
+
+## Number of futures submitted to a session whose results R has not collected
+session_active_count <- function(s) {
+  if (is.null(s) || isTRUE(s[["closed"]])) return(0L)
+  length(ls(s[["tasks"]], all.names = TRUE))
+}
+
+
+## Consumes the final report of cancelled tasks, so the engine can forget them
+session_drain <- function(s) {
+  ids <- s[["draining"]]
+  if (length(ids) == 0L || isTRUE(s[["closed"]])) return(invisible())
+  keep <- vapply(ids, FUN.VALUE = NA, FUN = function(id) {
+    res <- tryCatch(sb_collect(s[["ptr"]], id, 0), error = function(e) NULL)
+    !is.null(res) && res[["state"]] %in% c("queued", "running")
+  })
+  s[["draining"]] <- ids[keep]
+  invisible()
+}
+
+
+## --------------------------------------------------------------------
+## Clean-up when the plan changes
+## --------------------------------------------------------------------
+
+## future (< 1.40.0): register a stand-in cluster in future's cluster
+## registry, whose stopCluster() method closes this session. future's plan()
+## stops that cluster whenever the plan changes.
+register_plan_cleanup <- function(s) {
+  if (use_backend_api()) return(invisible(FALSE))
+  registry <- get0("ClusterRegistry", envir = asNamespace("future"), mode = "function", inherits = FALSE)
+  if (!is.function(registry)) return(invisible(FALSE))
+  node <- structure(list(session = s), class = "starburst_node")
+  cl <- structure(list(node), class = c("starburst_cluster", "cluster"))
+  ## 'workers' identifies the registered cluster; a new value replaces
+  ## (and thereby stops) the previously registered one
+  tryCatch({
+    registry("start", workers = -s[["id"]], makeCluster = function(workers, ...) cl)
+  }, error = function(e) NULL)
+  invisible(TRUE)
+}
+
+#' @importFrom parallel stopCluster
+#' @export
+stopCluster.starburst_cluster <- function(cl = NULL) {
+  for (node in cl) {
+    s <- node[["session"]]
+    if (!is.null(s)) session_close(s, reason = "the future plan was changed")
+  }
+  invisible(NULL)
+}
+
+#' @export
+print.starburst_cluster <- function(x, ...) {
+  cat("starburst session stand-in for future's cluster registry\n")
+  invisible(x)
+}
+
+
+## A top-level task callback: closes the session as soon as the current
+## plan no longer uses starburst
+install_task_callback <- function() {
+  if (isTRUE(.state[["callback"]])) return(invisible(FALSE))
+  addTaskCallback(function(expr, value, ok, visible) {
+    tryCatch(close_if_unplanned(), error = function(e) NULL)
+    TRUE
+  }, name = "starburst-session-guard")
+  .state[["callback"]] <- TRUE
+  invisible(TRUE)
+}
+
+remove_task_callback <- function() {
+  if (!isTRUE(.state[["callback"]])) return(invisible(FALSE))
+  try(removeTaskCallback("starburst-session-guard"), silent = TRUE)
+  .state[["callback"]] <- FALSE
+  invisible(TRUE)
+}
+
+close_if_unplanned <- function() {
+  s <- current_session()
+  if (is.null(s)) return(invisible(FALSE))
+  if (plan_uses_starburst()) return(invisible(FALSE))
+  session_close(s, reason = "the future plan was changed")
+}
+
+plan_uses_starburst <- function() {
+  strategy <- future::plan("next")
+  inherits(strategy, "starburst")
+}
+
+
+## --------------------------------------------------------------------
+## Collecting task outcomes
+## --------------------------------------------------------------------
+
+future_label <- function(future) {
+  label <- future[["label"]]
+  if (is.null(label) || is.na(label)) "<none>" else sQuote(label)
+}
+
+
+## Asks the engine about a future's task, waiting at most 'timeout' seconds.
+## Relays immediate conditions that arrived. Returns TRUE if the future is
+## resolved (its 'result' field set), otherwise FALSE.
+collect_future <- function(future, timeout = 0) {
+  if (!is.null(future[["result"]])) return(TRUE)
+  s <- future[["sb_session"]]
+  id <- future[["sb_task"]]
+  if (is.null(s) || is.null(id)) {
+    stop(future::FutureError(sprintf("Future (%s) of class %s was never submitted to a starburst session",
+                                     future_label(future), class(future)[1]), future = future))
+  }
+  if (isTRUE(s[["closed"]])) {
+    ## session_close() sets the result of the futures it still tracked
+    if (is.null(future[["result"]])) {
+      future[["result"]] <- StarburstFutureError(
+        sprintf("Future (%s) of class %s was not resolved: its starburst session was closed.",
+                future_label(future), class(future)[1]),
+        classes = "starburst_session_closed", future = future)
+      future[["state"]] <- "failed"
+    }
+    return(TRUE)
+  }
+
+  res <- sb_collect(s[["ptr"]], id, timeout)
+  state <- res[["state"]]
+  final <- state %in% c("done", "failed", "cancelled")
+
+  ## Record the outcome *before* relaying conditions: the engine reports a
+  ## final state only once, and a condition handler may throw
+  if (final) {
+    if (exists(id, envir = s[["tasks"]], inherits = FALSE)) rm(list = id, envir = s[["tasks"]])
+    record_outcome(future, res)
+  }
+
+  relay_events(future, res[["events"]])
+
+  if (length(s[["draining"]]) > 0L) session_drain(s)
+
+  final
+}
+
+
+record_outcome <- function(future, res) {
+  state <- res[["state"]]
+  if (state == "done") {
+    value <- tryCatch(unserialize(res[["value"]]), error = function(e) e)
+    if (inherits(value, "FutureResult")) {
+      future[["result"]] <- value
+      future[["state"]] <- "finished"
+    } else if (inherits(value, "FutureError")) {
+      ## e.g. a FutureLaunchError from future:::evalFuture()
+      future[["result"]] <- value
+      future[["state"]] <- "failed"
+    } else if (inherits(value, "error")) {
+      future[["result"]] <- StarburstFutureError(
+        sprintf("Future (%s) of class %s could not be evaluated by its R worker process: %s",
+                future_label(future), class(future)[1], conditionMessage(value)),
+        classes = "starburst_evaluation_error", future = future)
+      future[["state"]] <- "failed"
+    } else {
+      future[["result"]] <- StarburstFutureError(
+        sprintf("Future (%s) of class %s received an unexpected result of class %s from its R worker process",
+                future_label(future), class(future)[1], sQuote(class(value)[1])),
+        classes = "starburst_protocol_error", future = future)
+      future[["state"]] <- "failed"
+    }
+  } else if (state == "failed") {
+    err <- res[["error"]]
+    classes <- as.character(err[["class"]])
+    message <- as.character(err[["message"]])
+    if (length(message) == 0L) message <- "the task failed"
+    future[["result"]] <- StarburstFutureError(
+      sprintf("Future (%s) of class %s failed: %s", future_label(future), class(future)[1],
+              paste(message, collapse = " ")),
+      classes = classes, log_tail = as.character(err[["log_tail"]]), future = future)
+    future[["state"]] <- "failed"
+  } else if (state == "cancelled") {
+    future[["result"]] <- future_interrupt_error(
+      sprintf("Future (%s) of class %s was cancelled while being evaluated", future_label(future), class(future)[1]),
+      future = future)
+    future[["state"]] <- "interrupted"
+  }
+  invisible(future)
+}
+
+
+## Signals the immediate conditions (e.g. progressr updates) that the
+## engine relayed from the R worker, in order. They are part of the
+## future's FutureResult too, flagged as already signaled, so value() does
+## not signal them a second time.
+relay_events <- function(future, events) {
+  for (raw in events) {
+    cond <- tryCatch(unserialize(raw), error = function(e) NULL)
+    if (!inherits(cond, "condition")) next
+    if (inherits(cond, "error")) next
+    if (inherits(cond, "warning")) {
+      warning(cond)
+    } else if (inherits(cond, "message")) {
+      message(cond)
+    } else {
+      signalCondition(cond)
+    }
+  }
+  invisible(future)
+}
+
+
+## Cancels the task of a running future. The future is resolved at once,
+## with a FutureInterruptError; the engine's final report is drained later.
+cancel_future_task <- function(future) {
+  s <- future[["sb_session"]]
+  id <- future[["sb_task"]]
+  if (is.null(s) || is.null(id) || !is.null(future[["result"]])) return(invisible(future))
+  if (!isTRUE(s[["closed"]])) {
+    tryCatch(sb_cancel(s[["ptr"]], id), error = function(e) NULL)
+    if (exists(id, envir = s[["tasks"]], inherits = FALSE)) rm(list = id, envir = s[["tasks"]])
+    s[["draining"]] <- unique(c(s[["draining"]], id))
+  }
+  future[["result"]] <- future_interrupt_error(
+    sprintf("Future (%s) of class %s was interrupted", future_label(future), class(future)[1]),
+    future = future)
+  future[["state"]] <- "interrupted"
+  invisible(future)
+}

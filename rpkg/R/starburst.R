@@ -1,0 +1,207 @@
+#' Resolve futures on AWS Fargate or on local worker processes
+#'
+#' `starburst` is a \pkg{future} backend: after `plan(starburst, ...)`,
+#' futures created by [future::future()], `%<-%`, \pkg{future.apply},
+#' \pkg{furrr}, \pkg{doFuture}, and the packages built on them are evaluated
+#' by persistent R processes supervised by the `starburst-worker` engine.
+#' `future_starburst` is an alias.
+#'
+#' Do not call `starburst()` directly; pass it to [future::plan()].
+#'
+#' @section Backends:
+#' With `backend = "local"`, workers are processes on this machine, started
+#' when futures need them (up to `workers`) and stopped after `idle_timeout`
+#' seconds without work, when the plan changes, or when R exits.
+#'
+#' With `backend = "aws"`, workers are AWS Fargate containers. That needs an
+#' AWS set-up, recorded by `starburst_setup()` in the file
+#' `config.json` under `tools::R_user_dir("starburst", "config")`. This
+#' version of starburst does not run futures on AWS yet: asking for it gives
+#' an error of class `starburst_backend_unavailable`.
+#'
+#' By default (`backend` not given) starburst uses AWS when a set-up exists,
+#' and otherwise local workers, saying so in a one-line message once per plan.
+#'
+#' @section Options and environment variables:
+#' \describe{
+#'   \item{`starburst.workers`}{Default number of workers when `workers` is
+#'     `NULL`. Default: `parallelly::availableCores()` for the local backend,
+#'     10 for AWS.}
+#'   \item{`starburst.blob_threshold`}{Globals whose serialized size is above
+#'     this many bytes are sent as content-addressed blobs, uploaded once per
+#'     session however many futures use them. Default: `1048576` (1 MB).}
+#'   \item{`starburst.collect_interval`}{Seconds `value()` waits for the
+#'     engine per step; it can be interrupted between steps. Default: `0.2`.}
+#'   \item{`starburst.quiet`}{If `TRUE`, no message says that futures run on
+#'     local workers because no AWS set-up was found. Default: `FALSE`.}
+#'   \item{`starburst.worker_env`}{A named character vector of environment
+#'     variables set for the worker processes. Default: none.}
+#'   \item{`starburst.worker_bin`, env. var. `STARBURST_WORKER_BIN`}{Path of
+#'     the `starburst-worker` binary. Default: the one installed with the
+#'     package, `system.file("bin", "starburst-worker", package = "starburst")`.}
+#'   \item{`starburst.rscript`, env. var. `STARBURST_RSCRIPT`}{The `Rscript`
+#'     that local workers run. Default: the one of the current R,
+#'     `file.path(R.home("bin"), "Rscript")`.}
+#'   \item{env. var. `R_USER_CONFIG_DIR`}{Moves the folder
+#'     `tools::R_user_dir("starburst", "config")` where the AWS set-up is
+#'     looked for.}
+#' }
+#' Worker processes use the library paths of the current R session
+#' (`.libPaths()`), so starburst and the packages futures need must be
+#' installed there. The R processes started by a worker run
+#' `Rscript --vanilla`, so they do not read `.Rprofile` or `.Renviron` files.
+#'
+#' @section Failures:
+#' An error in a future's expression is relayed by `value()` with its own
+#' classes, as with any backend. When the R process evaluating a future dies
+#' (a crash, `quit()`, being killed), or its worker is lost, `value()` gives
+#' a [StarburstFutureError] that says what happened and shows the end of the
+#' worker log; the worker restarts its R process and later futures run as
+#' usual. `cancel()` (future >= 1.40.0) stops futures that are running.
+#'
+#' @param expr,envir,substitute,lazy,seed,globals,packages,stdout,conditions,label
+#' Per-future arguments, set by [future::future()] and never via `plan()`.
+#'
+#' @param workers (positive whole number, function, or `NULL`) Maximum number
+#' of workers, each evaluating one future at a time. Futures beyond that
+#' are queued. `NULL` (default) means option `starburst.workers`, else
+#' `parallelly::availableCores()` for local workers and 10 for AWS. A
+#' function is called without arguments when the plan is used.
+#'
+#' @param cpu (numeric) vCPUs per worker: 0.25, 0.5, 1, 2, 4, 8, or 16
+#' on AWS. Default: 1.
+#'
+#' @param memory Memory per worker, as a string such as `"2GB"` or `"512MB"`,
+#' or a number of GB. On AWS it must fit `cpu` (Fargate's table, e.g. 2GB to
+#' 8GB for 1 vCPU). Default: `"2GB"`.
+#'
+#' @param backend `"aws"` or `"local"`. Default: AWS when an AWS set-up exists,
+#' else local.
+#'
+#' @param spot (logical) Use Fargate Spot capacity on AWS. Default: `FALSE`.
+#'
+#' @param arch `"x86_64"` (default) or `"arm64"`; the CPU architecture of AWS
+#' workers.
+#'
+#' @param idle_timeout (numeric) Seconds a worker stays without work before it
+#' stops. Default: 600.
+#'
+#' @param max_retries (whole number) How many times a future whose worker was
+#' lost is run again on another worker before it fails. Default: 2.
+#'
+#' @param \ldots Further arguments that future passes along to the future.
+#' Unknown arguments given to `plan(starburst, ...)` are an error of class
+#' `starburst_invalid_argument`.
+#'
+#' @return `starburst()` is not meant to be called; with future (< 1.40.0)
+#' it returns a [StarburstFuture].
+#'
+#' @examples
+#' library(future)
+#' plan(starburst, workers = 2, backend = "local")
+#' f <- future(Sys.getpid())
+#' value(f) != Sys.getpid()
+#'
+#' y %<-% { message("hello from a worker"); 6 * 7 }
+#' y
+#'
+#' plan(sequential)   ## stops the workers
+#'
+#' @examplesIf interactive()
+#' ## On AWS (needs starburst_setup() first)
+#' plan(starburst, workers = 100, cpu = 1, memory = "2GB")
+#'
+#' @seealso [future::plan()], [StarburstFutureError]
+#'
+#' @aliases future_starburst
+#' @export
+starburst <- function(expr, envir = parent.frame(), substitute = TRUE, lazy = FALSE, seed = FALSE, globals = TRUE, packages = NULL, stdout = TRUE, conditions = "condition", label = NULL, workers = NULL, cpu = 1, memory = "2GB", backend = c("aws", "local"), spot = FALSE, arch = c("x86_64", "arm64"), idle_timeout = 600, max_retries = 2, ...) {
+  if (substitute) expr <- substitute(expr)
+
+  if (use_backend_api()) {
+    starburst_abort("starburst() must not be called directly; use it via future::plan(starburst, ...)",
+                    class = "starburst_invalid_argument")
+  }
+
+  config <- resolve_config(workers = workers, cpu = cpu, memory = memory, backend = backend,
+                           spot = spot, arch = arch, idle_timeout = idle_timeout,
+                           max_retries = max_retries)
+  note_local_fallback(config)
+
+  future <- StarburstFuture(expr = expr, substitute = FALSE, envir = envir, lazy = lazy,
+                            seed = seed, globals = globals, packages = packages, stdout = stdout,
+                            conditions = conditions, label = label, config = config, ...)
+  if (!future[["lazy"]]) future <- run(future)
+  invisible(future)
+}
+class(starburst) <- c("starburst", "multiprocess", "future", "function")
+attr(starburst, "init") <- TRUE
+
+#' @rdname starburst
+#' @export
+future_starburst <- starburst
+
+
+#' @importFrom future tweak
+#' @export
+tweak.starburst <- function(strategy, ..., penvir = parent.frame()) {
+  args <- list(...)
+  check_option_names(names(args))
+  check_backend_options(args)
+  if (isTRUE(args[["interrupts"]]) || isFALSE(args[["interrupts"]]) || is.null(args[["interrupts"]])) {
+  } else {
+    invalid_argument("Argument 'interrupts' must be TRUE or FALSE, not %s", deparse_short(args[["interrupts"]]))
+  }
+  NextMethod()
+}
+
+
+## The value of a backend option of a plan function (tweaked or not)
+evaluator_option <- function(evaluator, name) {
+  default <- formals(starburst)[[name]]
+  expr <- formals(evaluator)[[name]]
+  if (is.null(expr) || identical(expr, quote(expr = ))) expr <- default
+  eval(expr, envir = baseenv())
+}
+
+evaluator_config <- function(evaluator) {
+  args <- lapply(backend_option_names, FUN = evaluator_option, evaluator = evaluator)
+  names(args) <- backend_option_names
+  do.call(resolve_config, args = args)
+}
+
+
+#' @importFrom future nbrOfWorkers
+#' @export
+nbrOfWorkers.starburst <- function(evaluator) {
+  backend <- attr(evaluator, "backend", exact = TRUE)
+  if (!is.null(backend)) return(nbrOfWorkers(backend))
+  evaluator_config(evaluator)[["workers"]]
+}
+
+
+#' @importFrom future nbrOfFreeWorkers
+#' @export
+nbrOfFreeWorkers.starburst <- function(evaluator, background = FALSE, ...) {
+  backend <- attr(evaluator, "backend", exact = TRUE)
+  if (!is.null(backend)) return(nbrOfFreeWorkers(backend, background = background, ...))
+  config <- evaluator_config(evaluator)
+  s <- current_session()
+  if (is.null(s) || !identical(s[["key"]], config_key(config))) return(config[["workers"]])
+  free_workers(s, config[["workers"]])
+}
+
+
+## Workers not taken by an uncollected future of the session
+free_workers <- function(s, workers) {
+  for (id in ls(s[["tasks"]], all.names = TRUE)) {
+    future <- s[["tasks"]][[id]]
+    if (!is.null(future)) tryCatch(collect_future(future, timeout = 0), error = function(e) NULL)
+  }
+  max(0L, as.integer(workers) - session_active_count(s))
+}
+
+
+use_backend_api <- function() {
+  isTRUE(.state[["backend_api"]])
+}
