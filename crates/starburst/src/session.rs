@@ -1,0 +1,181 @@
+//! A session: one `plan(starburst)`, its scheduler, its workers and (local backend) its data
+//! directory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use starburst_cloud::{ObjectStore, SessionId, SystemClock, TaskId, WorkerSpec};
+use starburst_local::{DirStore, FileLogs, LocalCompute};
+use starburst_scheduler::{Collected, Ports, Scheduler, SchedulerConfig, SessionInfo};
+
+use crate::config::{Backend, Config};
+use crate::{Error, Result};
+
+/// Environment variables a worker reads (set by the session for each worker it starts).
+pub mod env {
+    /// `dir:<path>` for a directory store.
+    pub const STORE: &str = "STARBURST_STORE";
+    /// The session id.
+    pub const SESSION: &str = "STARBURST_SESSION";
+    /// `Rscript` to run.
+    pub const RSCRIPT: &str = "STARBURST_RSCRIPT";
+    /// Idle timeout, seconds.
+    pub const IDLE_TIMEOUT: &str = "STARBURST_IDLE_TIMEOUT";
+    /// Blob cache directory.
+    pub const BLOB_CACHE: &str = "STARBURST_BLOB_CACHE";
+}
+
+/// A running session.
+#[derive(Debug)]
+pub struct Session {
+    scheduler: Scheduler,
+    backend: Backend,
+    root: PathBuf,
+    owns_root: bool,
+    // Declared last: dropped after the scheduler has stopped its workers.
+    runtime: tokio::runtime::Runtime,
+}
+
+fn new_session_id() -> SessionId {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    SessionId::new(format!("s{}", &id[..16])).expect("uuid hex is a valid id")
+}
+
+impl Session {
+    /// Starts a session; workers are launched on demand.
+    pub fn start(config: Config) -> Result<Self> {
+        config.validate()?;
+        match config.backend {
+            Backend::Local => Self::start_local(config),
+            Backend::Aws => Err(Error::BackendUnavailable(
+                "the aws backend is not available in this version of starburst; use backend = \"local\"".into(),
+            )),
+        }
+    }
+
+    fn start_local(config: Config) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("starburst")
+            .enable_all()
+            .build()
+            .map_err(|source| Error::Io {
+                what: "start the session runtime".into(),
+                source,
+            })?;
+        let session_id = new_session_id();
+        let (root, owns_root) = match &config.root {
+            Some(r) => (r.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!("starburst-{session_id}")),
+                true,
+            ),
+        };
+        let worker_bin = config.worker_bin.clone().ok_or_else(|| {
+            Error::InvalidConfig(
+                "worker_bin: the path of the starburst-worker binary is required".into(),
+            )
+        })?;
+        let store = DirStore::new(&root)?;
+        let session_dir = root.join("sessions").join(session_id.as_str());
+        let log_dir = session_dir.join("logs");
+        let compute = LocalCompute::new(&worker_bin, &log_dir, "w")?;
+
+        let mut env = config.env.clone();
+        env.insert(env::STORE.into(), format!("dir:{}", root.display()));
+        env.insert(env::SESSION.into(), session_id.to_string());
+        env.insert(env::RSCRIPT.into(), config.rscript.display().to_string());
+        env.insert(
+            env::IDLE_TIMEOUT.into(),
+            config.idle_timeout_secs.to_string(),
+        );
+        env.insert(
+            env::BLOB_CACHE.into(),
+            session_dir.join("cache").display().to_string(),
+        );
+        if !config.lib_paths.is_empty() {
+            let joined = std::env::join_paths(&config.lib_paths)
+                .map_err(|e| Error::InvalidConfig(format!("lib_paths: {e}")))?;
+            env.insert("R_LIBS".into(), joined.to_string_lossy().into_owned());
+        }
+        let spec = WorkerSpec {
+            size: config.size(),
+            arch: config.arch,
+            capacity: config.capacity,
+            image: None,
+            env,
+            tags: [("starburst:session".to_string(), session_id.to_string())].into(),
+        };
+        let mut sc = SchedulerConfig::new(session_id, config.workers, spec);
+        sc.max_retries = config.max_retries;
+        sc.health_interval = Duration::from_millis(250);
+        sc.lease = Duration::from_secs(60);
+        sc.start_timeout = Duration::from_secs(120);
+        let ports = Ports {
+            store: Arc::new(store) as Arc<dyn ObjectStore>,
+            compute: Arc::new(compute),
+            logs: Arc::new(FileLogs::new(log_dir)),
+            clock: Arc::new(SystemClock::default()),
+        };
+        let scheduler = Scheduler::start(sc, ports, runtime.handle().clone());
+        Ok(Self {
+            scheduler,
+            backend: Backend::Local,
+            root,
+            owns_root,
+            runtime,
+        })
+    }
+
+    /// Queues a task; see [`Scheduler::submit`].
+    pub fn submit(
+        &self,
+        payload: Bytes,
+        blobs: Vec<Bytes>,
+        label: Option<String>,
+    ) -> Result<TaskId> {
+        Ok(self.scheduler.submit(payload, blobs, label)?)
+    }
+
+    /// A task's state, events and outcome; see [`Scheduler::collect`].
+    pub fn collect(&self, task: &TaskId, timeout: Duration) -> Result<Collected> {
+        Ok(self.scheduler.collect(task, timeout)?)
+    }
+
+    /// Cancels tasks.
+    pub fn cancel(&self, tasks: &[TaskId]) -> Result<()> {
+        Ok(self.scheduler.cancel(tasks)?)
+    }
+
+    /// Counts.
+    pub fn info(&self) -> SessionInfo {
+        self.scheduler.info()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The local data directory.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    /// Stops every worker; removes the session's data when the session created the directory.
+    pub fn close(&self) {
+        self.scheduler.close();
+        let _ = &self.runtime;
+        if self.owns_root {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
