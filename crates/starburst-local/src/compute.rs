@@ -10,7 +10,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use starburst_cloud::{
-    Compute, Error, LaunchReport, Result, StopCause, StopInfo, WorkerId, WorkerPhase, WorkerSpec, WorkerStatus,
+    Compute, Error, LaunchReport, Result, StopCause, StopInfo, WorkerId, WorkerPhase, WorkerSpec,
+    WorkerStatus,
 };
 
 /// Environment variable that tells a worker its id.
@@ -40,17 +41,31 @@ pub struct LocalCompute {
 
 impl LocalCompute {
     /// Workers run `worker_bin`; ids are `<prefix>-<n>`.
-    pub fn new(worker_bin: impl Into<PathBuf>, log_dir: impl Into<PathBuf>, prefix: &str) -> Result<Self> {
+    pub fn new(
+        worker_bin: impl Into<PathBuf>,
+        log_dir: impl Into<PathBuf>,
+        prefix: &str,
+    ) -> Result<Self> {
         let worker_bin = worker_bin.into();
         if !worker_bin.is_file() {
             return Err(Error::invalid(
                 "local compute",
-                format!("worker binary {} does not exist; reinstall starburst", worker_bin.display()),
+                format!(
+                    "worker binary {} does not exist; reinstall starburst",
+                    worker_bin.display()
+                ),
             ));
         }
         let log_dir = log_dir.into();
-        std::fs::create_dir_all(&log_dir).map_err(|e| Error::other("local compute", log_dir.display().to_string(), e))?;
-        Ok(Self { worker_bin, log_dir, prefix: prefix.to_string(), next: AtomicU64::new(0), procs: Mutex::default() })
+        std::fs::create_dir_all(&log_dir)
+            .map_err(|e| Error::other("local compute", log_dir.display().to_string(), e))?;
+        Ok(Self {
+            worker_bin,
+            log_dir,
+            prefix: prefix.to_string(),
+            next: AtomicU64::new(0),
+            procs: Mutex::default(),
+        })
     }
 
     /// The log file of `id`.
@@ -66,8 +81,11 @@ impl LocalCompute {
         let n = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let id = WorkerId::new(format!("{}-{n}", self.prefix))?;
         let log_path = self.log_file(&id);
-        let log = std::fs::File::create(&log_path).map_err(|e| Error::other("launch", log_path.display().to_string(), e))?;
-        let log2 = log.try_clone().map_err(|e| Error::other("launch", log_path.display().to_string(), e))?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| Error::other("launch", log_path.display().to_string(), e))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| Error::other("launch", log_path.display().to_string(), e))?;
         let child = Command::new(&self.worker_bin)
             .envs(&spec.env)
             .env(ENV_WORKER_ID, id.as_str())
@@ -85,14 +103,28 @@ impl LocalCompute {
             return;
         }
         if let Ok(Some(status)) = proc.child.try_wait() {
-            let (cause, message) = match (proc.stop_requested.take(), status.code(), status.signal()) {
-                (Some(reason), _, _) => (StopCause::StoppedByUser, reason),
-                (None, Some(0), _) => (StopCause::Exited, "worker exited".to_string()),
-                (None, Some(code), _) => (StopCause::Crashed, format!("worker exited with status {code}")),
-                (None, None, Some(sig)) => (StopCause::Crashed, format!("worker was killed by signal {sig}")),
-                (None, None, None) => (StopCause::Other, "worker ended".to_string()),
-            };
-            proc.stopped = Some((SystemTime::now(), StopInfo { cause, exit_code: status.code(), message }));
+            let (cause, message) =
+                match (proc.stop_requested.take(), status.code(), status.signal()) {
+                    (Some(reason), _, _) => (StopCause::StoppedByUser, reason),
+                    (None, Some(0), _) => (StopCause::Exited, "worker exited".to_string()),
+                    (None, Some(code), _) => (
+                        StopCause::Crashed,
+                        format!("worker exited with status {code}"),
+                    ),
+                    (None, None, Some(sig)) => (
+                        StopCause::Crashed,
+                        format!("worker was killed by signal {sig}"),
+                    ),
+                    (None, None, None) => (StopCause::Other, "worker ended".to_string()),
+                };
+            proc.stopped = Some((
+                SystemTime::now(),
+                StopInfo {
+                    cause,
+                    exit_code: status.code(),
+                    message,
+                },
+            ));
         }
     }
 }
@@ -107,7 +139,12 @@ impl Compute for LocalCompute {
                     tracing::debug!(worker = %id, pid = child.id(), "launched local worker");
                     self.procs().insert(
                         id.clone(),
-                        Proc { child, started: SystemTime::now(), stopped: None, stop_requested: None },
+                        Proc {
+                            child,
+                            started: SystemTime::now(),
+                            stopped: None,
+                            stop_requested: None,
+                        },
                     );
                     report.launched.push(id);
                 }
@@ -128,35 +165,64 @@ impl Compute for LocalCompute {
                     Some((t, info)) => (WorkerPhase::Stopped, Some(*t), Some(info.clone())),
                     None => (WorkerPhase::Running, None, None),
                 };
-                Some(WorkerStatus { id: id.clone(), phase, started_at: Some(proc.started), stopped_at, stop })
+                Some(WorkerStatus {
+                    id: id.clone(),
+                    phase,
+                    started_at: Some(proc.started),
+                    stopped_at,
+                    stop,
+                })
             })
             .collect())
     }
 
     async fn stop(&self, ids: &[WorkerId], reason: &str) -> Result<()> {
         let mut procs = self.procs();
-        for id in ids {
-            if let Some(proc) = procs.get_mut(id) {
-                Self::refresh(proc);
-                if proc.stopped.is_none() {
-                    proc.stop_requested = Some(reason.to_string());
-                    let _ = proc.child.kill();
-                    let _ = proc.child.wait();
-                    Self::refresh(proc);
-                }
-            }
+        let mut targets: Vec<&mut Proc> = procs
+            .iter_mut()
+            .filter(|(id, _)| ids.contains(id))
+            .map(|(_, p)| p)
+            .filter_map(|p| {
+                Self::refresh(p);
+                p.stopped.is_none().then_some(p)
+            })
+            .collect();
+        for p in targets.iter_mut() {
+            p.stop_requested = Some(reason.to_string());
+        }
+        terminate(targets.iter_mut().map(|p| &mut p.child).collect());
+        for p in targets {
+            Self::refresh(p);
         }
         Ok(())
     }
 }
 
+/// Asks a worker to stop (SIGTERM: it stops its R process and exits), then kills it if it has
+/// not exited within a grace period.
+fn terminate(mut children: Vec<&mut Child>) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for c in children.iter_mut() {
+        if matches!(c.try_wait(), Ok(None)) {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::time::Instant::now() < deadline && children.iter_mut().any(|c| matches!(c.try_wait(), Ok(None))) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for c in children {
+        if matches!(c.try_wait(), Ok(None)) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 impl Drop for LocalCompute {
     fn drop(&mut self) {
-        for proc in self.procs().values_mut() {
-            if proc.stopped.is_none() && matches!(proc.child.try_wait(), Ok(None)) {
-                let _ = proc.child.kill();
-                let _ = proc.child.wait();
-            }
-        }
+        let mut procs = self.procs();
+        terminate(procs.values_mut().filter(|p| p.stopped.is_none()).map(|p| &mut p.child).collect());
     }
 }

@@ -29,7 +29,10 @@ impl Logs for FileLogs {
             Err(e) => return Err(Error::other("read log", file.display().to_string(), e)),
         };
         // Plain files carry no per-line time; `since` is applied to none of them.
-        let lines = text.lines().map(|l| LogLine { time: None, message: l.to_string() });
+        let lines = text.lines().map(|l| LogLine {
+            time: None,
+            message: l.to_string(),
+        });
         Ok(select_lines(lines, query))
     }
 }

@@ -64,20 +64,26 @@ fn io(op: &'static str, path: &Path, e: std::io::Error) -> Error {
     match e.kind() {
         ErrorKind::NotFound => Error::not_found(op, resource),
         ErrorKind::AlreadyExists => Error::already_exists(op, resource),
-        ErrorKind::PermissionDenied => {
-            Error::AccessDenied { op, resource, message: e.to_string() }
-        }
+        ErrorKind::PermissionDenied => Error::AccessDenied {
+            op,
+            resource,
+            message: e.to_string(),
+        },
         _ => Error::other(op, resource, e),
     }
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> impl Future<Output = Result<T>> {
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> impl Future<Output = Result<T>> {
     async move {
         match tokio::runtime::Handle::try_current() {
             // Small file operations are cheaper inline than a hop to the blocking pool; only a
             // current-thread runtime, where blocking would stall everything, uses the pool.
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
-                tokio::task::spawn_blocking(f).await.map_err(|e| Error::other("blocking", "task", e))?
+                tokio::task::spawn_blocking(f)
+                    .await
+                    .map_err(|e| Error::other("blocking", "task", e))?
             }
             _ => f(),
         }
@@ -112,22 +118,32 @@ impl ObjectStore for DirStore {
 
     async fn get(&self, path: &ObjectPath) -> Result<Bytes> {
         let file = self.file_of(path);
-        blocking(move || std::fs::read(&file).map(Bytes::from).map_err(|e| io("get", &file, e))).await
+        blocking(move || {
+            std::fs::read(&file)
+                .map(Bytes::from)
+                .map_err(|e| io("get", &file, e))
+        })
+        .await
     }
 
     async fn get_range(&self, path: &ObjectPath, range: Range<u64>) -> Result<Bytes> {
         use std::io::{Read, Seek, SeekFrom};
         if range.start > range.end {
-            return Err(Error::invalid("get_range", format!("range {range:?} is reversed")));
+            return Err(Error::invalid(
+                "get_range",
+                format!("range {range:?} is reversed"),
+            ));
         }
         let file = self.file_of(path);
         blocking(move || {
             let mut f = std::fs::File::open(&file).map_err(|e| io("get_range", &file, e))?;
             let len = f.metadata().map_err(|e| io("get_range", &file, e))?.len();
             let (start, end) = (range.start.min(len), range.end.min(len));
-            f.seek(SeekFrom::Start(start)).map_err(|e| io("get_range", &file, e))?;
+            f.seek(SeekFrom::Start(start))
+                .map_err(|e| io("get_range", &file, e))?;
             let mut buf = vec![0; (end - start) as usize];
-            f.read_exact(&mut buf).map_err(|e| io("get_range", &file, e))?;
+            f.read_exact(&mut buf)
+                .map_err(|e| io("get_range", &file, e))?;
             Ok(Bytes::from(buf))
         })
         .await
@@ -141,7 +157,11 @@ impl ObjectStore for DirStore {
             if !m.is_file() {
                 return Err(Error::not_found("head", file.display().to_string()));
             }
-            Ok(ObjectMeta { path, size: m.len(), modified: m.modified().map_err(|e| io("head", &file, e))? })
+            Ok(ObjectMeta {
+                path,
+                size: m.len(),
+                modified: m.modified().map_err(|e| io("head", &file, e))?,
+            })
         })
         .await
     }
@@ -169,7 +189,9 @@ impl ObjectStore for DirStore {
             };
             let rest = &all[start..];
             let objects: Vec<ObjectMeta> = rest.iter().take(PAGE_SIZE).cloned().collect();
-            let next = (rest.len() > PAGE_SIZE).then(|| objects.last().map(|m| m.path.to_string())).flatten();
+            let next = (rest.len() > PAGE_SIZE)
+                .then(|| objects.last().map(|m| m.path.to_string()))
+                .flatten();
             Ok(ListPage { objects, next })
         })
         .await
@@ -187,7 +209,11 @@ fn collect(dir: &Path, path: &ObjectPath, out: &mut Vec<ObjectMeta>) -> Result<(
         Err(e) => return Err(io("list", dir, e)),
     };
     if meta.is_file() {
-        out.push(ObjectMeta { path: path.clone(), size: meta.len(), modified: meta.modified().map_err(|e| io("list", dir, e))? });
+        out.push(ObjectMeta {
+            path: path.clone(),
+            size: meta.len(),
+            modified: meta.modified().map_err(|e| io("list", dir, e))?,
+        });
         return Ok(());
     }
     let entries = match std::fs::read_dir(dir) {
@@ -199,7 +225,9 @@ fn collect(dir: &Path, path: &ObjectPath, out: &mut Vec<ObjectMeta>) -> Result<(
         let entry = entry.map_err(|e| io("list", dir, e))?;
         let name = entry.file_name();
         // Names that are not valid path segments (editor droppings, our own .tmp) are not objects.
-        let Some(child) = name.to_str().and_then(|n| path.child(n).ok()) else { continue };
+        let Some(child) = name.to_str().and_then(|n| path.child(n).ok()) else {
+            continue;
+        };
         collect(&entry.path(), &child, out)?;
     }
     Ok(())
@@ -223,7 +251,10 @@ impl DirWatch {
         })
         .ok()?;
         watcher.watch(dir, RecursiveMode::Recursive).ok()?;
-        Some(Self { _watcher: watcher, rx })
+        Some(Self {
+            _watcher: watcher,
+            rx,
+        })
     }
 }
 
@@ -232,7 +263,10 @@ impl Watch for DirWatch {
     async fn changed(&mut self, timeout: Duration) -> bool {
         let woke = match self.rx.try_recv() {
             Ok(()) => true,
-            Err(_) => matches!(tokio::time::timeout(timeout, self.rx.recv()).await, Ok(Some(()))),
+            Err(_) => matches!(
+                tokio::time::timeout(timeout, self.rx.recv()).await,
+                Ok(Some(()))
+            ),
         };
         while self.rx.try_recv().is_ok() {}
         woke

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use starburst_cloud::{Arch, Capacity, Compute, ObjectPath, ObjectStore, WorkerSize, WorkerSpec, conformance};
+use starburst_cloud::{
+    Arch, Capacity, Compute, ObjectPath, ObjectStore, WorkerSize, WorkerSpec, conformance,
+};
 use starburst_local::{DirStore, FileLogs, LocalCompute};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,7 +26,10 @@ async fn dir_store_paginates_beyond_1000_keys() {
     let store = DirStore::new(dir.path()).unwrap();
     let p = ObjectPath::parse("many").unwrap();
     for i in 0..1203 {
-        store.put(&p.child(format!("{i:05}")).unwrap(), bytes::Bytes::new()).await.unwrap();
+        store
+            .put(&p.child(format!("{i:05}")).unwrap(), bytes::Bytes::new())
+            .await
+            .unwrap();
     }
     let first = store.list(&p, None).await.unwrap();
     assert_eq!(first.objects.len(), 1000);
@@ -40,7 +45,10 @@ async fn dir_store_watch_wakes_on_writes() {
     let p = ObjectPath::parse("w").unwrap();
     let mut watch = store.watch(&p).expect("directory stores can watch");
     assert!(!watch.changed(std::time::Duration::from_millis(50)).await);
-    store.put(&p.child("x").unwrap(), bytes::Bytes::from_static(b"1")).await.unwrap();
+    store
+        .put(&p.child("x").unwrap(), bytes::Bytes::from_static(b"1"))
+        .await
+        .unwrap();
     assert!(watch.changed(std::time::Duration::from_secs(5)).await);
 }
 
@@ -49,11 +57,22 @@ async fn local_compute_conforms() {
     let dir = tempfile::tempdir().unwrap();
     // Any long-running program stands in for the worker binary here.
     let sleeper = dir.path().join("worker.sh");
-    std::fs::write(&sleeper, "#!/bin/sh\necho started $STARBURST_WORKER_ID\nexec sleep 30\n").unwrap();
-    std::fs::set_permissions(&sleeper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        &sleeper,
+        "#!/bin/sh\necho started $STARBURST_WORKER_ID\nexec sleep 30\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &sleeper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let compute = Arc::new(LocalCompute::new(&sleeper, dir.path().join("logs"), "w").unwrap());
     let spec = WorkerSpec {
-        size: WorkerSize { millicpu: 1000, memory_mib: 2048 },
+        size: WorkerSize {
+            millicpu: 1000,
+            memory_mib: 2048,
+        },
         arch: Arch::X86_64,
         capacity: Capacity::OnDemand,
         image: None,
@@ -65,7 +84,9 @@ async fn local_compute_conforms() {
     let id = compute.launch(&spec, 1).await.unwrap().launched.remove(0);
     let mut seen = false;
     for _ in 0..100 {
-        let lines = starburst_cloud::Logs::read(&*logs, &id, &Default::default()).await.unwrap();
+        let lines = starburst_cloud::Logs::read(&*logs, &id, &Default::default())
+            .await
+            .unwrap();
         if lines.iter().any(|l| l.message == format!("started {id}")) {
             seen = true;
             break;
