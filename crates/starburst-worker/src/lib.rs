@@ -128,20 +128,22 @@ impl Worker {
     /// Runs until stopped, idle or orphaned.
     pub async fn run(mut self) -> Result<Exit> {
         tracing::info!(session = %self.config.session_id, worker = %self.config.worker_id, "worker starting");
-        let beat = tokio::spawn(heartbeat_loop(
+        // Aborted when `run()` ends or its future is dropped, so a worker that is gone stops
+        // beating and its lease can expire.
+        let beat = AbortOnDrop(tokio::spawn(heartbeat_loop(
             self.store.clone(),
             self.clock.clone(),
             path(self.layout.beat(&self.config.worker_id))?,
             self.config.clone(),
             self.activity.clone(),
             self.done.clone(),
-        ));
+        )));
         let started = self.evaluator.start().await;
         let exit = match started {
             Ok(()) => self.serve().await,
             Err(e) => Err(e),
         };
-        beat.abort();
+        drop(beat);
         *self.activity.lock().await = WorkerActivity::Exiting;
         let _ = write_beat(
             &*self.store,
@@ -209,7 +211,9 @@ impl Worker {
             .is_some_and(|p| std::os::unix::process::parent_id() != p)
     }
 
-    async fn blobs(&self, refs: &[BlobRef]) -> std::result::Result<Vec<Bytes>, String> {
+    // `&mut self`, not `&self`: a `&Worker` held across an await needs `Worker: Sync`, which
+    // `Box<dyn Evaluator>` is not, and would make `run()` a future that cannot be spawned.
+    async fn blobs(&mut self, refs: &[BlobRef]) -> std::result::Result<Vec<Bytes>, String> {
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             let cached = self.config.blob_cache.join(r.hash.to_hex());
@@ -326,6 +330,15 @@ impl Worker {
     }
 }
 
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn relay_events(
     store: Arc<dyn ObjectStore>,
     layout: SessionLayout,
@@ -360,7 +373,7 @@ async fn watch_cancel(
 ) {
     loop {
         clock.sleep(every).await;
-        if matches!(store.head(key).await, Ok(_)) {
+        if store.head(key).await.is_ok() {
             return;
         }
     }
