@@ -1,0 +1,37 @@
+# The R side of the Rust binding (rpkg/src/rust/src/lib.rs); kept in step with it by hand:
+# one function per exported Rust function. Rust never throws into R: a failure comes back as
+# an object of class "starburst_rust_error", which sb_check() signals as a classed condition.
+
+#' @useDynLib starburst, .registration = TRUE
+NULL
+
+sb_check <- function(x) {
+  if (inherits(x, "starburst_rust_error")) {
+    cls <- unique(c(x[["class"]], "starburst_error"))
+    stop(structure(
+      class = c(cls, "error", "condition"),
+      list(message = x[["message"]], call = sys.call(-1L))
+    ))
+  }
+  x
+}
+
+sb_session_new <- function(config_json) sb_check(.Call(wrap__sb_session_new, config_json))
+
+sb_submit <- function(session, payload, blobs, label) {
+  sb_check(.Call(wrap__sb_submit, session, payload, blobs, label))
+}
+
+sb_collect <- function(session, task, timeout) {
+  sb_check(.Call(wrap__sb_collect, session, task, as.numeric(timeout)))
+}
+
+sb_cancel <- function(session, tasks) invisible(sb_check(.Call(wrap__sb_cancel, session, as.character(tasks))))
+
+sb_session_info <- function(session) sb_check(.Call(wrap__sb_session_info, session))
+
+sb_session_close <- function(session) invisible(sb_check(.Call(wrap__sb_session_close, session)))
+
+sb_validate_size <- function(millicpu, memory_mib) {
+  .Call(wrap__sb_validate_size, as.numeric(millicpu), as.numeric(memory_mib))
+}

@@ -1,0 +1,177 @@
+//! The R binding of starburst: one function per operation, each a thin conversion between R
+//! values and the facade's [`starburst::Session`]. Errors never unwind into R: each function
+//! returns either its value or an object of class `starburst_rust_error` (class, message) that
+//! the R wrapper turns into a classed R condition.
+
+use std::time::Duration;
+
+use extendr_api::prelude::*;
+use starburst::cloud::TaskId;
+use starburst::{Config, Session};
+
+/// The session behind an R external pointer; `None` once closed.
+struct Handle(Option<Session>);
+
+fn rust_error(class: &str, message: impl std::fmt::Display) -> Robj {
+    let mut l = List::from_names_and_values(["class", "message"], [r!(class), r!(message.to_string())])
+        .expect("two names, two values")
+        .into_robj();
+    l.set_class(["starburst_rust_error"]).expect("lists take a class");
+    l
+}
+
+fn facade_error(e: starburst::Error) -> Robj {
+    rust_error(e.class(), e)
+}
+
+fn with_session<F: FnOnce(&Session) -> Robj>(ptr: Robj, f: F) -> Robj {
+    let handle: ExternalPtr<Handle> = match ptr.try_into() {
+        Ok(h) => h,
+        Err(_) => return rust_error("starburst_invalid_argument", "not a starburst session"),
+    };
+    match &handle.0 {
+        Some(s) => f(s),
+        None => rust_error("starburst_session_closed", "the starburst session is closed; set the plan again"),
+    }
+}
+
+fn task_id(id: &str) -> std::result::Result<TaskId, Robj> {
+    TaskId::new(id).map_err(|e| rust_error("starburst_unknown_task", e))
+}
+
+/// Starts a session from its JSON configuration.
+#[extendr]
+fn sb_session_new(config_json: &str) -> Robj {
+    match Config::from_json(config_json).and_then(Session::start) {
+        Ok(s) => ExternalPtr::new(Handle(Some(s))).into(),
+        Err(e) => facade_error(e),
+    }
+}
+
+/// Queues a task.
+#[extendr]
+fn sb_submit(session: Robj, payload: Raw, blobs: List, label: Robj) -> Robj {
+    let payload = bytes::Bytes::copy_from_slice(payload.as_slice());
+    let mut parts = Vec::with_capacity(blobs.len());
+    for (_, b) in blobs.iter() {
+        match Raw::try_from(b) {
+            Ok(r) => parts.push(bytes::Bytes::copy_from_slice(r.as_slice())),
+            Err(_) => return rust_error("starburst_invalid_argument", "blobs must be a list of raw vectors"),
+        }
+    }
+    let label = label.as_str().map(str::to_string);
+    with_session(session, |s| match s.submit(payload, parts, label) {
+        Ok(id) => r!(id.to_string()),
+        Err(e) => facade_error(e),
+    })
+}
+
+/// A task's state, new events, value or error; waits up to `timeout` seconds.
+#[extendr]
+fn sb_collect(session: Robj, task: &str, timeout: f64) -> Robj {
+    let id = match task_id(task) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let timeout = if timeout.is_finite() && timeout > 0.0 { Duration::from_secs_f64(timeout) } else { Duration::ZERO };
+    with_session(session, |s| match s.collect(&id, timeout) {
+        Ok(c) => {
+            let events: Vec<Robj> = c.events.iter().map(|e| Raw::from_bytes(e).into_robj()).collect();
+            let value = c.value.as_ref().map(|v| Raw::from_bytes(v).into_robj()).unwrap_or_else(|| ().into());
+            let error = match &c.failure {
+                Some(f) => List::from_names_and_values(
+                    ["class", "message", "log_tail"],
+                    [r!(f.class.as_str()), r!(f.message.as_str()), r!(f.log_tail.clone())],
+                )
+                .expect("names match values")
+                .into_robj(),
+                None => ().into(),
+            };
+            List::from_names_and_values(
+                ["state", "events", "value", "error"],
+                [r!(c.state.as_str()), List::from_values(events).into_robj(), value, error],
+            )
+            .expect("names match values")
+            .into_robj()
+        }
+        Err(e) => facade_error(e),
+    })
+}
+
+/// Cancels tasks.
+#[extendr]
+fn sb_cancel(session: Robj, tasks: Strings) -> Robj {
+    let mut ids = Vec::new();
+    for t in tasks.iter() {
+        match task_id(t.as_str()) {
+            Ok(id) => ids.push(id),
+            Err(e) => return e,
+        }
+    }
+    with_session(session, |s| match s.cancel(&ids) {
+        Ok(()) => ().into(),
+        Err(e) => facade_error(e),
+    })
+}
+
+/// Worker and queue counts.
+#[extendr]
+fn sb_session_info(session: Robj) -> Robj {
+    with_session(session, |s| {
+        let i = s.info();
+        let backend = match s.backend() {
+            starburst::Backend::Local => "local",
+            starburst::Backend::Aws => "aws",
+        };
+        List::from_names_and_values(
+            ["session_id", "backend", "workers", "live", "busy", "idle", "queued", "root"],
+            [
+                r!(i.session_id.to_string()),
+                r!(backend),
+                r!(i.max_workers as i32),
+                r!(i.live as i32),
+                r!(i.busy as i32),
+                r!((i.live - i.busy) as i32),
+                r!(i.queued as i32),
+                r!(s.root().display().to_string()),
+            ],
+        )
+        .expect("names match values")
+        .into_robj()
+    })
+}
+
+/// Stops the session's workers; idempotent.
+#[extendr]
+fn sb_session_close(session: Robj) -> Robj {
+    let mut handle: ExternalPtr<Handle> = match session.try_into() {
+        Ok(h) => h,
+        Err(_) => return rust_error("starburst_invalid_argument", "not a starburst session"),
+    };
+    if let Some(s) = handle.0.take() {
+        s.close();
+    }
+    ().into()
+}
+
+/// NULL when `millicpu`/`memory_mib` is a Fargate size, else a message naming the valid ones.
+#[extendr]
+fn sb_validate_size(millicpu: f64, memory_mib: f64) -> Robj {
+    let size = starburst::cloud::WorkerSize { millicpu: millicpu.round() as u32, memory_mib: memory_mib.round() as u32 };
+    match size.validate_fargate() {
+        Ok(()) => ().into(),
+        Err(starburst::cloud::Error::InvalidInput { message, .. }) => r!(message),
+        Err(e) => r!(e.to_string()),
+    }
+}
+
+extendr_module! {
+    mod starburst;
+    fn sb_session_new;
+    fn sb_submit;
+    fn sb_collect;
+    fn sb_cancel;
+    fn sb_session_info;
+    fn sb_session_close;
+    fn sb_validate_size;
+}
