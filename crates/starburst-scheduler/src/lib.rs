@@ -146,7 +146,7 @@ pub struct Collected {
 }
 
 /// Counts for `nbrOfWorkers()`, `nbrOfFreeWorkers()` and status displays.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionInfo {
     /// The session.
     pub session_id: SessionId,
@@ -158,6 +158,20 @@ pub struct SessionInfo {
     pub busy: u32,
     /// Tasks waiting for a worker.
     pub queued: u32,
+    /// Tasks completed with a value so far.
+    pub completed: u64,
+    /// Mean time from the assignment being written to the result being seen by the client.
+    pub mean_roundtrip: Duration,
+    /// Mean time the worker spent per task, from reading the assignment to committing the
+    /// result (millisecond resolution, from the worker's clock).
+    pub mean_worker_ms: f64,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    completed: u64,
+    roundtrip: Duration,
+    worker_ms: u64,
 }
 
 #[derive(Debug)]
@@ -174,6 +188,7 @@ struct Task {
     failure: Option<TaskFailure>,
     worker: Option<WorkerId>,
     cancel: bool,
+    dispatched_at: Duration,
 }
 
 #[derive(Debug)]
@@ -195,6 +210,7 @@ struct State {
     closed: bool,
     fatal: Option<TaskFailure>,
     dirty: bool,
+    stats: Stats,
 }
 
 impl State {
@@ -350,6 +366,7 @@ impl Scheduler {
             failure: None,
             worker: None,
             cancel: false,
+            dispatched_at: Duration::ZERO,
         };
         if let Some(f) = fatal {
             task.state = TaskState::Failed;
@@ -418,7 +435,11 @@ impl Scheduler {
     /// Worker and queue counts.
     pub fn info(&self) -> SessionInfo {
         let st = self.shared.lock();
+        let n = st.stats.completed.max(1);
         SessionInfo {
+            completed: st.stats.completed,
+            mean_roundtrip: st.stats.roundtrip / n as u32,
+            mean_worker_ms: st.stats.worker_ms as f64 / n as f64,
             session_id: self.shared.config.session_id.clone(),
             max_workers: self.shared.config.max_workers,
             live: st.workers.len() as u32,
@@ -539,6 +560,7 @@ async fn step(sh: &Shared) -> Result<bool> {
             let t = st.tasks.get_mut(&task_id).expect("queued tasks exist");
             t.state = TaskState::Running;
             t.worker = Some(worker.clone());
+            t.dispatched_at = now;
             let meta = TaskMeta {
                 session_id: sh.config.session_id.to_string(),
                 task_id: task_id.to_string(),
@@ -629,7 +651,18 @@ fn complete(sh: &Shared, st: &mut State, id: &TaskId, buf: &Bytes) {
     }
     match wire::decode_result(buf, Limits::default()) {
         Ok((meta, payload)) => match meta.outcome {
-            Outcome::Value => st.finish(id, TaskState::Done, Some(payload), None),
+            Outcome::Value => {
+                if let Some(t) = st.tasks.get(id) {
+                    let roundtrip = sh.ports.clock.now().saturating_sub(t.dispatched_at);
+                    st.stats.completed += 1;
+                    st.stats.roundtrip += roundtrip;
+                    st.stats.worker_ms += meta
+                        .timing
+                        .finished_unix_ms
+                        .saturating_sub(meta.timing.received_unix_ms);
+                }
+                st.finish(id, TaskState::Done, Some(payload), None)
+            }
             Outcome::Failed(f) => {
                 let (state, class, hint) = match f.kind {
                     FailureKind::Cancelled => (TaskState::Cancelled, "starburst_cancelled", ""),
@@ -667,7 +700,6 @@ fn complete(sh: &Shared, st: &mut State, id: &TaskId, buf: &Bytes) {
             st.finish(id, TaskState::Failed, None, Some(failure));
         }
     }
-    let _ = sh;
 }
 
 async fn launch(sh: &Shared, count: u32) -> Result<bool> {

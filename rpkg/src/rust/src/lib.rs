@@ -13,10 +13,12 @@ use starburst::{Config, Session};
 struct Handle(Option<Session>);
 
 fn rust_error(class: &str, message: impl std::fmt::Display) -> Robj {
-    let mut l = List::from_names_and_values(["class", "message"], [r!(class), r!(message.to_string())])
-        .expect("two names, two values")
-        .into_robj();
-    l.set_class(["starburst_rust_error"]).expect("lists take a class");
+    let mut l =
+        List::from_names_and_values(["class", "message"], [r!(class), r!(message.to_string())])
+            .expect("two names, two values")
+            .into_robj();
+    l.set_class(["starburst_rust_error"])
+        .expect("lists take a class");
     l
 }
 
@@ -31,7 +33,10 @@ fn with_session<F: FnOnce(&Session) -> Robj>(ptr: Robj, f: F) -> Robj {
     };
     match &handle.0 {
         Some(s) => f(s),
-        None => rust_error("starburst_session_closed", "the starburst session is closed; set the plan again"),
+        None => rust_error(
+            "starburst_session_closed",
+            "the starburst session is closed; set the plan again",
+        ),
     }
 }
 
@@ -56,7 +61,12 @@ fn sb_submit(session: Robj, payload: Raw, blobs: List, label: Robj) -> Robj {
     for (_, b) in blobs.iter() {
         match Raw::try_from(b) {
             Ok(r) => parts.push(bytes::Bytes::copy_from_slice(r.as_slice())),
-            Err(_) => return rust_error("starburst_invalid_argument", "blobs must be a list of raw vectors"),
+            Err(_) => {
+                return rust_error(
+                    "starburst_invalid_argument",
+                    "blobs must be a list of raw vectors",
+                );
+            }
         }
     }
     let label = label.as_str().map(str::to_string);
@@ -73,15 +83,31 @@ fn sb_collect(session: Robj, task: &str, timeout: f64) -> Robj {
         Ok(id) => id,
         Err(e) => return e,
     };
-    let timeout = if timeout.is_finite() && timeout > 0.0 { Duration::from_secs_f64(timeout) } else { Duration::ZERO };
+    let timeout = if timeout.is_finite() && timeout > 0.0 {
+        Duration::from_secs_f64(timeout)
+    } else {
+        Duration::ZERO
+    };
     with_session(session, |s| match s.collect(&id, timeout) {
         Ok(c) => {
-            let events: Vec<Robj> = c.events.iter().map(|e| Raw::from_bytes(e).into_robj()).collect();
-            let value = c.value.as_ref().map(|v| Raw::from_bytes(v).into_robj()).unwrap_or_else(|| ().into());
+            let events: Vec<Robj> = c
+                .events
+                .iter()
+                .map(|e| Raw::from_bytes(e).into_robj())
+                .collect();
+            let value = c
+                .value
+                .as_ref()
+                .map(|v| Raw::from_bytes(v).into_robj())
+                .unwrap_or_else(|| ().into());
             let error = match &c.failure {
                 Some(f) => List::from_names_and_values(
                     ["class", "message", "log_tail"],
-                    [r!(f.class.as_str()), r!(f.message.as_str()), r!(f.log_tail.clone())],
+                    [
+                        r!(f.class.as_str()),
+                        r!(f.message.as_str()),
+                        r!(f.log_tail.clone()),
+                    ],
                 )
                 .expect("names match values")
                 .into_robj(),
@@ -89,7 +115,12 @@ fn sb_collect(session: Robj, task: &str, timeout: f64) -> Robj {
             };
             List::from_names_and_values(
                 ["state", "events", "value", "error"],
-                [r!(c.state.as_str()), List::from_values(events).into_robj(), value, error],
+                [
+                    r!(c.state.as_str()),
+                    List::from_values(events).into_robj(),
+                    value,
+                    error,
+                ],
             )
             .expect("names match values")
             .into_robj()
@@ -124,7 +155,19 @@ fn sb_session_info(session: Robj) -> Robj {
             starburst::Backend::Aws => "aws",
         };
         List::from_names_and_values(
-            ["session_id", "backend", "workers", "live", "busy", "idle", "queued", "root"],
+            [
+                "session_id",
+                "backend",
+                "workers",
+                "live",
+                "busy",
+                "idle",
+                "queued",
+                "root",
+                "completed",
+                "mean_roundtrip_ms",
+                "mean_worker_ms",
+            ],
             [
                 r!(i.session_id.to_string()),
                 r!(backend),
@@ -134,6 +177,9 @@ fn sb_session_info(session: Robj) -> Robj {
                 r!((i.live - i.busy) as i32),
                 r!(i.queued as i32),
                 r!(s.root().display().to_string()),
+                r!(i.completed as f64),
+                r!(i.mean_roundtrip.as_secs_f64() * 1000.0),
+                r!(i.mean_worker_ms),
             ],
         )
         .expect("names match values")
@@ -157,7 +203,10 @@ fn sb_session_close(session: Robj) -> Robj {
 /// NULL when `millicpu`/`memory_mib` is a Fargate size, else a message naming the valid ones.
 #[extendr]
 fn sb_validate_size(millicpu: f64, memory_mib: f64) -> Robj {
-    let size = starburst::cloud::WorkerSize { millicpu: millicpu.round() as u32, memory_mib: memory_mib.round() as u32 };
+    let size = starburst::cloud::WorkerSize {
+        millicpu: millicpu.round() as u32,
+        memory_mib: memory_mib.round() as u32,
+    };
     match size.validate_fargate() {
         Ok(()) => ().into(),
         Err(starburst::cloud::Error::InvalidInput { message, .. }) => r!(message),
