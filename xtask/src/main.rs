@@ -1,1 +1,297 @@
-fn main() {}
+//! `cargo xtask <command>`: starburst's development automation (set-up, tests, demo,
+//! benchmark, release tarball). Everything a developer or CI runs goes through here, so the
+//! README's two commands stay true.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+mod dist;
+
+#[derive(Debug, Parser)]
+#[command(about = "starburst development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Install what is missing (Debian's R packages), build, and run every test: the CI job.
+    Ci,
+    /// Install the system packages the project needs (apt when root, else print the command).
+    Deps,
+    /// Run every test (fmt, clippy, cargo tests, R package install, testthat, end-to-end).
+    Test,
+    /// Build and install the R package into the project's R library.
+    Install,
+    /// The main job: a parallel bootstrap through plan(starburst) on the local backend.
+    Demo {
+        /// Number of workers.
+        #[arg(long, default_value_t = 2)]
+        workers: u32,
+    },
+    /// Per-future overhead and throughput of starburst against multisession and sequential.
+    Bench {
+        /// Futures per measurement.
+        #[arg(long, default_value_t = 200)]
+        futures: u32,
+        /// Repetitions per plan.
+        #[arg(long, default_value_t = 3)]
+        reps: u32,
+    },
+    /// Run the future.tests conformance suite (future 1.31, and 1.70 when its library exists).
+    Conformance,
+    /// Build an R source tarball with vendored crates that installs offline.
+    Dist,
+}
+
+/// Debian packages the project needs: R, the R packages the package and its tests use.
+const DEBIAN_PACKAGES: &[&str] = &[
+    "r-base-dev",
+    "r-cran-future",
+    "r-cran-future.apply",
+    "r-cran-furrr",
+    "r-cran-listenv",
+    "r-cran-globals",
+    "r-cran-parallelly",
+    "r-cran-jsonlite",
+    "r-cran-testthat",
+    "r-cran-progressr",
+    "r-cran-processx",
+    "r-cran-callr",
+    "r-cran-roxygen2",
+];
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = project_root();
+    std::env::set_current_dir(&root)?;
+    if std::env::var_os("CARGO_TARGET_DIR").is_none() {
+        // One build directory outside the checkout, shared by cargo, R CMD INSTALL and CI.
+        // SAFETY-free: set before any thread starts.
+        set_env("CARGO_TARGET_DIR", default_target_dir());
+    }
+    match cli.command {
+        Cmd::Ci => {
+            deps()?;
+            test()
+        }
+        Cmd::Deps => deps(),
+        Cmd::Test => test(),
+        Cmd::Install => install().map(|_| ()),
+        Cmd::Demo { workers } => {
+            ensure_r()?;
+            let lib = install()?;
+            rscript(&lib, &["xtask/r/demo.R", &workers.to_string()])
+        }
+        Cmd::Bench { futures, reps } => {
+            ensure_r()?;
+            let lib = install()?;
+            rscript(
+                &lib,
+                &["xtask/r/bench.R", &futures.to_string(), &reps.to_string()],
+            )
+        }
+        Cmd::Conformance => conformance(),
+        Cmd::Dist => dist::dist(&root).map(|p| println!("{}", p.display())),
+    }
+}
+
+#[allow(unsafe_code)]
+fn set_env(k: &str, v: impl AsRef<std::ffi::OsStr>) {
+    // SAFETY: called from main before any other thread exists.
+    unsafe { std::env::set_var(k, v) }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn default_target_dir() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    home.join(".cache/starburst/target")
+}
+
+fn target_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("CARGO_TARGET_DIR").expect("set in main"))
+}
+
+/// The R library the project installs its package into (never the system one).
+fn r_library() -> PathBuf {
+    target_dir().join("R-library")
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("$ {shown}");
+    let t = Instant::now();
+    let status = cmd.status().with_context(|| format!("running {shown}"))?;
+    eprintln!("  ({:.1}s)", t.elapsed().as_secs_f64());
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn missing_debian_packages() -> Vec<&'static str> {
+    DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn deps() -> Result<()> {
+    let missing = missing_debian_packages();
+    if missing.is_empty() {
+        eprintln!("system packages: all present");
+        return Ok(());
+    }
+    let cmd = format!(
+        "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {}",
+        missing.join(" ")
+    );
+    if !is_root() {
+        bail!("missing Debian packages; run as root:\n  sudo sh -c '{cmd}'");
+    }
+    run(Command::new("sh").args(["-c", &cmd]))
+}
+
+fn ensure_r() -> Result<()> {
+    if !have("Rscript") || !missing_debian_packages().is_empty() {
+        deps()?;
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Builds and installs the R package into the project's library; returns the library.
+fn install() -> Result<PathBuf> {
+    let lib = r_library();
+    std::fs::create_dir_all(&lib)?;
+    run(Command::new("R")
+        .args(["CMD", "INSTALL", "--no-test-load", "--library"])
+        .arg(&lib)
+        .arg("rpkg"))?;
+    Ok(lib)
+}
+
+fn r_libs(lib: &Path) -> String {
+    match std::env::var("R_LIBS") {
+        Ok(existing) if !existing.is_empty() => format!("{}:{existing}", lib.display()),
+        _ => lib.display().to_string(),
+    }
+}
+
+fn rscript(lib: &Path, args: &[&str]) -> Result<()> {
+    run(Command::new("Rscript")
+        .args(args)
+        .env("R_LIBS", r_libs(lib)))
+}
+
+fn test() -> Result<()> {
+    let t = Instant::now();
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let lib = install()?;
+    run(cargo()
+        .args(["test", "--workspace"])
+        .env("STARBURST_TEST_R_LIBS", r_libs(&lib)))?;
+    run(Command::new("Rscript")
+        .args(["-e", "testthat::test_local('rpkg', load_package = 'installed', reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE)"])
+        .env("R_LIBS", r_libs(&lib))
+        .env("NOT_CRAN", "true"))?;
+    eprintln!("all tests passed in {:.0}s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn conformance() -> Result<()> {
+    ensure_r()?;
+    let lib = install()?;
+    let plan = r#"--test-plan=starburst::starburst,workers=2,backend="local""#;
+    let mut ran = false;
+    let check = |libs: String| {
+        run(Command::new("Rscript")
+            .args(["-e", "future.tests::check", "--args", plan])
+            .env("R_LIBS", libs))
+    };
+    if Command::new("Rscript")
+        .args([
+            "-e",
+            "q(status = !requireNamespace('future.tests', quietly = TRUE))",
+        ])
+        .env("R_LIBS", r_libs(&lib))
+        .status()?
+        .success()
+    {
+        check(r_libs(&lib))?;
+        ran = true;
+    } else {
+        eprintln!("future.tests is not installed; see README (Conformance) for how to install it");
+    }
+    let lib170 = std::env::var_os("LIB170")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".local/share/R-future170")
+        });
+    if lib170.join("future.tests").is_dir() {
+        let lib2 = target_dir().join("R-library-future170");
+        std::fs::create_dir_all(&lib2)?;
+        let libs = format!("{}:{}", lib2.display(), lib170.display());
+        run(Command::new("R")
+            .args(["CMD", "INSTALL", "--no-test-load", "--library"])
+            .arg(&lib2)
+            .arg("rpkg")
+            .env("R_LIBS", &libs))?;
+        check(libs)?;
+        ran = true;
+    } else {
+        eprintln!(
+            "no future 1.70 library at {}; see README (Conformance)",
+            lib170.display()
+        );
+    }
+    if !ran {
+        bail!("no conformance suite could run");
+    }
+    Ok(())
+}
