@@ -315,16 +315,13 @@ impl Scheduler {
         label: Option<String>,
     ) -> Result<TaskId> {
         let sh = &self.shared;
-        let (id, fatal) = {
+        let id = {
             let mut st = sh.lock();
             if st.closed {
                 return Err(Error::Closed);
             }
             st.next_task += 1;
-            (
-                TaskId::new(format!("t{:07}", st.next_task))?,
-                st.fatal.clone(),
-            )
+            TaskId::new(format!("t{:07}", st.next_task))?
         };
         let refs: Vec<BlobRef> = blobs.iter().map(|b| BlobRef::of(b)).collect();
         let missing: Vec<(BlobRef, Bytes)> = {
@@ -353,6 +350,12 @@ impl Scheduler {
             sh.lock().blobs.extend(missing.iter().map(|(r, _)| r.hash));
         }
         let mut st = sh.lock();
+        // Checked again after the upload: the session may have closed (its driver is gone, so a
+        // task queued now would never end) or failed for good in the meantime.
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        let fatal = st.fatal.clone();
         let mut task = Task {
             label,
             payload,
@@ -576,15 +579,36 @@ async fn step(sh: &Shared) -> Result<bool> {
             let seq = slot.next_seq;
             slot.next_seq += 1;
             st.dirty = true;
-            (worker, seq, frame)
+            (worker, seq, frame, task_id)
         };
-        let (worker, seq, frame) = assignment;
-        store
+        let (worker, seq, frame, task_id) = assignment;
+        let sent = store
             .put(
                 &key(sh.layout.inbox(worker.as_str(), seq))?,
                 Bytes::from(frame),
             )
-            .await?;
+            .await;
+        if let Err(e) = sent {
+            // Undo the assignment: the worker reads its inbox in sequence, so a message that was
+            // never written would leave a gap it waits at forever, with the task stuck running
+            // on a worker that beats as if all were well.
+            let mut st = sh.lock();
+            if let Some(slot) = st.workers.get_mut(&worker) {
+                slot.task = None;
+                slot.next_seq = seq;
+            }
+            let cancelled = st.tasks.get_mut(&task_id).is_some_and(|t| {
+                t.state = TaskState::Queued;
+                t.worker = None;
+                t.cancel
+            });
+            if cancelled {
+                st.finish(&task_id, TaskState::Cancelled, None, None);
+            } else {
+                st.queue.push_front(task_id);
+            }
+            return Err(e.into());
+        }
         progressed = true;
     }
 
@@ -764,7 +788,9 @@ async fn health(sh: &Shared) -> Result<()> {
     }
     // Heartbeats of busy workers: a beat that stops moving means the worker is gone even if the
     // platform has not noticed yet.
-    let busy: Vec<(WorkerId, Duration, Option<(u64, Duration)>, Duration)> = sh
+    // (worker, launched at, last beat seen (seq, when), busy since)
+    type Busy = (WorkerId, Duration, Option<(u64, Duration)>, Duration);
+    let busy: Vec<Busy> = sh
         .lock()
         .workers
         .iter()
@@ -966,10 +992,10 @@ async fn shutdown(sh: &Shared) {
             let _ = sh.ports.store.put(&k, Bytes::from(frame)).await;
         }
     }
-    if !ids.is_empty() {
-        if let Err(e) = sh.ports.compute.stop(&ids, "session closed").await {
-            tracing::warn!(error = %e, "stopping workers failed");
-        }
+    if !ids.is_empty()
+        && let Err(e) = sh.ports.compute.stop(&ids, "session closed").await
+    {
+        tracing::warn!(error = %e, "stopping workers failed");
     }
     sh.lock().workers.clear();
 }
