@@ -231,19 +231,41 @@ pub fn decode<M: DeserializeOwned>(kind: Kind, buf: &Bytes, limits: Limits) -> R
     }
     let stored = buf.slice(meta_end..);
     let payload = if codec == CODEC_ZSTD {
-        let raw = zstd::bulk::decompress(&stored, raw_len as usize)
-            .map_err(|e| Error::Decompress(e.to_string()))?;
-        if raw.len() as u64 != raw_len {
-            return Err(Error::Decompress(format!(
-                "expected {raw_len} bytes, got {}",
-                raw.len()
-            )));
-        }
-        Bytes::from(raw)
+        Bytes::from(decompress(&stored, raw_len)?)
     } else {
         stored
     };
     Ok((meta, payload))
+}
+
+/// At most this much of a claimed raw payload is allocated before decompression starts.
+const PREALLOC_MAX: u64 = 64 << 20;
+
+/// Decompresses a zstd payload that must yield exactly `raw_len` bytes. The header's claim
+/// only bounds the output: beyond [`PREALLOC_MAX`] the buffer grows as bytes actually arrive,
+/// so a small frame claiming a huge payload cannot make the reader allocate it up front.
+fn decompress(stored: &[u8], raw_len: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let err = |e: std::io::Error| Error::Decompress(e.to_string());
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(stored).map_err(err)?;
+    let mut raw = Vec::with_capacity(raw_len.min(PREALLOC_MAX) as usize);
+    (&mut decoder)
+        .take(raw_len)
+        .read_to_end(&mut raw)
+        .map_err(err)?;
+    if raw.len() as u64 != raw_len {
+        return Err(Error::Decompress(format!(
+            "expected {raw_len} bytes, got {}",
+            raw.len()
+        )));
+    }
+    // The stream must end here (this also reads the rest of the frame, checking it).
+    if decoder.read(&mut [0u8; 1]).map_err(err)? != 0 {
+        return Err(Error::Decompress(format!(
+            "expected {raw_len} bytes, got more"
+        )));
+    }
+    Ok(raw)
 }
 
 #[cfg(test)]

@@ -1,0 +1,12 @@
+//! decode_heartbeat on arbitrary bytes: as given, and with the checksum recomputed over them (so the
+//! fuzzer, which controls every header field, also reaches the length, metadata and payload
+//! checks behind the BLAKE3 check). Must never panic; whatever it accepts must round-trip.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use starburst_serialization::frame::Kind;
+
+fuzz_target!(|data: &[u8]| {
+    starburst_fuzz::check_raw(Kind::Heartbeat, data);
+});
