@@ -30,6 +30,7 @@ use starburst_scheduler::{Collected, Ports, Scheduler, SchedulerConfig, TaskStat
 use starburst_serialization::{self as wire, Limits, ResultMeta, SessionLayout};
 use starburst_worker::{Worker, WorkerConfig};
 
+#[allow(unused_imports)]
 pub use script::{Entry, Journal, ScriptEvaluator};
 
 pub const SESSION: &str = "sess-1";
