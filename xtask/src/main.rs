@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod dist;
+#[cfg(test)]
+mod tidy;
 
 #[derive(Debug, Parser)]
 #[command(about = "starburst development tasks")]
