@@ -543,10 +543,20 @@ async fn step(sh: &Shared) -> Result<bool> {
             })
             .collect()
     };
-    for id in to_cancel {
-        store
+    for (i, id) in to_cancel.iter().enumerate() {
+        let written = store
             .put(&key(sh.layout.cancel(id.as_str()))?, Bytes::new())
-            .await?;
+            .await;
+        if let Err(e) = written {
+            // Keep the requests not yet written for the next round, or they are lost.
+            let mut st = sh.lock();
+            for id in &to_cancel[i..] {
+                if let Some(t) = st.tasks.get_mut(id) {
+                    t.cancel = true;
+                }
+            }
+            return Err(e.into());
+        }
     }
 
     // Dispatch queued tasks to idle workers.
@@ -729,6 +739,12 @@ fn complete(sh: &Shared, st: &mut State, id: &TaskId, buf: &Bytes) {
 async fn launch(sh: &Shared, count: u32) -> Result<bool> {
     let report = match sh.ports.compute.launch(&sh.config.spec, count).await {
         Ok(r) => r,
+        Err(e) if e.is_retryable() => {
+            // Throttled, or a failure that may pass: the queue waits for a later round instead
+            // of failing as if no worker could ever start.
+            tracing::warn!(error = %e, "launching workers was throttled; will retry");
+            return Ok(false);
+        }
         Err(e) => {
             tracing::warn!(error = %e, "launching workers failed");
             starburst_cloud::LaunchReport {

@@ -467,7 +467,7 @@ fn blobs_shared_by_many_tasks_are_uploaded_once() {
 #[test]
 fn a_failed_inbox_write_does_not_strand_the_task() {
     let sim = Sim::new(1);
-    sim.store.fail_inbox_puts(1);
+    sim.store.fail_puts("/inbox/", 1);
     let id = sim.submit("value:delivered");
     let c = sim.finish(&id);
     assert_eq!(
@@ -509,6 +509,37 @@ fn a_submit_racing_close_never_leaves_a_pending_task() {
             Err(e) => panic!("{e}"),
         }
     });
+}
+
+#[test]
+fn a_failed_cancel_marker_write_is_retried() {
+    let sim = Sim::new(1);
+    let a = sim.submit("hang");
+    sim.wait_running("hang");
+    sim.store.fail_puts("/cancel/", 1);
+    sim.sched.cancel(std::slice::from_ref(&a)).unwrap();
+    let c = sim.finish(&a);
+    assert_eq!(c.state, TaskState::Cancelled, "{c:?}");
+    assert!(sim.exists(sim.layout.cancel(a.as_str())));
+}
+
+#[test]
+fn a_throttled_launch_is_retried_instead_of_failing_the_queue() {
+    let sim = Sim::new(2);
+    sim.port.throttle_launches(3);
+    let ids: Vec<_> = (0..4).map(|i| sim.submit(&format!("value:{i}"))).collect();
+    let (done, _) = sim.finish_all(&ids);
+    for (i, c) in done.iter().enumerate() {
+        assert_eq!(c.state, TaskState::Done, "{:?}", c.failure);
+        assert_eq!(c.value, Some(Bytes::from(format!("{i}"))));
+    }
+    assert!(
+        sim.port
+            .launch_calls
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 3
+    );
+    assert!(sim.compute.launched().len() <= 2);
 }
 
 // ---------------------------------------------------------------------------------------------

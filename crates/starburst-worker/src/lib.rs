@@ -169,7 +169,17 @@ impl Worker {
         let mut backoff = self.config.poll_min;
         loop {
             let key = path(self.layout.inbox(&self.config.worker_id, seq))?;
-            if let Some(buf) = self.store.get_opt(&key).await? {
+            let message = match self.store.get_opt(&key).await {
+                Ok(m) => m,
+                // A throttled or failed poll (S3 503/500) is no reason to end the worker: try
+                // again after the usual wait.
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "reading the inbox failed; will retry");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(buf) = message {
                 let (meta, payload) =
                     wire::decode_inbox(&buf, Limits::default()).map_err(|source| Error::Inbox {
                         key: key.to_string(),
@@ -319,8 +329,23 @@ impl Worker {
             outcome,
             timing,
         };
-        let frame = wire::encode_result(&meta, &value, self.config.encode);
-        if !self.store.create(&result_key, Bytes::from(frame)).await? {
+        let frame = Bytes::from(wire::encode_result(&meta, &value, self.config.encode));
+        // Retry a commit that failed transiently; put-if-absent keeps a retry from writing
+        // twice (a first attempt that did land makes the retry report "already committed").
+        let mut retries = 0u32;
+        let created = loop {
+            match self.store.create(&result_key, frame.clone()).await {
+                Err(e) if e.is_retryable() && retries < 5 => {
+                    retries += 1;
+                    tracing::warn!(error = %e, retries, "committing the result failed; will retry");
+                    self.clock
+                        .sleep(Duration::from_millis(100 << retries))
+                        .await;
+                }
+                r => break r?,
+            }
+        };
+        if !created {
             tracing::warn!(task = %task.task_id, "a result was already committed; this one is dropped");
         }
         self.done.fetch_add(1, Ordering::Relaxed);

@@ -31,16 +31,42 @@ const STEP: Duration = Duration::from_millis(10);
 /// Upper bound on clock steps while waiting for progress (≈ 50 s of worker time).
 const MAX_STEPS: usize = 5_000;
 
-/// Records the order of writes, so tests can check what was written before what.
+/// Records the order of writes, so tests can check what was written before what, and can make
+/// calls fail the way S3 sometimes does (500, 503 SlowDown).
 #[derive(Debug, Default)]
 struct RecordingStore {
     inner: InMemoryStore,
     writes: Mutex<Vec<(&'static str, String)>>,
+    /// (operation, key fragment, failures left)
+    faults: Mutex<Vec<(&'static str, String, u32)>>,
 }
 
 impl RecordingStore {
     fn writes(&self) -> Vec<(&'static str, String)> {
         self.writes.lock().unwrap().clone()
+    }
+
+    /// Makes the next `n` calls of `op` on keys containing `needle` fail transiently.
+    fn fail(&self, op: &'static str, needle: &str, n: u32) {
+        self.faults
+            .lock()
+            .unwrap()
+            .push((op, needle.to_string(), n));
+    }
+
+    fn fault(&self, op: &'static str, path: &ObjectPath) -> starburst_cloud::Result<()> {
+        let mut faults = self.faults.lock().unwrap();
+        if let Some((_, _, left)) = faults.iter_mut().find(|(o, needle, left)| {
+            *o == op && *left > 0 && path.as_str().contains(needle.as_str())
+        }) {
+            *left -= 1;
+            return Err(starburst_cloud::Error::Transient {
+                op,
+                resource: path.to_string(),
+                source: "503 SlowDown (injected)".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -51,6 +77,7 @@ impl ObjectStore for RecordingStore {
         self.inner.put(path, data).await
     }
     async fn put_if_absent(&self, path: &ObjectPath, data: Bytes) -> starburst_cloud::Result<()> {
+        self.fault("put_if_absent", path)?;
         let r = self.inner.put_if_absent(path, data).await;
         let op = if r.is_ok() {
             "create"
@@ -61,6 +88,7 @@ impl ObjectStore for RecordingStore {
         r
     }
     async fn get(&self, path: &ObjectPath) -> starburst_cloud::Result<Bytes> {
+        self.fault("get", path)?;
         self.inner.get(path).await
     }
     async fn get_range(
@@ -665,6 +693,25 @@ async fn an_unreadable_inbox_message_is_an_error() {
     }
     let err = run.await.unwrap().unwrap_err();
     assert!(err.to_string().contains("inbox message"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_store_errors_do_not_end_the_worker_or_lose_the_result() {
+    let mut rig = Rig::start();
+    rig.store.fail("get", "/inbox/", 3);
+    rig.store.fail("put_if_absent", "/out/results/", 2);
+    rig.run_task("t1", "value:kept").await;
+    let (meta, value) = rig.result("t1").await;
+    assert_eq!((meta.outcome, &value[..]), (Outcome::Value, &b"kept"[..]));
+    assert!(!rig.run.as_ref().unwrap().is_finished());
+    assert_eq!(
+        rig.journal.evaluated_by("value:kept").len(),
+        1,
+        "evaluated once"
+    );
+    rig.run_task("t2", "value:next").await;
+    assert_eq!(&rig.result("t2").await.1[..], b"next");
+    rig.stop().await;
 }
 
 #[test]

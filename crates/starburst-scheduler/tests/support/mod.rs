@@ -86,7 +86,8 @@ pub struct AuditStore {
     pub inner: InMemoryStore,
     /// `put`/`put_if_absent` calls per key.
     puts: Mutex<HashMap<String, Vec<&'static str>>>,
-    fail_inbox_puts: AtomicU32,
+    /// (key fragment, failures left) for `put`.
+    fail_puts: Mutex<Vec<(String, u32)>>,
     gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     gate_waiting: AtomicUsize,
 }
@@ -112,9 +113,23 @@ impl AuditStore {
             .count()
     }
 
-    /// Makes the next `n` writes to worker inboxes fail as a transient error.
-    pub fn fail_inbox_puts(&self, n: u32) {
-        self.fail_inbox_puts.store(n, Ordering::SeqCst);
+    /// Makes the next `n` `put`s to keys containing `needle` fail as a transient error.
+    pub fn fail_puts(&self, needle: &str, n: u32) {
+        self.fail_puts.lock().unwrap().push((needle.to_string(), n));
+    }
+
+    fn should_fail(&self, path: &ObjectPath) -> bool {
+        let mut rules = self.fail_puts.lock().unwrap();
+        match rules
+            .iter_mut()
+            .find(|(needle, left)| *left > 0 && path.as_str().contains(needle.as_str()))
+        {
+            Some((_, left)) => {
+                *left -= 1;
+                true
+            }
+            None => false,
+        }
     }
 
     /// From now on, `head` of a blob waits for a permit of the returned semaphore.
@@ -142,12 +157,7 @@ impl AuditStore {
 #[async_trait]
 impl ObjectStore for AuditStore {
     async fn put(&self, path: &ObjectPath, data: Bytes) -> starburst_cloud::Result<()> {
-        if path.as_str().contains("/inbox/")
-            && self
-                .fail_inbox_puts
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-        {
+        if self.should_fail(path) {
             return Err(Error::Transient {
                 op: "put",
                 resource: path.to_string(),
@@ -196,6 +206,57 @@ impl ObjectStore for AuditStore {
         token: Option<String>,
     ) -> starburst_cloud::Result<ListPage> {
         self.inner.list(prefix, token).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A compute port that can be throttled.
+
+/// Passes every call to a [`FakeCompute`], except that the next launches can be refused the way
+/// ECS refuses RunTask when it throttles.
+#[derive(Debug)]
+pub struct ThrottledCompute {
+    pub inner: Arc<FakeCompute>,
+    throttle: AtomicU32,
+    pub launch_calls: AtomicU32,
+}
+
+impl ThrottledCompute {
+    /// Refuses the next `n` launch calls.
+    pub fn throttle_launches(&self, n: u32) {
+        self.throttle.store(n, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Compute for ThrottledCompute {
+    async fn launch(
+        &self,
+        spec: &WorkerSpec,
+        count: u32,
+    ) -> starburst_cloud::Result<starburst_cloud::LaunchReport> {
+        self.launch_calls.fetch_add(1, Ordering::SeqCst);
+        if self
+            .throttle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::Throttled {
+                op: "launch",
+                resource: "RunTask".into(),
+                retry_after: None,
+            });
+        }
+        self.inner.launch(spec, count).await
+    }
+    async fn describe(
+        &self,
+        ids: &[WorkerId],
+    ) -> starburst_cloud::Result<Vec<starburst_cloud::WorkerStatus>> {
+        self.inner.describe(ids).await
+    }
+    async fn stop(&self, ids: &[WorkerId], reason: &str) -> starburst_cloud::Result<()> {
+        self.inner.stop(ids, reason).await
     }
 }
 
@@ -356,6 +417,8 @@ pub struct Sim {
     pub clock: ManualClock,
     pub store: Arc<AuditStore>,
     pub compute: Arc<FakeCompute>,
+    /// The compute port the scheduler sees: `compute`, throttled on request.
+    pub port: Arc<ThrottledCompute>,
     pub logs: Arc<FakeLogs>,
     pub journal: Arc<Journal>,
     pub layout: SessionLayout,
@@ -397,11 +460,16 @@ impl Sim {
             idle_timeout: opts.idle_timeout,
         };
         compute.on_launch(move |id, _spec| launch_worker(&ctx, id));
+        let port = Arc::new(ThrottledCompute {
+            inner: compute.clone(),
+            throttle: AtomicU32::new(0),
+            launch_calls: AtomicU32::new(0),
+        });
         let sched = Self::scheduler(
             &rt,
             &clock,
             &store,
-            compute.clone(),
+            port.clone(),
             &logs,
             opts.config.clone(),
         );
@@ -410,6 +478,7 @@ impl Sim {
             clock,
             store,
             compute,
+            port,
             logs,
             journal,
             layout: SessionLayout::new(SESSION),
