@@ -225,10 +225,18 @@ impl RProcess {
     async fn died(&mut self, child: Option<Child>, why: String) -> Evaluation {
         let status = match child {
             Some(mut c) => {
-                let _ = c.process.start_kill();
-                match tokio::time::timeout(Duration::from_secs(5), c.process.wait()).await {
+                // The pipe closes as the process exits: give it a moment to finish exiting so the
+                // report names its real status, then make sure it is gone.
+                let exited = tokio::time::timeout(Duration::from_secs(2), c.process.wait()).await;
+                match exited {
                     Ok(Ok(s)) => describe_status(s),
-                    _ => why,
+                    _ => {
+                        let _ = c.process.start_kill();
+                        match tokio::time::timeout(Duration::from_secs(5), c.process.wait()).await {
+                            Ok(Ok(_)) => format!("stopped responding ({why}) and was killed"),
+                            _ => why,
+                        }
+                    }
                 }
             }
             None => why,
