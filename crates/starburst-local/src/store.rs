@@ -73,20 +73,14 @@ fn io(op: &'static str, path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> impl Future<Output = Result<T>> {
-    async move {
-        match tokio::runtime::Handle::try_current() {
-            // Small file operations are cheaper inline than a hop to the blocking pool; only a
-            // current-thread runtime, where blocking would stall everything, uses the pool.
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
-                tokio::task::spawn_blocking(f)
-                    .await
-                    .map_err(|e| Error::other("blocking", "task", e))?
-            }
-            _ => f(),
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        // Small file operations are cheaper inline than a hop to the blocking pool; only a
+        // current-thread runtime, where blocking would stall everything, uses the pool.
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
+            tokio::task::spawn_blocking(f).await.map_err(|e| Error::other("blocking", "task", e))?
         }
+        _ => f(),
     }
 }
 
