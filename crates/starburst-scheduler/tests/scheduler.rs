@@ -180,6 +180,52 @@ fn repeated_losses_fail_the_task_with_the_worker_log_tail() {
 }
 
 #[test]
+fn a_clean_exit_requeues_without_using_a_retry_and_out_of_memory_is_not_retried() {
+    let mut cfg = config(1);
+    cfg.max_retries = 0;
+    let sim = Sim::with(SimOptions::new(cfg));
+    // Exit code 0 (an idle exit racing an assignment): re-run even with no retries left.
+    let a = sim.submit("sleep:200;value:a");
+    let w1 = sim.wait_running("sleep:200");
+    sim.kill(&w1, StopCause::Exited, "Essential container in task exited");
+    let c = sim.finish(&a);
+    assert_eq!(
+        (c.state, c.value),
+        (TaskState::Done, Some(Bytes::from_static(b"a")))
+    );
+    assert_eq!(sim.journal.evaluated_by("sleep:200").len(), 2);
+    // Out of memory: the same worker size would fail again, so the task fails at once.
+    let b = sim.submit("hang");
+    let w2 = sim.wait_running("hang");
+    sim.kill(
+        &w2,
+        StopCause::OutOfMemory,
+        "OutOfMemoryError: Container killed due to memory usage",
+    );
+    let c = sim.finish(&b);
+    assert_eq!(c.state, TaskState::Failed);
+    let f = c.failure.unwrap();
+    assert_eq!(f.class, "starburst_worker_lost");
+    assert!(f.message.contains("more memory"), "{}", f.message);
+    assert_eq!(sim.journal.evaluated_by("hang").len(), 1);
+}
+
+#[test]
+fn a_dead_evaluator_fails_the_task_and_the_worker_goes_on() {
+    let sim = Sim::new(1);
+    let a = sim.submit("die");
+    let b = sim.submit("value:after");
+    let (done, _) = sim.finish_all(&[a, b]);
+    assert_eq!(done[0].state, TaskState::Failed);
+    let f = done[0].failure.clone().unwrap();
+    assert_eq!(f.class, "starburst_evaluator_died");
+    assert!(f.message.contains("exited with status 1"), "{}", f.message);
+    assert_eq!(f.log_tail.len(), 1, "{:?}", f.log_tail);
+    assert_eq!(done[1].value, Some(Bytes::from_static(b"after")));
+    assert_eq!(sim.compute.launched().len(), 1);
+}
+
+#[test]
 fn an_image_pull_failure_fails_the_task_and_the_queue_fast() {
     let sim = Sim::with(SimOptions::new(config(1)).behaviour(|_| Behaviour::Silent));
     let ids: Vec<_> = (0..5).map(|i| sim.submit(&format!("value:{i}"))).collect();
