@@ -208,3 +208,90 @@ pub async fn logs_empty(logs: Arc<dyn Logs>, missing: &crate::WorkerId) {
     let lines = logs.read(missing, &LogQuery::default()).await.unwrap();
     assert!(lines.is_empty(), "a worker without a log has no lines");
 }
+
+/// The [`crate::Quotas`] contract, for an implementation that knows `code`.
+pub async fn quotas(quotas: Arc<dyn crate::Quotas>, code: &str) {
+    let q = quotas.quota(code).await.unwrap();
+    assert_eq!(q.code, code);
+    assert!(q.effective() >= 0.0 && q.default >= 0.0);
+    assert!(quotas.usage(code).await.unwrap() >= 0.0);
+    assert!(
+        quotas
+            .quota("L-NOT-A-QUOTA")
+            .await
+            .unwrap_err()
+            .is_not_found(),
+        "an unknown quota is NotFound"
+    );
+    let r = quotas
+        .request_increase(code, q.effective() + 10.0)
+        .await
+        .unwrap();
+    assert_eq!(r.code, code);
+    let again = quotas.request_status(&r.id).await.unwrap();
+    assert_eq!(again.id, r.id);
+    assert!(
+        quotas
+            .request_status("no-such-request")
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+}
+
+/// The [`crate::Registry`] and [`crate::ImageBuilder`] contract: a built image exists.
+pub async fn registry_and_builder(
+    registry: Arc<dyn crate::Registry>,
+    builder: Arc<dyn crate::ImageBuilder>,
+    request: &crate::BuildRequest,
+) {
+    assert!(
+        !registry.exists(&request.image).await.unwrap(),
+        "the image must not exist before the build"
+    );
+    let login = registry.login().await.unwrap();
+    builder.build_and_push(request, &login).await.unwrap();
+    assert!(
+        registry.exists(&request.image).await.unwrap(),
+        "a pushed image must exist"
+    );
+}
+
+/// The [`crate::Network`] contract: `ensure` is idempotent and honours explicit subnets.
+pub async fn network(network: Arc<dyn crate::Network>) {
+    let req = crate::NetworkRequest {
+        security_group_name: "starburst-conformance".into(),
+        ..Default::default()
+    };
+    let a = network.ensure(&req).await.unwrap();
+    let b = network.ensure(&req).await.unwrap();
+    assert_eq!(a, b, "ensure must be idempotent");
+    assert!(!a.subnets.is_empty() && a.security_groups.len() == 1);
+    let explicit = crate::NetworkRequest {
+        subnets: vec![a.subnets[0].clone()],
+        ..req
+    };
+    assert_eq!(
+        network.ensure(&explicit).await.unwrap().subnets,
+        vec![a.subnets[0].clone()]
+    );
+}
+
+/// The [`crate::Clock`] contract: monotonic time, and `sleep` returns once time has passed.
+pub async fn clock(clock: Arc<dyn crate::Clock>, advance: impl Fn(std::time::Duration)) {
+    let t0 = clock.now();
+    let c = clock.clone();
+    let sleeper = tokio::spawn(async move { c.sleep(std::time::Duration::from_millis(20)).await });
+    for _ in 0..500 {
+        if sleeper.is_finished() {
+            break;
+        }
+        advance(std::time::Duration::from_millis(5));
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    sleeper.await.unwrap();
+    assert!(
+        clock.now() >= t0 + std::time::Duration::from_millis(20),
+        "sleep returned early"
+    );
+}

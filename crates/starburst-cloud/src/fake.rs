@@ -281,7 +281,7 @@ pub struct FakeQuotas {
 }
 
 impl FakeQuotas {
-    /// Fargate quotas at their defaults (On-Demand and Spot: 6 vCPU default... set by caller).
+    /// No quotas yet; add them with [`FakeQuotas::set`].
     pub fn new() -> Self {
         Self::default()
     }
@@ -467,7 +467,7 @@ pub struct FakeNetwork {
 }
 
 impl FakeNetwork {
-    /// A default VPC `vpc-default` with subnets `subnet-a` and `subnet-b`.
+    /// A default VPC `vpc-default` with subnets `subnet-a` and `subnet-b`, no groups yet.
     pub fn new() -> Self {
         Self::default()
     }

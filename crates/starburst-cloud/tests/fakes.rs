@@ -80,3 +80,45 @@ async fn mocks_are_usable_for_interaction_tests() {
         None
     );
 }
+
+#[tokio::test]
+async fn fake_quotas_conform() {
+    let q = starburst_cloud::fake::FakeQuotas::new();
+    q.set(
+        starburst_cloud::FARGATE_ON_DEMAND_VCPU,
+        6.0,
+        Some(100.0),
+        3.0,
+    );
+    conformance::quotas(Arc::new(q), starburst_cloud::FARGATE_ON_DEMAND_VCPU).await;
+}
+
+#[tokio::test]
+async fn fake_registry_and_builder_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    let registry = starburst_cloud::fake::FakeRegistry::new();
+    let builder = starburst_cloud::fake::FakeImageBuilder::new(registry.clone());
+    let request = starburst_cloud::BuildRequest {
+        context: dir.path().to_path_buf(),
+        image: starburst_cloud::ImageRef {
+            repository: "repo".into(),
+            tag: "abc".into(),
+        },
+        arch: Arch::X86_64,
+    };
+    conformance::registry_and_builder(Arc::new(registry), Arc::new(builder), &request).await;
+}
+
+#[tokio::test]
+async fn fake_network_conforms() {
+    conformance::network(Arc::new(starburst_cloud::fake::FakeNetwork::new())).await;
+}
+
+#[tokio::test]
+async fn clocks_conform() {
+    let manual = starburst_cloud::ManualClock::new();
+    let m2 = manual.clone();
+    conformance::clock(Arc::new(manual), move |d| m2.advance(d)).await;
+    conformance::clock(Arc::new(starburst_cloud::SystemClock::default()), |_| {}).await;
+}
