@@ -188,6 +188,10 @@ struct Task {
     failure: Option<TaskFailure>,
     worker: Option<WorkerId>,
     cancel: bool,
+    /// Cancellation was asked for; a lost worker's task then ends cancelled, not re-run.
+    cancelled: bool,
+    /// Runs lost to worker failures (a clean exit before the task started does not count).
+    losses: u32,
     dispatched_at: Duration,
 }
 
@@ -369,6 +373,8 @@ impl Scheduler {
             failure: None,
             worker: None,
             cancel: false,
+            cancelled: false,
+            losses: 0,
             dispatched_at: Duration::ZERO,
         };
         if let Some(f) = fatal {
@@ -425,7 +431,10 @@ impl Scheduler {
             };
             match t.state {
                 TaskState::Queued => st.finish(id, TaskState::Cancelled, None, None),
-                TaskState::Running => t.cancel = true,
+                TaskState::Running => {
+                    t.cancel = true;
+                    t.cancelled = true;
+                }
                 _ => {}
             }
         }
@@ -638,20 +647,20 @@ async fn step(sh: &Shared) -> Result<bool> {
     }
 
     // Results and events of running tasks.
-    let running: Vec<(TaskId, u32)> = {
+    let running: Vec<(TaskId, u32, u32)> = {
         let st = sh.lock();
         st.tasks
             .iter()
             .filter(|(_, t)| t.state == TaskState::Running)
-            .map(|(id, t)| (id.clone(), t.next_event))
+            .map(|(id, t)| (id.clone(), t.attempt, t.next_event))
             .collect()
     };
-    for (id, mut next_event) in running {
+    for (id, attempt, mut next_event) in running {
         let result = store.get_opt(&key(sh.layout.result(id.as_str()))?).await?;
         // Events are written before the result, so after seeing the result all events are in.
         let mut events = Vec::new();
         while let Some(buf) = store
-            .get_opt(&key(sh.layout.event(id.as_str(), next_event))?)
+            .get_opt(&key(sh.layout.event(id.as_str(), attempt, next_event))?)
             .await?
         {
             match wire::decode_event(&buf, Limits::default()) {
@@ -665,7 +674,7 @@ async fn step(sh: &Shared) -> Result<bool> {
         }
         progressed = true;
         let mut st = sh.lock();
-        if let Some(t) = st.tasks.get_mut(&id) {
+        if let Some(t) = st.tasks.get_mut(&id).filter(|t| t.attempt == attempt) {
             t.next_event = next_event;
             t.events.extend(events);
             st.dirty = true;
@@ -887,14 +896,20 @@ async fn worker_lost(sh: &Shared, id: &WorkerId, cause: StopCause, message: &str
         let mut st = sh.lock();
         let max = sh.config.max_retries;
         match st.tasks.get_mut(&task_id) {
+            Some(t) if t.state == TaskState::Running && t.cancelled => {
+                st.finish(&task_id, TaskState::Cancelled, None, None);
+                return;
+            }
             Some(t) if t.state == TaskState::Running && !fatal && cause.is_retryable() => {
                 // A worker that exited cleanly (idle timeout racing an assignment) did not fail
-                // the task; it does not use up a retry.
-                let clean = cause == StopCause::Exited;
-                if clean || t.attempt <= max {
-                    if !clean {
-                        t.attempt += 1;
-                    }
+                // the task; it does not use up a retry. Every re-run is a new attempt, so its
+                // events are kept apart from the lost run's.
+                if cause != StopCause::Exited {
+                    t.losses += 1;
+                }
+                if t.losses <= max {
+                    t.attempt += 1;
+                    t.next_event = 0;
                     t.state = TaskState::Queued;
                     t.worker = None;
                     st.queue.push_front(task_id.clone());
@@ -913,12 +928,7 @@ async fn worker_lost(sh: &Shared, id: &WorkerId, cause: StopCause, message: &str
         sh.wake.notify_one();
         return;
     }
-    let attempts = sh
-        .lock()
-        .tasks
-        .get(&task_id)
-        .map(|t| t.attempt)
-        .unwrap_or(1);
+    let attempts = sh.lock().tasks.get(&task_id).map(|t| t.losses).unwrap_or(1);
     let failure = lost_failure(sh, id, cause, message, attempts).await;
     sh.lock()
         .finish(&task_id, TaskState::Failed, None, Some(failure));

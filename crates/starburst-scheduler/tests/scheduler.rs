@@ -688,3 +688,36 @@ fn workers_are_launched_in_batches_of_at_most_launch_batch() {
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
+
+#[test]
+fn a_cancelled_task_whose_worker_is_lost_is_not_rerun() {
+    let sim = Sim::new(1);
+    let a = sim.submit("hang");
+    let worker = sim.wait_running("hang");
+    // The worker is lost right after the cancel was asked for, before it could act on it.
+    sim.sched.cancel(std::slice::from_ref(&a)).unwrap();
+    sim.kill(&worker, StopCause::SpotInterruption, "interrupted");
+    let c = sim.finish(&a);
+    assert_eq!(c.state, TaskState::Cancelled, "{c:?}");
+    assert_eq!(
+        sim.journal.evaluated_by("hang").len(),
+        1,
+        "a cancelled task must not run again"
+    );
+}
+
+#[test]
+fn a_rerun_keeps_its_events_apart_from_the_lost_run() {
+    let sim = Sim::new(1);
+    let id = sim.submit("events:2;sleep:500;value:ok");
+    let first = sim.wait_running("events:2;sleep:500;value:ok");
+    sim.until("the first run's events", |s| {
+        s.exists(s.layout.event(id.as_str(), 1, 1))
+    });
+    sim.kill(&first, StopCause::SpotInterruption, "interrupted");
+    let c = sim.finish(&id);
+    assert_eq!(c.state, TaskState::Done, "{c:?}");
+    // Attempt 2 wrote its own events under its own attempt number.
+    assert!(sim.exists(sim.layout.event(id.as_str(), 2, 0)));
+    assert!(sim.exists(sim.layout.event(id.as_str(), 2, 1)));
+}

@@ -7,7 +7,7 @@
 //! sessions/<sid>/workers/<wid>/beat                 the worker's heartbeat
 //! sessions/<sid>/cancel/<tid>                       a cancellation request
 //! sessions/<sid>/out/results/<tid>                  the result, committed once (put-if-absent)
-//! sessions/<sid>/out/events/<tid>/<seq:06>          immediate conditions, in order
+//! sessions/<sid>/out/events/<tid>/<attempt>/<seq:06> immediate conditions, in order, per attempt
 //! ```
 //!
 //! Everything the client polls lies under `out/`, so one watch covers it; everything a worker
@@ -24,7 +24,9 @@ pub struct SessionLayout {
 impl SessionLayout {
     /// The layout of session `session_id`.
     pub fn new(session_id: &str) -> Self {
-        Self { root: format!("sessions/{session_id}") }
+        Self {
+            root: format!("sessions/{session_id}"),
+        }
     }
 
     /// The session's root prefix.
@@ -63,9 +65,9 @@ impl SessionLayout {
     pub fn result(&self, task_id: &str) -> String {
         format!("{}/out/results/{task_id}", self.root)
     }
-    /// Event `seq` of a task.
-    pub fn event(&self, task_id: &str, seq: u32) -> String {
-        format!("{}/out/events/{task_id}/{seq:06}", self.root)
+    /// Event `seq` of a task's attempt `attempt` (a re-run starts its events afresh).
+    pub fn event(&self, task_id: &str, attempt: u32, seq: u32) -> String {
+        format!("{}/out/events/{task_id}/{attempt}/{seq:06}", self.root)
     }
 }
 
@@ -77,7 +79,7 @@ mod tests {
     fn keys() {
         let l = SessionLayout::new("s1");
         assert_eq!(l.inbox("w-1", 3), "sessions/s1/workers/w-1/inbox/00000003");
-        assert_eq!(l.event("t9", 12), "sessions/s1/out/events/t9/000012");
+        assert_eq!(l.event("t9", 2, 12), "sessions/s1/out/events/t9/2/000012");
         assert!(l.result("t9").starts_with(&l.out()));
     }
 }

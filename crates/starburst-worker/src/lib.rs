@@ -279,6 +279,7 @@ impl Worker {
                     self.store.clone(),
                     self.layout.clone(),
                     task.task_id.clone(),
+                    task.attempt,
                     self.config.encode,
                     rx,
                 ));
@@ -368,6 +369,7 @@ async fn relay_events(
     store: Arc<dyn ObjectStore>,
     layout: SessionLayout,
     task_id: String,
+    attempt: u32,
     encode: EncodeOptions,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
 ) {
@@ -377,7 +379,7 @@ async fn relay_events(
             task_id: task_id.clone(),
             seq,
         };
-        let Ok(key) = ObjectPath::parse(layout.event(&task_id, seq)) else {
+        let Ok(key) = ObjectPath::parse(layout.event(&task_id, attempt, seq)) else {
             return;
         };
         if let Err(e) = store

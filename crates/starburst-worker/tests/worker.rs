@@ -317,7 +317,7 @@ async fn events_are_written_in_order_before_the_result() {
     for seq in 0..3u32 {
         let buf = rig
             .store
-            .get(&p(rig.layout.event("t1", seq)))
+            .get(&p(rig.layout.event("t1", 1, seq)))
             .await
             .unwrap();
         let (ev, payload) = wire::decode_event(&buf, Limits::default()).unwrap();
@@ -326,7 +326,7 @@ async fn events_are_written_in_order_before_the_result() {
     }
     assert!(
         rig.store
-            .get_opt(&p(rig.layout.event("t1", 3)))
+            .get_opt(&p(rig.layout.event("t1", 1, 3)))
             .await
             .unwrap()
             .is_none()
@@ -342,9 +342,9 @@ async fn events_are_written_in_order_before_the_result() {
     assert_eq!(
         order,
         vec![
-            rig.layout.event("t1", 0),
-            rig.layout.event("t1", 1),
-            rig.layout.event("t1", 2),
+            rig.layout.event("t1", 1, 0),
+            rig.layout.event("t1", 1, 1),
+            rig.layout.event("t1", 1, 2),
             rig.layout.result("t1"),
         ]
     );
@@ -664,7 +664,7 @@ async fn a_dead_evaluator_is_reported_and_the_next_task_still_runs() {
     // The event sent before the death was still relayed.
     assert!(
         rig.store
-            .get_opt(&p(rig.layout.event("t1", 0)))
+            .get_opt(&p(rig.layout.event("t1", 1, 0)))
             .await
             .unwrap()
             .is_some()
