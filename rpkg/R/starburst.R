@@ -148,6 +148,12 @@ tweak.starburst <- function(strategy, ..., penvir = parent.frame()) {
   args <- list(...)
   check_option_names(names(args))
   check_backend_options(args)
+  ## Resolve the backend now, so that plan() fails before it changes the
+  ## plan (e.g. an invalid Fargate size, or AWS being unavailable)
+  if (any(c("backend", "cpu", "memory") %in% names(args))) {
+    config_args <- args[intersect(names(args), setdiff(backend_option_names, "workers"))]
+    do.call(resolve_config, args = config_args)
+  }
   if (isTRUE(args[["interrupts"]]) || isFALSE(args[["interrupts"]]) || is.null(args[["interrupts"]])) {
   } else {
     invalid_argument("Argument 'interrupts' must be TRUE or FALSE, not %s", deparse_short(args[["interrupts"]]))

@@ -1,0 +1,4 @@
+library(testthat)
+library(starburst)
+
+test_check("starburst")

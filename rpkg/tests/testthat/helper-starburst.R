@@ -1,0 +1,47 @@
+## Helpers for the end-to-end tests on the local backend
+
+## Sets plan(starburst, ...) for the calling test and plan(sequential) after it
+local_starburst <- function(workers = 2L, ..., .env = parent.frame()) {
+  oplan <- future::plan(starburst::starburst, workers = workers, backend = "local", ...)
+  withr::defer(future::plan(oplan), envir = .env)
+  invisible(oplan)
+}
+
+## Is a process with this PID alive?
+pid_alive <- function(pid) {
+  isTRUE(tools::pskill(pid, signal = 0L))
+}
+
+## Waits up to 'timeout' seconds for all of 'pids' to be gone
+wait_gone <- function(pids, timeout = 15) {
+  t0 <- Sys.time()
+  repeat {
+    alive <- vapply(pids, pid_alive, NA)
+    if (!any(alive)) return(TRUE)
+    if (difftime(Sys.time(), t0, units = "secs") > timeout) return(FALSE)
+    Sys.sleep(0.1)
+  }
+}
+
+## PIDs of the starburst-worker processes started by this R process
+worker_pids <- function(parent = Sys.getpid()) {
+  out <- suppressWarnings(system2("ps", c("-o", "pid=,comm=", "--ppid", parent), stdout = TRUE))
+  out <- trimws(out)
+  out <- out[grepl("starburst-work", out, fixed = TRUE)]
+  as.integer(sub("[[:space:]].*$", "", out))
+}
+
+has_cancel <- function() {
+  exists("cancel", envir = asNamespace("future"), mode = "function", inherits = FALSE) &&
+    "cancel" %in% getNamespaceExports("future")
+}
+
+## A throw-away AWS set-up file, as starburst_setup() would write
+local_aws_setup <- function(.env = parent.frame()) {
+  dir <- withr::local_tempdir(.local_envir = .env)
+  withr::local_envvar(R_USER_CONFIG_DIR = dir, .local_envir = .env)
+  path <- file.path(tools::R_user_dir("starburst", "config"), "config.json")
+  dir.create(dirname(path), recursive = TRUE, showWarnings = FALSE)
+  writeLines("{}", path)
+  invisible(path)
+}

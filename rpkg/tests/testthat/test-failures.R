@@ -1,0 +1,76 @@
+library(future)
+
+test_that("a future whose R process calls quit() fails with a classed error; the next one works", {
+  local_starburst(workers = 1)
+  f <- future(quit(save = "no", status = 3L))
+  err <- expect_error(value(f), class = "StarburstFutureError")
+  expect_s3_class(err, "FutureError")
+  expect_s3_class(err, "starburst_error")
+  expect_true(inherits(err, c("starburst_evaluator_died", "starburst_worker_lost")))
+  expect_match(conditionMessage(err), "status 3|quit", perl = TRUE)
+  expect_true(resolved(f))
+  ## value() keeps giving the same error
+  expect_error(value(f), class = "StarburstFutureError")
+
+  g <- future(21 * 2)
+  expect_identical(value(g), 42)
+})
+
+test_that("a future whose R process is killed fails with a classed error; the next one works", {
+  local_starburst(workers = 1)
+  f <- future({ cat("about to die\n"); tools::pskill(Sys.getpid(), tools::SIGKILL); Sys.sleep(10) })
+  err <- expect_error(value(f), class = "StarburstFutureError")
+  expect_true(inherits(err, c("starburst_evaluator_died", "starburst_worker_lost")))
+  expect_type(err$log_tail, "character")
+
+  g <- future(Sys.getpid())
+  expect_false(value(g) == Sys.getpid())
+})
+
+test_that("a failing future does not take down the others", {
+  local_starburst(workers = 2)
+  fs <- list(
+    future({ Sys.sleep(0.5); "a" }),
+    future(quit(save = "no")),
+    future({ Sys.sleep(0.5); "c" })
+  )
+  expect_identical(value(fs[[1]]), "a")
+  expect_error(value(fs[[2]]), class = "StarburstFutureError")
+  expect_identical(value(fs[[3]]), "c")
+})
+
+test_that("cancel() interrupts a running future", {
+  skip_if_not(has_cancel(), "future::cancel() needs future (>= 1.40.0)")
+  local_starburst(workers = 1)
+  f <- future({ Sys.sleep(30); 1 })
+  Sys.sleep(0.5)
+  t0 <- Sys.time()
+  f <- cancel(f)
+  expect_true(resolved(f))
+  expect_error(value(f), class = "FutureInterruptError")
+  ## the worker is free again, quickly
+  g <- future(2)
+  expect_identical(value(g), 2)
+  expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 20)
+})
+
+test_that("cancelling a queued future drops it", {
+  skip_if_not(has_cancel(), "future::cancel() needs future (>= 1.40.0)")
+  local_starburst(workers = 1)
+  f1 <- future({ Sys.sleep(1); 1 })
+  f2 <- future({ Sys.sleep(30); 2 })
+  f2 <- cancel(f2)
+  expect_error(value(f2), class = "FutureInterruptError")
+  expect_identical(value(f1), 1)
+  expect_identical(value(future(3)), 3)
+})
+
+test_that("future.apply stops the other futures when one fails", {
+  skip_if_not_installed("future.apply")
+  local_starburst(workers = 2)
+  t0 <- Sys.time()
+  expect_error(future.apply::future_lapply(1:2, function(i) {
+    if (i == 1) stop("first fails") else { Sys.sleep(20); i }
+  }, future.chunk.size = 1), "first fails")
+  expect_identical(value(future(1)), 1)
+})
