@@ -136,6 +136,7 @@ submit_future <- function(future, session, task) {
   future[["sb_task"]] <- id
   assign(id, future, envir = session[["tasks"]])
   future[["state"]] <- "running"
+  count_launched(future)
   invisible(future)
 }
 

@@ -244,6 +244,7 @@ collect_future <- function(future, timeout = 0) {
   if (final) {
     if (exists(id, envir = s[["tasks"]], inherits = FALSE)) rm(list = id, envir = s[["tasks"]])
     record_outcome(future, res)
+    count_finished(future)
   }
 
   relay_events(future, res[["events"]])
@@ -295,6 +296,31 @@ record_outcome <- function(future, res) {
     future[["state"]] <- "interrupted"
   }
   invisible(future)
+}
+
+
+## Keeps the statistics of a FutureBackend (future >= 1.40.0), which
+## print(plan("backend")) shows
+count_launched <- function(future) {
+  backend <- future[["backend"]]
+  counters <- if (is.environment(backend)) backend[["counters"]] else NULL
+  if (is.null(counters) || !"launched" %in% names(counters)) return(invisible())
+  counters["launched"] <- counters["launched"] + 1L
+  backend[["counters"]] <- counters
+  invisible()
+}
+
+count_finished <- function(future) {
+  backend <- future[["backend"]]
+  counters <- if (is.environment(backend)) backend[["counters"]] else NULL
+  if (is.null(counters) || !"finished" %in% names(counters)) return(invisible())
+  counters["finished"] <- counters["finished"] + 1L
+  backend[["counters"]] <- counters
+  result <- future[["result"]]
+  if (inherits(result, "FutureResult") && !is.null(result[["started"]]) && !is.null(result[["finished"]])) {
+    backend[["runtime"]] <- backend[["runtime"]] + (result[["finished"]] - result[["started"]])
+  }
+  invisible()
 }
 
 

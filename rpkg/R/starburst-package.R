@@ -3,5 +3,8 @@
 #' Use [starburst()] with [future::plan()]. See `?starburst` for every
 #' argument, option, and environment variable, with defaults.
 #'
+#' @docType package
+#' @name starburst-package
+#' @aliases starburst-package
 #' @keywords internal
-"_PACKAGE"
+NULL

@@ -162,7 +162,7 @@ test_that("future.apply::future_lapply() works", {
   b <- future.apply::future_lapply(1:3, function(i) runif(1), future.seed = 123)
   expect_identical(a, b)
   ## errors
-  expect_error(future.apply::future_lapply(1:3, function(i) if (i == 2) stop("two") else i), "two")
+  expect_error(suppressWarnings(future.apply::future_lapply(1:3, function(i) if (i == 2) stop("two") else i)), "two")
   expect_identical(value(future(3L)), 3L)
 })
 

@@ -36,10 +36,11 @@ test_that("worker_child() says hello, evaluates tasks with blobs, relays conditi
   }, lazy = TRUE, globals = list(big = stats::rnorm(5000), small = 1))
   withr::local_options(starburst.blob_threshold = 1000)
   if (starburst:::use_backend_api()) {
-    skip("uses the legacy task format; the FutureBackend format is covered end to end")
+    task <- starburst:::build_backend_task(future)
+  } else {
+    class(future) <- c("StarburstFuture", class(future))
+    task <- starburst:::build_legacy_task(future)
   }
-  class(future) <- c("StarburstFuture", class(future))
-  task <- starburst:::build_legacy_task(future)
   expect_length(task$blobs, 1L)
 
   input <- c(frame("T", task$payload), frame("B", task$blobs[[1]]),
