@@ -65,6 +65,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "r-cran-progressr",
     "r-cran-processx",
     "r-cran-callr",
+    "r-cran-withr",
     "r-cran-roxygen2",
 ];
 
