@@ -258,8 +258,17 @@ collect_future <- function(future, timeout = 0) {
 record_outcome <- function(future, res) {
   state <- res[["state"]]
   if (state == "done") {
-    value <- tryCatch(unserialize(res[["value"]]), error = function(e) e)
-    if (inherits(value, "FutureResult")) {
+    value <- tryCatch(unserialize(res[["value"]]), error = function(e) {
+      structure(class = c("starburst_unreadable_result", "error", "condition"),
+                list(message = conditionMessage(e), call = NULL))
+    })
+    if (inherits(value, "starburst_unreadable_result")) {
+      future[["result"]] <- StarburstFutureError(
+        sprintf("The result of future (%s) of class %s could not be read in this R session: %s",
+                future_label(future), class(future)[1], conditionMessage(value)),
+        classes = "starburst_unreadable_result", future = future)
+      future[["state"]] <- "failed"
+    } else if (inherits(value, "FutureResult")) {
       future[["result"]] <- value
       future[["state"]] <- "finished"
     } else if (inherits(value, "FutureError")) {

@@ -116,7 +116,7 @@ test_that("errors keep their class", {
 
 test_that("lazy futures start when asked for", {
   local_starburst(workers = 2)
-  f <- future(Sys.getpid(), lazy = TRUE)
+  f <- future({ Sys.sleep(1); Sys.getpid() }, lazy = TRUE)
   expect_identical(f$state, "created")
   expect_false(resolved(f))     ## launches it, does not wait
   expect_identical(f$state, "running")
