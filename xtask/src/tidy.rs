@@ -5,7 +5,8 @@ use std::path::Path;
 
 fn manifest(path: &Path) -> toml_edit::DocumentMut {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.parse().unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    text.parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn deps(m: &toml_edit::DocumentMut) -> BTreeSet<String> {
@@ -22,7 +23,11 @@ fn crates() -> BTreeMap<String, BTreeSet<String>> {
         let dir = entry.unwrap().path();
         let m = manifest(&dir.join("Cargo.toml"));
         let name = m["package"]["name"].as_str().unwrap().to_string();
-        assert_eq!(dir.file_name().unwrap().to_str().unwrap(), name, "folder name must equal crate name");
+        assert_eq!(
+            dir.file_name().unwrap().to_str().unwrap(),
+            name,
+            "folder name must equal crate name"
+        );
         out.insert(name, deps(&m));
     }
     out
@@ -55,7 +60,10 @@ fn dependencies_point_down_the_layers() {
                 3 => to == 0,
                 _ => true,
             };
-            assert!(ok, "{name} (layer {from}) must not depend on {d} (layer {to})");
+            assert!(
+                ok,
+                "{name} (layer {from}) must not depend on {d} (layer {to})"
+            );
         }
     }
 }
@@ -65,7 +73,10 @@ fn only_the_aws_adapter_names_the_aws_sdk() {
     for (name, deps) in crates() {
         if name != "starburst-aws" {
             let aws: Vec<_> = deps.iter().filter(|d| d.starts_with("aws-")).collect();
-            assert!(aws.is_empty(), "{name} depends on {aws:?}; only starburst-aws may");
+            assert!(
+                aws.is_empty(),
+                "{name} depends on {aws:?}; only starburst-aws may"
+            );
         }
     }
 }
@@ -73,7 +84,10 @@ fn only_the_aws_adapter_names_the_aws_sdk() {
 #[test]
 fn the_r_binding_depends_on_the_facade_only() {
     let m = manifest(&crate::project_root().join("rpkg/src/rust/Cargo.toml"));
-    let ours: Vec<_> = deps(&m).into_iter().filter(|d| d.starts_with("starburst")).collect();
+    let ours: Vec<_> = deps(&m)
+        .into_iter()
+        .filter(|d| d.starts_with("starburst"))
+        .collect();
     assert_eq!(ours, vec!["starburst".to_string()]);
 }
 
@@ -83,7 +97,15 @@ fn every_crate_says_what_it_owns() {
     for name in crates().keys() {
         let lib = root.join("crates").join(name).join("src/lib.rs");
         let text = std::fs::read_to_string(&lib).unwrap();
-        assert!(text.starts_with("//!"), "{} must start with a //! paragraph", lib.display());
-        assert!(text.contains("#![deny(missing_docs)]"), "{} must deny missing docs", lib.display());
+        assert!(
+            text.starts_with("//!"),
+            "{} must start with a //! paragraph",
+            lib.display()
+        );
+        assert!(
+            text.contains("#![deny(missing_docs)]"),
+            "{} must deny missing docs",
+            lib.display()
+        );
     }
 }

@@ -209,7 +209,11 @@ fn terminate(mut children: Vec<&mut Child>) {
         }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while std::time::Instant::now() < deadline && children.iter_mut().any(|c| matches!(c.try_wait(), Ok(None))) {
+    while std::time::Instant::now() < deadline
+        && children
+            .iter_mut()
+            .any(|c| matches!(c.try_wait(), Ok(None)))
+    {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     for c in children {
@@ -223,6 +227,12 @@ fn terminate(mut children: Vec<&mut Child>) {
 impl Drop for LocalCompute {
     fn drop(&mut self) {
         let mut procs = self.procs();
-        terminate(procs.values_mut().filter(|p| p.stopped.is_none()).map(|p| &mut p.child).collect());
+        terminate(
+            procs
+                .values_mut()
+                .filter(|p| p.stopped.is_none())
+                .map(|p| &mut p.child)
+                .collect(),
+        );
     }
 }

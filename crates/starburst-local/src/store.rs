@@ -78,7 +78,9 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         // Small file operations are cheaper inline than a hop to the blocking pool; only a
         // current-thread runtime, where blocking would stall everything, uses the pool.
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread => {
-            tokio::task::spawn_blocking(f).await.map_err(|e| Error::other("blocking", "task", e))?
+            tokio::task::spawn_blocking(f)
+                .await
+                .map_err(|e| Error::other("blocking", "task", e))?
         }
         _ => f(),
     }
