@@ -291,7 +291,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the scheduler's driver on `runtime`.
+    /// Starts the scheduler's driver on `runtime`, which must be a multi-thread runtime: the
+    /// synchronous calls wait for work that runs on it.
     pub fn start(config: SchedulerConfig, ports: Ports, runtime: tokio::runtime::Handle) -> Self {
         let layout = SessionLayout::new(config.session_id.as_str());
         let shared = Arc::new(Shared {
@@ -340,7 +341,7 @@ impl Scheduler {
             let store = sh.ports.store.clone();
             let layout = sh.layout.clone();
             let encode = sh.config.encode;
-            self.runtime.block_on(async {
+            self.block_on(async {
                 for (r, b) in &missing {
                     let k = key(layout.blob(&r.hash))?;
                     if store.head(&k).await.is_err() {
@@ -469,8 +470,29 @@ impl Scheduler {
         self.shared.wake.notify_one();
         let driver = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(d) = driver {
-            let _ = self.runtime.block_on(d);
+            let _ = self.block_on(d);
         }
+    }
+}
+
+impl Scheduler {
+    /// Runs `f` to completion on the scheduler's runtime from synchronous code. Called from
+    /// inside a runtime (a Rust caller in async code), it waits on a helper thread instead of
+    /// panicking as a nested `block_on` would.
+    fn block_on<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.runtime.block_on(f);
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| self.runtime.block_on(f))
+                .join()
+                .expect("the scheduler's blocking call does not panic")
+        })
     }
 }
 

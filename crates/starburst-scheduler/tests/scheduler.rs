@@ -721,3 +721,31 @@ fn a_rerun_keeps_its_events_apart_from_the_lost_run() {
     assert!(sim.exists(sim.layout.event(id.as_str(), 2, 0)));
     assert!(sim.exists(sim.layout.event(id.as_str(), 2, 1)));
 }
+
+#[test]
+fn dropping_a_scheduler_inside_async_code_does_not_panic() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let compute = std::sync::Arc::new(starburst_cloud::fake::FakeCompute::new());
+    let ports = starburst_scheduler::Ports {
+        store: std::sync::Arc::new(starburst_cloud::fake::InMemoryStore::new()),
+        compute: compute.clone(),
+        logs: std::sync::Arc::new(starburst_cloud::fake::FakeLogs::new()),
+        clock: std::sync::Arc::new(starburst_cloud::ManualClock::new()),
+    };
+    let handle = rt.handle().clone();
+    rt.block_on(async move {
+        let sched = starburst_scheduler::Scheduler::start(support::config(2), ports, handle);
+        sched
+            .submit(
+                Bytes::from_static(b"value:x"),
+                vec![Bytes::from_static(b"blob")],
+                None,
+            )
+            .unwrap();
+        drop(sched);
+    });
+}
