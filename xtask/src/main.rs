@@ -203,11 +203,32 @@ fn cargo() -> Command {
 fn install() -> Result<PathBuf> {
     let lib = r_library();
     std::fs::create_dir_all(&lib)?;
-    run(Command::new("R")
-        .args(["CMD", "INSTALL", "--no-test-load", "--library"])
-        .arg(&lib)
-        .arg("rpkg"))?;
+    r_install(&lib, None)?;
     Ok(lib)
+}
+
+/// `R CMD INSTALL rpkg` into `lib` (never the system library), with `R_LIBS` when given.
+fn r_install(lib: &Path, r_libs: Option<&str>) -> Result<()> {
+    let mut cmd = Command::new("R");
+    cmd.args(["CMD", "INSTALL", "--no-test-load"])
+        .arg(format!("--library={}", lib.display()))
+        .arg("rpkg");
+    if let Some(libs) = r_libs {
+        cmd.env("R_LIBS", libs);
+    }
+    run(&mut cmd)?;
+    if !lib
+        .join("starburst")
+        .join("bin")
+        .join("starburst-worker")
+        .is_file()
+    {
+        bail!(
+            "R CMD INSTALL did not install starburst into {}",
+            lib.display()
+        );
+    }
+    Ok(())
 }
 
 fn r_libs(lib: &Path) -> String {
@@ -280,11 +301,7 @@ fn conformance() -> Result<()> {
         let lib2 = target_dir().join("R-library-future170");
         std::fs::create_dir_all(&lib2)?;
         let libs = format!("{}:{}", lib2.display(), lib170.display());
-        run(Command::new("R")
-            .args(["CMD", "INSTALL", "--no-test-load", "--library"])
-            .arg(&lib2)
-            .arg("rpkg")
-            .env("R_LIBS", &libs))?;
+        r_install(&lib2, Some(&libs))?;
         check(libs)?;
         ran = true;
     } else {
