@@ -228,3 +228,70 @@ fn close_leaves_no_process_behind() {
         "a closed session takes no tasks"
     );
 }
+
+#[test]
+fn an_evaluator_that_dies_while_its_child_holds_the_pipe_is_still_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = session(1, dir.path());
+    let c = wait(&s, &submit(&s, "orphan:5"));
+    assert_eq!(c.state, TaskState::Failed, "{c:?}");
+    let f = c.failure.unwrap();
+    assert_eq!(f.class, "starburst_evaluator_died");
+    assert!(f.message.contains("status 5"), "{}", f.message);
+    let orphan: i32 = f
+        .log_tail
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("orphan pid ")
+                .map(|p| p.trim().parse().unwrap())
+        })
+        .expect("the fake R reports its background process");
+    assert!(
+        alive(orphan),
+        "the background process runs on while the session does"
+    );
+    s.close();
+    // Reap-free check: the process is gone or a zombie of the worker's group being collected.
+    let mut gone = false;
+    for _ in 0..100 {
+        let stat = std::fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap_or_default();
+        if stat.is_empty() || stat.contains(") Z ") {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        gone,
+        "closing the session must stop what the R process started"
+    );
+}
+
+#[test]
+fn workers_that_cannot_start_r_fail_the_queue_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Config::local(2);
+    c.root = Some(dir.path().to_path_buf());
+    c.worker_bin = Some(worker_bin());
+    c.rscript = dir.path().join("no-such-Rscript");
+    let s = Session::start(c).unwrap();
+    let ids: Vec<_> = (0..5).map(|i| submit(&s, &format!("echo:{i}"))).collect();
+    for id in &ids {
+        let c = wait(&s, id);
+        assert_eq!(c.state, TaskState::Failed, "{c:?}");
+        let f = c.failure.unwrap();
+        assert_eq!(f.class, "starburst_worker_start_failed", "{}", f.message);
+        assert!(
+            f.log_tail.iter().any(|l| l.contains("no-such-Rscript")),
+            "{:?}",
+            f.log_tail
+        );
+    }
+    // It failed once, not once per retry and per task.
+    let logs = dir
+        .path()
+        .join("sessions")
+        .join(s.info().session_id.as_str())
+        .join("logs");
+    assert!(std::fs::read_dir(logs).unwrap().count() <= 2);
+}

@@ -137,6 +137,9 @@ pub enum StopCause {
     OutOfMemory,
     /// The image could not be pulled; nothing will start until that is fixed.
     ImagePullFailed,
+    /// The worker started but could not start its R evaluator (R or the starburst package
+    /// missing where the worker looks); nothing will start until that is fixed.
+    EvaluatorStartFailed,
     /// The worker process failed (non-zero exit, crash).
     Crashed,
     /// Stopped on request (cancel, plan switch, session end, budget cap).
@@ -157,7 +160,7 @@ impl StopCause {
 
     /// True when launching more workers of the same spec is pointless until the user acts.
     pub fn is_fatal_for_spec(self) -> bool {
-        matches!(self, Self::ImagePullFailed)
+        matches!(self, Self::ImagePullFailed | Self::EvaluatorStartFailed)
     }
 }
 
@@ -168,6 +171,7 @@ impl fmt::Display for StopCause {
             Self::SpotInterruption => "Spot capacity was interrupted",
             Self::OutOfMemory => "worker ran out of memory",
             Self::ImagePullFailed => "worker image could not be pulled",
+            Self::EvaluatorStartFailed => "worker could not start R",
             Self::Crashed => "worker process crashed",
             Self::StoppedByUser => "worker was stopped on request",
             Self::Other => "worker stopped",

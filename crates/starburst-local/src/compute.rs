@@ -1,7 +1,7 @@
 //! Workers as local `starburst-worker` processes.
 
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,8 @@ pub const ENV_WORKER_ID: &str = "STARBURST_WORKER_ID";
 /// Environment variable that tells a worker which process to outlive not: when that process is
 /// gone, the worker exits.
 pub const ENV_PARENT_PID: &str = "STARBURST_PARENT_PID";
+/// Exit status of a worker that could not start its R evaluator (`EX_CONFIG`).
+pub const EXIT_EVALUATOR_START: i32 = 78;
 
 #[derive(Debug)]
 struct Proc {
@@ -91,6 +93,9 @@ impl LocalCompute {
             .env(ENV_WORKER_ID, id.as_str())
             .env(ENV_PARENT_PID, std::process::id().to_string())
             .stdin(Stdio::null())
+            // Its own process group, so stopping the worker also stops its R process and
+            // anything that R started.
+            .process_group(0)
             .stdout(log)
             .stderr(log2)
             .spawn()
@@ -107,6 +112,10 @@ impl LocalCompute {
                 match (proc.stop_requested.take(), status.code(), status.signal()) {
                     (Some(reason), _, _) => (StopCause::StoppedByUser, reason),
                     (None, Some(0), _) => (StopCause::Exited, "worker exited".to_string()),
+                    (None, Some(EXIT_EVALUATOR_START), _) => (
+                        StopCause::EvaluatorStartFailed,
+                        "worker could not start R".to_string(),
+                    ),
                     (None, Some(code), _) => (
                         StopCause::Crashed,
                         format!("worker exited with status {code}"),
@@ -117,6 +126,8 @@ impl LocalCompute {
                     ),
                     (None, None, None) => (StopCause::Other, "worker ended".to_string()),
                 };
+            // Whatever the worker left behind in its group (an R process, R's children) goes too.
+            signal_group(&proc.child, nix::sys::signal::Signal::SIGKILL);
             proc.stopped = Some((
                 SystemTime::now(),
                 StopInfo {
@@ -177,62 +188,93 @@ impl Compute for LocalCompute {
     }
 
     async fn stop(&self, ids: &[WorkerId], reason: &str) -> Result<()> {
-        let mut procs = self.procs();
-        let mut targets: Vec<&mut Proc> = procs
-            .iter_mut()
-            .filter(|(id, _)| ids.contains(id))
-            .map(|(_, p)| p)
-            .filter_map(|p| {
-                Self::refresh(p);
-                p.stopped.is_none().then_some(p)
-            })
-            .collect();
-        for p in targets.iter_mut() {
-            p.stop_requested = Some(reason.to_string());
+        // SIGTERM first: the worker stops its R process and exits. The lock is not held while
+        // waiting, so describe() and launches go on meanwhile.
+        let targets: Vec<WorkerId> = {
+            let mut procs = self.procs();
+            ids.iter()
+                .filter(|id| {
+                    procs.get_mut(*id).is_some_and(|p| {
+                        Self::refresh(p);
+                        if p.stopped.is_some() {
+                            return false;
+                        }
+                        p.stop_requested = Some(reason.to_string());
+                        signal_group(&p.child, nix::sys::signal::Signal::SIGTERM);
+                        true
+                    })
+                })
+                .cloned()
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + GRACE;
+        loop {
+            let running = {
+                let mut procs = self.procs();
+                let mut n = 0;
+                for id in &targets {
+                    if let Some(p) = procs.get_mut(id) {
+                        Self::refresh(p);
+                        n += usize::from(p.stopped.is_none());
+                    }
+                }
+                n
+            };
+            if running == 0 || std::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        terminate(targets.iter_mut().map(|p| &mut p.child).collect());
-        for p in targets {
-            Self::refresh(p);
+        let mut procs = self.procs();
+        kill_now(
+            procs
+                .iter_mut()
+                .filter(|(id, _)| targets.contains(id))
+                .map(|(_, p)| &mut p.child)
+                .collect(),
+        );
+        for id in &targets {
+            if let Some(p) = procs.get_mut(id) {
+                Self::refresh(p);
+            }
         }
         Ok(())
     }
 }
 
-/// Asks a worker to stop (SIGTERM: it stops its R process and exits), then kills it if it has
-/// not exited within a grace period.
-fn terminate(mut children: Vec<&mut Child>) {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    for c in children.iter_mut() {
-        if matches!(c.try_wait(), Ok(None)) {
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
-        }
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while std::time::Instant::now() < deadline
-        && children
-            .iter_mut()
-            .any(|c| matches!(c.try_wait(), Ok(None)))
-    {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+/// How long a worker may take to exit after SIGTERM.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Signals a worker's process group: the worker, its R process and whatever R started.
+fn signal_group(child: &Child, signal: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), signal);
+}
+
+/// SIGKILLs what is left of each group and reaps the workers.
+fn kill_now(children: Vec<&mut Child>) {
     for c in children {
-        if matches!(c.try_wait(), Ok(None)) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        signal_group(c, nix::sys::signal::Signal::SIGKILL);
+        let _ = c.wait();
     }
 }
 
 impl Drop for LocalCompute {
     fn drop(&mut self) {
         let mut procs = self.procs();
-        terminate(
-            procs
-                .values_mut()
-                .filter(|p| p.stopped.is_none())
-                .map(|p| &mut p.child)
-                .collect(),
-        );
+        let mut live: Vec<&mut Child> = procs
+            .values_mut()
+            .filter(|p| p.stopped.is_none())
+            .map(|p| &mut p.child)
+            .collect();
+        for c in &live {
+            signal_group(c, nix::sys::signal::Signal::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + GRACE;
+        while std::time::Instant::now() < deadline
+            && live.iter_mut().any(|c| matches!(c.try_wait(), Ok(None)))
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        kill_now(live);
     }
 }

@@ -11,6 +11,6 @@ mod compute;
 mod logs;
 mod store;
 
-pub use compute::{ENV_PARENT_PID, ENV_WORKER_ID, LocalCompute};
+pub use compute::{ENV_PARENT_PID, ENV_WORKER_ID, EXIT_EVALUATOR_START, LocalCompute};
 pub use logs::FileLogs;
 pub use store::DirStore;

@@ -982,7 +982,11 @@ async fn lost_failure(
     let (class, advice) = match cause {
         StopCause::ImagePullFailed => (
             "starburst_worker_start_failed",
-            "workers cannot start until the image problem is fixed; see starburst_rebuild_environment()",
+            "workers cannot start until the worker image can be pulled; check that it exists and that the execution role may pull it",
+        ),
+        StopCause::EvaluatorStartFailed => (
+            "starburst_worker_start_failed",
+            "workers cannot start R; the worker log below says why (is the starburst R package installed in the library paths the workers use?)",
         ),
         StopCause::OutOfMemory => (
             "starburst_worker_lost",

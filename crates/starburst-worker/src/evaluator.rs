@@ -158,6 +158,10 @@ impl RProcess {
     }
 
     async fn spawn(&self) -> Result<Child> {
+        if let Ok(mut t) = self.tail.lock() {
+            // A failure report shows what this R process wrote, not its predecessor.
+            t.clear();
+        }
         let (reader, writer) = std::io::pipe().map_err(|e| Error::EvaluatorStart(e.to_string()))?;
         let mut cmd = tokio::process::Command::new(&self.command.rscript);
         cmd.args(&self.command.args)
@@ -255,6 +259,26 @@ impl RProcess {
     }
 }
 
+/// Relays what an exited R process wrote before it died; its result, if it sent one.
+async fn drain(
+    frames: &mut mpsc::UnboundedReceiver<Frame>,
+    events: &mpsc::UnboundedSender<Bytes>,
+) -> Option<Bytes> {
+    while let Ok(Some(frame)) =
+        tokio::time::timeout(Duration::from_millis(200), frames.recv()).await
+    {
+        match frame {
+            Frame::Msg(b'E', ev) => {
+                let _ = events.send(ev);
+            }
+            Frame::Msg(b'R', value) => return Some(value),
+            Frame::Msg(..) => {}
+            Frame::Eof(_) => return None,
+        }
+    }
+    None
+}
+
 /// Lines kept for a failure report.
 const TAIL_LINES: usize = 40;
 
@@ -326,7 +350,22 @@ impl Evaluator for RProcess {
                 .await;
         }
         loop {
-            match child.frames.recv().await {
+            let frame = tokio::select! {
+                f = child.frames.recv() => f,
+                // A process the future started may hold the result pipe open, so the pipe alone
+                // does not tell that R died: watch the process itself too.
+                status = child.process.wait() => {
+                    let status = status.map(describe_status).unwrap_or_else(|e| e.to_string());
+                    return match drain(&mut child.frames, &events).await {
+                        Some(value) => Evaluation::Value(value),
+                        None => Evaluation::Died {
+                            message: format!("the R process evaluating the future {status}"),
+                            log_tail: self.tail(),
+                        },
+                    };
+                }
+            };
+            match frame {
                 Some(Frame::Msg(b'E', ev)) => {
                     let _ = events.send(ev);
                 }

@@ -139,8 +139,15 @@ impl Worker {
             self.done.clone(),
         )));
         let started = self.evaluator.start().await;
+        let parent = self.config.parent_pid;
+        let clock = self.clock.clone();
         let exit = match started {
-            Ok(()) => self.serve().await,
+            // A lost parent ends the worker even in the middle of a task: dropping `serve`
+            // drops the running evaluation, which kills its R process.
+            Ok(()) => tokio::select! {
+                exit = self.serve() => exit,
+                () = orphaned(parent, &*clock) => Ok(Exit::Orphaned),
+            },
             Err(e) => Err(e),
         };
         drop(beat);
@@ -194,9 +201,6 @@ impl Worker {
                 backoff = self.config.poll_min;
                 continue;
             }
-            if self.orphaned() {
-                return Ok(Exit::Orphaned);
-            }
             if self.clock.now().saturating_sub(idle_since) >= self.config.idle_timeout {
                 return Ok(Exit::Idle);
             }
@@ -213,12 +217,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    fn orphaned(&self) -> bool {
-        self.config
-            .parent_pid
-            .is_some_and(|p| std::os::unix::process::parent_id() != p)
     }
 
     // `&mut self`, not `&self`: a `&Worker` held across an await needs `Worker: Sync`, which
@@ -362,6 +360,16 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Completes once `parent` is no longer this process's parent (never when `parent` is `None`).
+async fn orphaned(parent: Option<u32>, clock: &dyn Clock) {
+    let Some(parent) = parent else {
+        return std::future::pending().await;
+    };
+    while std::os::unix::process::parent_id() == parent {
+        clock.sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -58,6 +58,11 @@ fn main() -> Result<()> {
         .with_ansi(false)
         .init();
     let args = Args::parse();
+    if args.parent_pid.is_some() {
+        // A local worker ends with the thread that started it (the session's runtime), even
+        // when that process is killed outright; the parent-pid check is the portable backstop.
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+    }
     let store = open_store(&args.store)?;
     let cache = args
         .blob_cache
@@ -83,7 +88,21 @@ fn main() -> Result<()> {
             _ = term.recv() => Ok(Exit::Stopped("SIGTERM".into())),
             _ = tokio::signal::ctrl_c() => Ok(Exit::Stopped("SIGINT".into())),
         }
-    })?;
+    });
+    let exit = match exit {
+        Ok(exit) => exit,
+        Err(e)
+            if matches!(
+                e.downcast_ref(),
+                Some(starburst::worker::Error::EvaluatorStart(_))
+            ) =>
+        {
+            tracing::error!("{e:#}");
+            drop(rt);
+            std::process::exit(starburst::local::EXIT_EVALUATOR_START);
+        }
+        Err(e) => return Err(e),
+    };
     tracing::info!(?exit, "bye");
     // Dropping the runtime drops the evaluator, whose R child is killed on drop.
     drop(rt);
