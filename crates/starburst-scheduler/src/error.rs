@@ -18,4 +18,12 @@ pub enum Error {
     /// The session was closed.
     #[error("the starburst session is closed; set the plan again to start a new one")]
     Closed,
+    /// The session's background engine stopped unexpectedly (a bug): nothing more will finish.
+    #[error(
+        "the starburst engine of this session stopped unexpectedly; set the plan again to start a new session"
+    )]
+    EngineStopped,
+    /// A task was refused.
+    #[error("invalid task: {0}")]
+    InvalidTask(String),
 }

@@ -237,6 +237,9 @@ impl State {
             if t.state.is_final() {
                 return;
             }
+            if t.state == TaskState::Queued {
+                self.queue.retain(|q| q != id);
+            }
             t.state = state;
             t.value = value;
             t.failure = failure;
@@ -244,7 +247,6 @@ impl State {
             t.worker = None;
             self.dirty = true;
         }
-        self.queue.retain(|q| q != id);
     }
 }
 
@@ -280,6 +282,11 @@ fn unix_ms(t: SystemTime) -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// At most this many blobs per task (keeps a task's metadata far below the frame limit).
+const MAX_BLOBS: usize = 10_000;
+/// Labels longer than this many characters are cut.
+const MAX_LABEL: usize = 1_000;
 
 /// One session's scheduler. Submitting, collecting and cancelling are synchronous calls that
 /// never wait for a worker; the I/O runs on a background task of the given tokio runtime.
@@ -319,6 +326,17 @@ impl Scheduler {
         blobs: Vec<Bytes>,
         label: Option<String>,
     ) -> Result<TaskId> {
+        if blobs.len() > MAX_BLOBS {
+            return Err(Error::InvalidTask(format!(
+                "{} blobs in one task; at most {MAX_BLOBS} are supported",
+                blobs.len()
+            )));
+        }
+        // Labels are for logs; a huge one must not bloat (or overflow) every frame.
+        let label = label.map(|l| match l.char_indices().nth(MAX_LABEL) {
+            Some((cut, _)) => format!("{}...", &l[..cut]),
+            None => l,
+        });
         let sh = &self.shared;
         let id = {
             let mut st = sh.lock();
@@ -394,6 +412,9 @@ impl Scheduler {
     /// events. A final state is reported once; the task is forgotten after that.
     pub fn collect(&self, id: &TaskId, timeout: Duration) -> Result<Collected> {
         let sh = &self.shared;
+        if self.engine_stopped() {
+            return Err(Error::EngineStopped);
+        }
         let deadline = std::time::Instant::now() + timeout;
         let mut st = sh.lock();
         loop {
@@ -414,9 +435,13 @@ impl Scheduler {
                 }
                 return Ok(out);
             }
+            if self.engine_stopped() {
+                return Err(Error::EngineStopped);
+            }
+            // Bounded waits: a driver that died notifies no one.
             st = sh
                 .cv
-                .wait_timeout(st, deadline - now)
+                .wait_timeout(st, (deadline - now).min(Duration::from_secs(1)))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
@@ -476,6 +501,12 @@ impl Scheduler {
 }
 
 impl Scheduler {
+    /// True when the driver ended without `close()` (it panicked).
+    fn engine_stopped(&self) -> bool {
+        let driver = self.driver.lock().unwrap_or_else(|e| e.into_inner());
+        driver.as_ref().is_some_and(|d| d.is_finished())
+    }
+
     /// Runs `f` to completion on the scheduler's runtime from synchronous code. Called from
     /// inside a runtime (a Rust caller in async code), it waits on a helper thread instead of
     /// panicking as a nested `block_on` would.
@@ -677,35 +708,63 @@ async fn step(sh: &Shared) -> Result<bool> {
             .map(|(id, t)| (id.clone(), t.attempt, t.next_event))
             .collect()
     };
-    for (id, attempt, mut next_event) in running {
-        let result = store.get_opt(&key(sh.layout.result(id.as_str()))?).await?;
-        // Events are written before the result, so after seeing the result all events are in.
-        let mut events = Vec::new();
-        while let Some(buf) = store
-            .get_opt(&key(sh.layout.event(id.as_str(), attempt, next_event))?)
-            .await?
-        {
-            match wire::decode_event(&buf, Limits::default()) {
-                Ok((_, payload)) => events.push(payload),
-                Err(e) => tracing::warn!(task = %id, error = %e, "dropping an unreadable event"),
+    for (id, attempt, next_event) in running {
+        // One unreadable key must not keep the other tasks' results from being read.
+        match poll_task(sh, &id, attempt, next_event).await {
+            Ok(p) => progressed |= p,
+            Err(e) => {
+                tracing::warn!(task = %id, error = %e, "reading the task's result failed; retrying")
             }
-            next_event += 1;
-        }
-        if events.is_empty() && result.is_none() {
-            continue;
-        }
-        progressed = true;
-        let mut st = sh.lock();
-        if let Some(t) = st.tasks.get_mut(&id).filter(|t| t.attempt == attempt) {
-            t.next_event = next_event;
-            t.events.extend(events);
-            st.dirty = true;
-        }
-        if let Some(buf) = result {
-            complete(sh, &mut st, &id, &buf);
         }
     }
     Ok(progressed)
+}
+
+/// Reads a running task's new events and its result; true when there was something new.
+async fn poll_task(sh: &Shared, id: &TaskId, attempt: u32, next_event: u32) -> Result<bool> {
+    let result = sh
+        .ports
+        .store
+        .get_opt(&key(sh.layout.result(id.as_str()))?)
+        .await?;
+    // Events are written before the result, so after seeing the result all events are in.
+    let (events, next_event) = read_events(sh, id, attempt, next_event).await?;
+    if events.is_empty() && result.is_none() {
+        return Ok(false);
+    }
+    let mut st = sh.lock();
+    if let Some(t) = st.tasks.get_mut(id).filter(|t| t.attempt == attempt) {
+        t.next_event = next_event;
+        t.events.extend(events);
+        st.dirty = true;
+    }
+    if let Some(buf) = result {
+        complete(sh, &mut st, id, &buf);
+    }
+    Ok(true)
+}
+
+/// The events of a task's attempt from `next` on, and the number of the next one.
+async fn read_events(
+    sh: &Shared,
+    id: &TaskId,
+    attempt: u32,
+    mut next: u32,
+) -> Result<(Vec<Bytes>, u32)> {
+    let mut events = Vec::new();
+    while let Some(buf) = sh
+        .ports
+        .store
+        .get_opt(&key(sh.layout.event(id.as_str(), attempt, next))?)
+        .await?
+    {
+        match wire::decode_event(&buf, Limits::default()) {
+            Ok((_, payload)) => events.push(payload),
+            Err(e) => tracing::warn!(task = %id, error = %e, "dropping an unreadable event"),
+        }
+        next += 1;
+    }
+    Ok((events, next))
 }
 
 fn complete(sh: &Shared, st: &mut State, id: &TaskId, buf: &Bytes) {
@@ -904,14 +963,20 @@ async fn worker_lost(sh: &Shared, id: &WorkerId, cause: StopCause, message: &str
         }
         return;
     };
-    // The worker may have committed the result just before it went away.
-    let committed = match key(sh.layout.result(task_id.as_str())) {
-        Ok(k) => sh.ports.store.get_opt(&k).await.ok().flatten(),
-        Err(_) => None,
-    };
-    if let Some(buf) = committed {
-        let mut st = sh.lock();
-        complete(sh, &mut st, &task_id, &buf);
+    // The worker may have committed the result (and its events) just before it went away.
+    let progress = sh
+        .lock()
+        .tasks
+        .get(&task_id)
+        .map(|t| (t.attempt, t.next_event));
+    if let Some((attempt, next_event)) = progress
+        && let Ok(true) = poll_task(sh, &task_id, attempt, next_event).await
+        && sh
+            .lock()
+            .tasks
+            .get(&task_id)
+            .is_none_or(|t| t.state.is_final())
+    {
         return;
     }
     let retry = {

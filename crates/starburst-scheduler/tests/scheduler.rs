@@ -749,3 +749,21 @@ fn dropping_a_scheduler_inside_async_code_does_not_panic() {
         drop(sched);
     });
 }
+
+#[test]
+fn a_huge_label_is_cut_instead_of_breaking_the_engine() {
+    let sim = Sim::new(1);
+    let id = sim
+        .sched
+        .submit(
+            Bytes::from_static(b"value:ok"),
+            vec![],
+            Some("L".repeat(2 << 20)),
+        )
+        .unwrap();
+    let c = sim.finish(&id);
+    assert_eq!(c.value, Some(Bytes::from_static(b"ok")), "{c:?}");
+    // The engine still works afterwards.
+    let c = sim.finish(&sim.submit("value:next"));
+    assert_eq!(c.value, Some(Bytes::from_static(b"next")));
+}

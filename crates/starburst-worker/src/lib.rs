@@ -276,6 +276,7 @@ impl Worker {
                 let relay = tokio::spawn(relay_events(
                     self.store.clone(),
                     self.layout.clone(),
+                    self.clock.clone(),
                     task.task_id.clone(),
                     task.attempt,
                     self.config.encode,
@@ -376,6 +377,7 @@ async fn orphaned(parent: Option<u32>, clock: &dyn Clock) {
 async fn relay_events(
     store: Arc<dyn ObjectStore>,
     layout: SessionLayout,
+    clock: Arc<dyn Clock>,
     task_id: String,
     attempt: u32,
     encode: EncodeOptions,
@@ -390,11 +392,26 @@ async fn relay_events(
         let Ok(key) = ObjectPath::parse(layout.event(&task_id, attempt, seq)) else {
             return;
         };
-        if let Err(e) = store
-            .put(&key, Bytes::from(wire::encode_event(&meta, &ev, encode)))
-            .await
-        {
-            tracing::warn!(error = %e, "could not write an event");
+        let frame = Bytes::from(wire::encode_event(&meta, &ev, encode));
+        // The client reads events in sequence and stops at a gap, so a failed write is retried
+        // rather than skipped; an event that still cannot be written ends the relay.
+        let mut delay = Duration::from_millis(50);
+        let mut tries = 0;
+        loop {
+            match store.put(&key, frame.clone()).await {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() && tries < 5 => {
+                    tracing::warn!(error = %e, "writing an event failed; will retry");
+                    clock.sleep(delay).await;
+                    delay *= 2;
+                    tries += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not write an event; later events of this task are dropped");
+                    while rx.recv().await.is_some() {}
+                    return;
+                }
+            }
         }
         seq += 1;
     }

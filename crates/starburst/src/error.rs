@@ -37,6 +37,10 @@ impl Error {
             Self::BackendUnavailable(_) => "starburst_backend_unavailable",
             Self::Scheduler(starburst_scheduler::Error::Closed) => "starburst_session_closed",
             Self::Scheduler(starburst_scheduler::Error::UnknownTask(_)) => "starburst_unknown_task",
+            Self::Scheduler(starburst_scheduler::Error::EngineStopped) => "starburst_engine_error",
+            Self::Scheduler(starburst_scheduler::Error::InvalidTask(_)) => {
+                "starburst_invalid_argument"
+            }
             _ => "starburst_error",
         }
     }
