@@ -261,6 +261,8 @@ session_config_json <- function(config, root) {
     workers = config[["workers"]],
     millicpu = config[["millicpu"]],
     memory_mib = config[["memory_mib"]],
+    arch = config[["arch"]],
+    capacity = if (isTRUE(config[["spot"]])) "spot" else "on_demand",
     root = root,
     rscript = rscript_path(),
     worker_bin = worker_bin_path(),

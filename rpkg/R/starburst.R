@@ -14,10 +14,10 @@
 #' seconds without work, when the plan changes, or when R exits.
 #'
 #' With `backend = "aws"`, workers are AWS Fargate containers. That needs an
-#' AWS set-up, recorded by `starburst_setup()` in the file
-#' `config.json` under `tools::R_user_dir("starburst", "config")`. This
-#' version of starburst does not run futures on AWS yet: asking for it gives
-#' an error of class `starburst_backend_unavailable`.
+#' AWS set-up, recorded in the file `config.json` under
+#' `tools::R_user_dir("starburst", "config")` (the set-up wizard is not part
+#' of this version). This version of starburst does not run futures on AWS
+#' yet: asking for it gives an error of class `starburst_backend_unavailable`.
 #'
 #' By default (`backend` not given) starburst uses AWS when a set-up exists,
 #' and otherwise local workers, saying so in a one-line message once per plan.
@@ -108,7 +108,7 @@
 #' plan(sequential)   ## stops the workers
 #'
 #' @examplesIf interactive()
-#' ## On AWS (needs starburst_setup() first)
+#' ## On AWS (needs an AWS set-up; not available in this version)
 #' plan(starburst, workers = 100, cpu = 1, memory = "2GB")
 #'
 #' @seealso [future::plan()], [StarburstFutureError]

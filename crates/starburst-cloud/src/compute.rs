@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result, WorkerId};
 
-/// CPU architecture of a worker.
+/// CPU architecture of a worker (`"x86_64"`, `"arm64"` in configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
 pub enum Arch {
     /// x86-64 (Fargate `X86_64`).
     #[default]
@@ -19,8 +20,9 @@ pub enum Arch {
     Arm64,
 }
 
-/// How a worker's capacity is bought.
+/// How a worker's capacity is bought (`"on_demand"`, `"spot"` in configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
 pub enum Capacity {
     /// Regular capacity (Fargate `FARGATE`).
     #[default]

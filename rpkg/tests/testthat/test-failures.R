@@ -6,8 +6,8 @@ test_that("a future whose R process calls quit() fails with a classed error; the
   err <- expect_error(value(f), class = "StarburstFutureError")
   expect_s3_class(err, "FutureError")
   expect_s3_class(err, "starburst_error")
-  expect_true(inherits(err, c("starburst_evaluator_died", "starburst_worker_lost")))
-  expect_match(conditionMessage(err), "status 3|quit", perl = TRUE)
+  expect_s3_class(err, "starburst_evaluator_died")
+  expect_match(conditionMessage(err), "exited with status 3")
   expect_true(resolved(f))
   ## value() keeps giving the same error
   expect_error(value(f), class = "StarburstFutureError")
@@ -18,10 +18,11 @@ test_that("a future whose R process calls quit() fails with a classed error; the
 
 test_that("a future whose R process is killed fails with a classed error; the next one works", {
   local_starburst(workers = 1)
-  f <- future({ cat("about to die\n"); tools::pskill(Sys.getpid(), tools::SIGKILL); Sys.sleep(10) })
+  f <- future({ cat("about to die\n", file = stderr()); tools::pskill(Sys.getpid(), tools::SIGKILL); Sys.sleep(10) })
   err <- expect_error(value(f), class = "StarburstFutureError")
-  expect_true(inherits(err, c("starburst_evaluator_died", "starburst_worker_lost")))
-  expect_type(err$log_tail, "character")
+  expect_s3_class(err, "starburst_evaluator_died")
+  expect_match(conditionMessage(err), "killed \\(signal 9")
+  expect_true(any(grepl("about to die", err$log_tail)))
 
   g <- future(Sys.getpid())
   expect_false(value(g) == Sys.getpid())
@@ -44,14 +45,12 @@ test_that("cancel() interrupts a running future", {
   local_starburst(workers = 1)
   f <- future({ Sys.sleep(30); 1 })
   Sys.sleep(0.5)
-  t0 <- Sys.time()
   f <- cancel(f)
   expect_true(resolved(f))
   expect_error(value(f), class = "FutureInterruptError")
   ## the worker is free again, quickly
   g <- future(2)
   expect_identical(value(g), 2)
-  expect_lt(as.numeric(difftime(Sys.time(), t0, units = "secs")), 20)
 })
 
 test_that("cancelling a queued future drops it", {

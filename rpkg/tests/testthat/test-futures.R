@@ -14,8 +14,7 @@ test_that("a future is evaluated by another process and its value returned", {
 test_that("nbrOfWorkers() and nbrOfFreeWorkers() report the plan", {
   local_starburst(workers = 2)
   expect_identical(nbrOfWorkers(), 2L)
-  free <- nbrOfFreeWorkers()
-  expect_true(free %in% 0:2)
+  expect_identical(nbrOfFreeWorkers(), 2L)
   f <- future({ Sys.sleep(1); 1 })
   expect_lte(nbrOfFreeWorkers(), 1L)
   value(f)
@@ -128,12 +127,10 @@ test_that("lazy futures start when asked for", {
 
 test_that("resolved() does not block", {
   local_starburst(workers = 1)
+  ## A future that cannot finish before resolved() returns: resolved() must answer FALSE
+  ## instead of waiting for it.
   f <- future({ Sys.sleep(3); 1 })
-  t0 <- Sys.time()
-  r <- resolved(f)
-  dt <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
-  expect_false(r)
-  expect_lt(dt, 1)
+  expect_false(resolved(f))
   expect_identical(value(f), 1)
 })
 

@@ -69,7 +69,12 @@ fn sb_submit(session: Robj, payload: Raw, blobs: List, label: Robj) -> Robj {
             }
         }
     }
-    let label = label.as_str().map(str::to_string);
+    // NA (no label) arrives as a string scalar that is NA, not as NULL.
+    let label = if label.is_na() {
+        None
+    } else {
+        label.as_str().map(str::to_string)
+    };
     with_session(session, |s| match s.submit(payload, parts, label) {
         Ok(id) => r!(id.to_string()),
         Err(e) => facade_error(e),
