@@ -1,6 +1,7 @@
-//! starburst's cost arithmetic: a regional Fargate price catalog kept as data and the cost of
+//! starburst's cost arithmetic: Fargate list prices by region and architecture and the cost of
 //! a worker's run under per-second billing with a one-minute minimum. Estimates, the live
-//! meter and budget caps build on these functions. Depends only on `starburst-cloud`.
+//! meter and budget caps build on these functions; the table holds us-east-1 so far and
+//! becomes an overridable catalog with them. Depends only on `starburst-cloud`.
 
 #![deny(missing_docs)]
 

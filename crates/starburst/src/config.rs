@@ -147,3 +147,39 @@ impl Config {
         Duration::from_secs_f64(self.idle_timeout_secs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_r_package_json_is_understood() {
+        let c = Config::from_json(
+            r#"{"backend":"local","workers":3,"millicpu":500,"memory_mib":1024,"arch":"arm64",
+                "capacity":"spot","root":"/tmp/x","rscript":"/usr/bin/Rscript","worker_bin":"/bin/w",
+                "lib_paths":["/a","/b"],"idle_timeout_secs":60,"max_retries":1,"env":{"A":"1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.workers, c.arch, c.capacity),
+            (3, Arch::Arm64, Capacity::Spot)
+        );
+        assert_eq!(c.env["A"], "1");
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_the_reason() {
+        let e = Config::from_json(r#"{"backend":"local","workers":0}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("workers must be between 1 and 10000"),
+            "{e}"
+        );
+        let e = Config::from_json(r#"{"backend":"local","colour":"red"}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        let e = Config::from_json(r#"{"backend":"aws","millicpu":1000,"memory_mib":1024}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("valid memory for 1 vCPU"), "{e}");
+        assert_eq!(e.class(), "starburst_invalid_argument");
+    }
+}
