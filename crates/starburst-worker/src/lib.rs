@@ -236,10 +236,13 @@ impl Worker {
             let buf = self.store.get(&key).await.map_err(|e| e.to_string())?;
             let content = wire::decode_blob(&buf, r, Limits::default())
                 .map_err(|e| format!("blob {}: {e}", r.hash))?;
+            // Workers may share a cache directory: each writes its own temporary file and
+            // renames it into place atomically.
             let tmp = self
                 .config
                 .blob_cache
-                .join(format!(".{}.tmp", r.hash.to_hex()));
+                .join(format!(".{}.{}.tmp", r.hash.to_hex(), self.config.worker_id));
+            let _ = std::fs::create_dir_all(&self.config.blob_cache);
             if std::fs::write(&tmp, &content).is_ok() {
                 let _ = std::fs::rename(&tmp, &cached);
             }
