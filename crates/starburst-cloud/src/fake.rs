@@ -369,27 +369,11 @@ impl FakeLogs {
     }
 }
 
-/// Applies a [`LogQuery`] to lines in time order; shared by every `Logs` implementation.
-pub fn select_lines(lines: impl IntoIterator<Item = LogLine>, query: &LogQuery) -> Vec<LogLine> {
-    let mut out: Vec<LogLine> = lines
-        .into_iter()
-        .filter(|l| match (query.since, l.time) {
-            (Some(since), Some(t)) => t >= since,
-            _ => true,
-        })
-        .collect();
-    if let Some(n) = query.tail {
-        let skip = out.len().saturating_sub(n);
-        out.drain(..skip);
-    }
-    out
-}
-
 #[async_trait]
 impl Logs for FakeLogs {
     async fn read(&self, worker: &WorkerId, query: &LogQuery) -> Result<Vec<LogLine>> {
         let lines = lock(&self.lines).get(worker).cloned().unwrap_or_default();
-        Ok(select_lines(lines, query))
+        Ok(query.select(lines))
     }
 }
 

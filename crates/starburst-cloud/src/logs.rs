@@ -17,6 +17,25 @@ pub struct LogQuery {
     pub since: Option<SystemTime>,
 }
 
+impl LogQuery {
+    /// The lines of `lines` (oldest first) this query selects; every `Logs` implementation
+    /// applies it the same way. Lines without a time pass a `since` filter.
+    pub fn select(&self, lines: impl IntoIterator<Item = LogLine>) -> Vec<LogLine> {
+        let mut out: Vec<LogLine> = lines
+            .into_iter()
+            .filter(|l| match (self.since, l.time) {
+                (Some(since), Some(t)) => t >= since,
+                _ => true,
+            })
+            .collect();
+        if let Some(n) = self.tail {
+            let skip = out.len().saturating_sub(n);
+            out.drain(..skip);
+        }
+        out
+    }
+}
+
 /// One line of a worker's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {

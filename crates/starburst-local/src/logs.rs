@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use starburst_cloud::fake::select_lines;
 use starburst_cloud::{Error, LogLine, LogQuery, Logs, Result, WorkerId};
 
 /// Reads `<dir>/<worker-id>.log`, the files [`crate::LocalCompute`] writes.
@@ -33,6 +32,6 @@ impl Logs for FileLogs {
             time: None,
             message: l.to_string(),
         });
-        Ok(select_lines(lines, query))
+        Ok(query.select(lines))
     }
 }

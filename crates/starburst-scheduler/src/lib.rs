@@ -15,7 +15,7 @@ mod error;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use starburst_cloud::{
@@ -24,7 +24,7 @@ use starburst_cloud::{
 };
 use starburst_serialization::{
     self as wire, BlobHash, BlobRef, EncodeOptions, FailureKind, InboxMeta, Limits, Outcome,
-    SessionLayout, TaskMeta,
+    SessionLayout, TaskMeta, unix_ms,
 };
 
 pub use error::{Error, Result};
@@ -275,12 +275,6 @@ impl Shared {
 
 fn key(s: String) -> Result<ObjectPath> {
     Ok(ObjectPath::parse(s)?)
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// At most this many blobs per task (keeps a task's metadata far below the frame limit).

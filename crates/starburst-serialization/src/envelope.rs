@@ -71,6 +71,13 @@ pub struct Failure {
     pub log_tail: Vec<String>,
 }
 
+/// `t` as Unix milliseconds, the unit of every time in the envelopes (0 before 1970).
+pub fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// When things happened on the worker (Unix milliseconds).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timing {

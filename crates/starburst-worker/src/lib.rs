@@ -16,13 +16,13 @@ pub mod evaluator;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use starburst_cloud::{Clock, ObjectPath, ObjectStore, ObjectStoreExt};
 use starburst_serialization::{
     self as wire, BlobRef, EncodeOptions, EventMeta, Failure, FailureKind, Heartbeat, InboxMeta,
-    Limits, Outcome, ResultMeta, SessionLayout, TaskMeta, Timing, WorkerActivity,
+    Limits, Outcome, ResultMeta, SessionLayout, TaskMeta, Timing, WorkerActivity, unix_ms,
 };
 use tokio::sync::{Mutex, mpsc};
 
@@ -93,12 +93,6 @@ pub struct Worker {
     layout: SessionLayout,
     activity: Arc<Mutex<WorkerActivity>>,
     done: Arc<AtomicU64>,
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn path(s: String) -> Result<ObjectPath> {
@@ -238,10 +232,11 @@ impl Worker {
                 .map_err(|e| format!("blob {}: {e}", r.hash))?;
             // Workers may share a cache directory: each writes its own temporary file and
             // renames it into place atomically.
-            let tmp = self
-                .config
-                .blob_cache
-                .join(format!(".{}.{}.tmp", r.hash.to_hex(), self.config.worker_id));
+            let tmp = self.config.blob_cache.join(format!(
+                ".{}.{}.tmp",
+                r.hash.to_hex(),
+                self.config.worker_id
+            ));
             let _ = std::fs::create_dir_all(&self.config.blob_cache);
             if std::fs::write(&tmp, &content).is_ok() {
                 let _ = std::fs::rename(&tmp, &cached);

@@ -34,8 +34,9 @@ pub struct Session {
     backend: Backend,
     root: PathBuf,
     owns_root: bool,
-    // Declared last: dropped after the scheduler has stopped its workers.
-    runtime: tokio::runtime::Runtime,
+    // Owned, never read: it runs the scheduler's driver. Declared last, so it is dropped after
+    // the scheduler has stopped its workers.
+    _runtime: tokio::runtime::Runtime,
 }
 
 fn new_session_id() -> SessionId {
@@ -125,7 +126,7 @@ impl Session {
             backend: Backend::Local,
             root,
             owns_root,
-            runtime,
+            _runtime: runtime,
         })
     }
 
@@ -167,7 +168,6 @@ impl Session {
     /// Stops every worker; removes the session's data when the session created the directory.
     pub fn close(&self) {
         self.scheduler.close();
-        let _ = &self.runtime;
         if self.owns_root {
             let _ = std::fs::remove_dir_all(&self.root);
         }
