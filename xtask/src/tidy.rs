@@ -109,3 +109,37 @@ fn every_crate_says_what_it_owns() {
         );
     }
 }
+
+#[test]
+fn the_r_wrappers_match_the_binding() {
+    // rextendr is not on Debian, so R/extendr-wrappers.R is kept by hand: check it calls every
+    // function the binding exports, and nothing else.
+    let root = crate::project_root();
+    let rust = std::fs::read_to_string(root.join("rpkg/src/rust/src/lib.rs")).unwrap();
+    let module = &rust[rust
+        .find("extendr_module!")
+        .expect("the binding has a module")..];
+    let exported: BTreeSet<String> = module
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("fn ")
+                .map(|f| f.trim_end_matches(';').to_string())
+        })
+        .collect();
+    let r = std::fs::read_to_string(root.join("rpkg/R/extendr-wrappers.R")).unwrap();
+    let called: BTreeSet<String> = r
+        .match_indices("wrap__")
+        .map(|(i, _)| {
+            r[i + 6..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect();
+    assert!(!exported.is_empty());
+    assert_eq!(
+        exported, called,
+        "rpkg/R/extendr-wrappers.R and rpkg/src/rust/src/lib.rs disagree"
+    );
+}
