@@ -256,9 +256,7 @@ fn test() -> Result<()> {
         "warnings",
     ]))?;
     let lib = install()?;
-    run(cargo()
-        .args(["test", "--workspace"])
-        .env("STARBURST_TEST_R_LIBS", r_libs(&lib)))?;
+    run(cargo().args(["test", "--workspace"]))?;
     run(Command::new("Rscript")
         .args(["-e", "testthat::test_local('rpkg', load_package = 'installed', reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE)"])
         .env("R_LIBS", r_libs(&lib))
