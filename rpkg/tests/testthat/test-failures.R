@@ -28,6 +28,17 @@ test_that("a future whose R process is killed fails with a classed error; the ne
   expect_false(value(g) == Sys.getpid())
 })
 
+test_that("a future whose R process crashes (segmentation fault) fails with a classed error", {
+  local_starburst(workers = 1)
+  f <- future({ tools::pskill(Sys.getpid(), 11L); Sys.sleep(10) })
+  err <- expect_error(value(f), class = "StarburstFutureError")
+  expect_s3_class(err, "starburst_evaluator_died")
+  expect_match(conditionMessage(err), "segmentation fault (signal 11)", fixed = TRUE)
+  ## R's own crash report reaches the user through the worker log tail
+  expect_true(any(grepl("R is aborting now", err$log_tail, fixed = TRUE)))
+  expect_identical(value(future(6 * 7)), 42)
+})
+
 test_that("a failing future does not take down the others", {
   local_starburst(workers = 2)
   fs <- list(
