@@ -114,6 +114,21 @@ pub struct WorkerSpec {
     pub tags: BTreeMap<String, String>,
 }
 
+impl WorkerSpec {
+    /// A worker of `size` with the defaults: x86-64, on-demand, no image, no extra environment
+    /// or tags.
+    pub fn new(size: WorkerSize) -> Self {
+        Self {
+            size,
+            arch: Arch::default(),
+            capacity: Capacity::default(),
+            image: None,
+            env: BTreeMap::new(),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
 /// Where a worker is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum WorkerPhase {

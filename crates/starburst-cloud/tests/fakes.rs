@@ -1,12 +1,10 @@
 //! The in-memory fakes pass the shared conformance suites.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use starburst_cloud::fake::{FakeCompute, FakeLogs, InMemoryStore};
 use starburst_cloud::{
-    Arch, Capacity, ObjectPath, ObjectStore, ObjectStoreExt, WorkerId, WorkerSize, WorkerSpec,
-    conformance,
+    Arch, ObjectPath, ObjectStore, ObjectStoreExt, WorkerId, WorkerSize, WorkerSpec, conformance,
 };
 
 #[tokio::test]
@@ -33,17 +31,10 @@ async fn in_memory_store_paginates() {
 
 #[tokio::test]
 async fn fake_compute_conforms() {
-    let spec = WorkerSpec {
-        size: WorkerSize {
-            millicpu: 1000,
-            memory_mib: 2048,
-        },
-        arch: Arch::X86_64,
-        capacity: Capacity::OnDemand,
-        image: None,
-        env: BTreeMap::new(),
-        tags: BTreeMap::new(),
-    };
+    let spec = WorkerSpec::new(WorkerSize {
+        millicpu: 1000,
+        memory_mib: 2048,
+    });
     conformance::compute(Arc::new(FakeCompute::new()), &spec).await;
 }
 

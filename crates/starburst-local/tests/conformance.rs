@@ -1,11 +1,8 @@
 //! The local adapters pass the shared conformance suites.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use starburst_cloud::{
-    Arch, Capacity, Compute, ObjectPath, ObjectStore, WorkerSize, WorkerSpec, conformance,
-};
+use starburst_cloud::{Compute, ObjectPath, ObjectStore, WorkerSize, WorkerSpec, conformance};
 use starburst_local::{DirStore, FileLogs, LocalCompute};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,17 +65,10 @@ async fn local_compute_conforms() {
     )
     .unwrap();
     let compute = Arc::new(LocalCompute::new(&sleeper, dir.path().join("logs"), "w").unwrap());
-    let spec = WorkerSpec {
-        size: WorkerSize {
-            millicpu: 1000,
-            memory_mib: 2048,
-        },
-        arch: Arch::X86_64,
-        capacity: Capacity::OnDemand,
-        image: None,
-        env: BTreeMap::new(),
-        tags: BTreeMap::new(),
-    };
+    let spec = WorkerSpec::new(WorkerSize {
+        millicpu: 1000,
+        memory_mib: 2048,
+    });
     conformance::compute(compute.clone(), &spec).await;
     let logs = Arc::new(FileLogs::new(dir.path().join("logs")));
     let id = compute.launch(&spec, 1).await.unwrap().launched.remove(0);
