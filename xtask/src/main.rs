@@ -49,7 +49,12 @@ enum Cmd {
     Conformance,
     /// Build an R source tarball with vendored crates that installs offline.
     Dist,
+    /// Create the Python venv with the AWS emulator (moto server) the AWS adapter's tests use.
+    EmulatorVenv,
 }
+
+/// The AWS emulator the AWS adapter's tests run against, pinned.
+const MOTO: &str = "moto[server]==5.2.5";
 
 /// Debian packages the project needs: R, the R packages the package and its tests use.
 const DEBIAN_PACKAGES: &[&str] = &[
@@ -101,6 +106,7 @@ fn main() -> Result<()> {
         }
         Cmd::Conformance => conformance(),
         Cmd::Dist => dist::dist(&root).map(|p| println!("{}", p.display())),
+        Cmd::EmulatorVenv => emulator_venv().map(|p| println!("{}", p.display())),
     }
 }
 
@@ -188,6 +194,36 @@ fn deps() -> Result<()> {
     run(Command::new("sh").args(["-c", &cmd]))
 }
 
+/// Creates `$CARGO_TARGET_DIR/moto-venv` with the pinned moto server unless it is there;
+/// returns the `moto_server` executable.
+fn emulator_venv() -> Result<PathBuf> {
+    let venv = target_dir().join("moto-venv");
+    let server = venv.join("bin").join("moto_server");
+    let stamp = venv.join("starburst-pin");
+    if server.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == MOTO) {
+        eprintln!("emulator: {MOTO} present in {}", venv.display());
+        return Ok(server);
+    }
+    if !have("python3") {
+        bail!("python3 is needed for the AWS emulator; install python3 and python3-venv");
+    }
+    std::fs::create_dir_all(target_dir())?;
+    run(Command::new("python3")
+        .args(["-m", "venv", "--clear"])
+        .arg(&venv))?;
+    run(Command::new(venv.join("bin").join("pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        MOTO,
+    ]))?;
+    if !server.is_file() {
+        bail!("pip installed {MOTO} but {} is missing", server.display());
+    }
+    std::fs::write(&stamp, MOTO)?;
+    Ok(server)
+}
+
 fn ensure_r() -> Result<()> {
     if !have("Rscript") || !missing_debian_packages().is_empty() {
         deps()?;
@@ -256,7 +292,10 @@ fn test() -> Result<()> {
         "warnings",
     ]))?;
     let lib = install()?;
-    run(cargo().args(["test", "--workspace"]))?;
+    let moto = emulator_venv()?;
+    run(cargo()
+        .args(["test", "--workspace"])
+        .env("STARBURST_MOTO", &moto))?;
     run(Command::new("Rscript")
         .args(["-e", "testthat::test_local('rpkg', load_package = 'installed', reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE)"])
         .env("R_LIBS", r_libs(&lib))

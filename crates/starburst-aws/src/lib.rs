@@ -1,9 +1,15 @@
-//! starburst's AWS adapter: the only crate that will name an `aws-sdk-*` type. It implements
-//! the ports of `starburst-cloud` on S3 (object store), ECS Fargate (compute), Service Quotas,
-//! CloudWatch Logs, ECR (registry) and EC2 (network), mapping SDK errors onto the ports' error.
+//! starburst's AWS adapter: the only crate that names an `aws-sdk-*` type. It implements the
+//! ports of `starburst-cloud` on AWS services and maps SDK errors onto the ports' one
+//! [`starburst_cloud::Error`]; no SDK type appears in its public API.
 //!
-//! Status: not implemented yet. This crate deliberately has no code and no SDK dependency
-//! until the AWS backend lands, so nothing can mistake it for a working backend; the facade
-//! reports `backend = "aws"` as unavailable.
+//! Status: the first slice. [`S3Store`] implements the `ObjectStore` port on S3 and passes the
+//! shared conformance suite against a local moto server (`tests/s3.rs`). Compute (ECS
+//! Fargate), Service Quotas, CloudWatch Logs, ECR and EC2 are not implemented yet, so the
+//! facade still reports `backend = "aws"` as unavailable.
 
 #![deny(missing_docs)]
+
+mod error;
+mod store;
+
+pub use store::{S3Options, S3Store};

@@ -1,0 +1,173 @@
+//! Maps AWS SDK errors onto the port error. Private: no SDK type leaves this crate.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use starburst_cloud::Error;
+
+/// What an SDK call failed with, reduced to what the mapping needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// The HTTP status, when a response arrived.
+    pub(crate) status: Option<u16>,
+    /// The service's error code (`NoSuchKey`, `SlowDown`, ...), when it sent one.
+    pub(crate) code: Option<String>,
+}
+
+impl Failure {
+    pub(crate) fn of<E>(err: &SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata,
+    {
+        Self {
+            status: err.raw_response().map(|r| r.status().as_u16()),
+            code: err.code().map(str::to_owned),
+        }
+    }
+
+    /// True for a failed condition of a conditional write (`If-None-Match: *`): S3 answers
+    /// 412 PreconditionFailed, or 409 ConditionalRequestConflict for a concurrent write.
+    pub(crate) fn is_conditional_conflict(&self) -> bool {
+        matches!(self.status, Some(412 | 409))
+            || matches!(
+                self.code.as_deref(),
+                Some("PreconditionFailed" | "ConditionalRequestConflict")
+            )
+    }
+
+    /// True when the key is missing (but not the bucket).
+    pub(crate) fn is_missing_key(&self) -> bool {
+        match self.code.as_deref() {
+            Some("NoSuchBucket") => false,
+            Some("NoSuchKey") => true,
+            _ => self.status == Some(404),
+        }
+    }
+
+    /// True when the object or the range exists but the range is past its end.
+    pub(crate) fn is_invalid_range(&self) -> bool {
+        self.status == Some(416) || self.code.as_deref() == Some("InvalidRange")
+    }
+}
+
+/// Maps an SDK error of operation `op` on `resource` (`bucket/key`) onto the port error.
+pub(crate) fn map<E>(op: &'static str, resource: String, err: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let failure = Failure::of(&err);
+    let message = err.message().unwrap_or_default().to_owned();
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            return Error::Transient {
+                op,
+                resource,
+                source: err.into(),
+            };
+        }
+        SdkError::ConstructionFailure(_) => return Error::other(op, resource, err),
+        _ => {}
+    }
+    classify(op, resource, &failure, message, err.into())
+}
+
+fn classify(
+    op: &'static str,
+    resource: String,
+    f: &Failure,
+    message: String,
+    source: starburst_cloud::Source,
+) -> Error {
+    match (f.status, f.code.as_deref()) {
+        (_, Some("NoSuchBucket")) => {
+            let bucket = resource.split('/').next().unwrap_or_default();
+            Error::not_found(op, format!("bucket {bucket}"))
+        }
+        (Some(404), _) | (_, Some("NoSuchKey" | "NotFound" | "NoSuchUpload")) => {
+            Error::not_found(op, resource)
+        }
+        (Some(412), _) | (_, Some("PreconditionFailed")) => {
+            Error::PreconditionFailed { op, resource }
+        }
+        (_, Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded"))
+        | (Some(429 | 503), _) => Error::Throttled {
+            op,
+            resource,
+            retry_after: None,
+        },
+        (Some(403), _)
+        | (_, Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch")) => {
+            Error::AccessDenied {
+                op,
+                resource,
+                message,
+            }
+        }
+        (Some(s), _) if s >= 500 => Error::Transient {
+            op,
+            resource,
+            source,
+        },
+        _ => Error::Other {
+            op,
+            resource,
+            source,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(status: Option<u16>, code: Option<&str>) -> Error {
+        let f = Failure {
+            status,
+            code: code.map(str::to_owned),
+        };
+        classify("get", "b/k".into(), &f, "msg".into(), "boom".into())
+    }
+
+    #[test]
+    fn statuses_and_codes_map_onto_port_errors() {
+        assert!(class(Some(404), None).is_not_found());
+        assert!(class(Some(404), Some("NoSuchKey")).is_not_found());
+        assert!(
+            matches!(class(Some(404), Some("NoSuchBucket")), Error::NotFound { resource, .. } if resource == "bucket b")
+        );
+        assert!(matches!(
+            class(Some(412), None),
+            Error::PreconditionFailed { .. }
+        ));
+        assert!(matches!(
+            class(Some(503), Some("SlowDown")),
+            Error::Throttled { .. }
+        ));
+        assert!(matches!(class(Some(503), None), Error::Throttled { .. }));
+        assert!(matches!(
+            class(Some(403), Some("AccessDenied")),
+            Error::AccessDenied { .. }
+        ));
+        assert!(matches!(class(Some(500), None), Error::Transient { .. }));
+        assert!(matches!(class(Some(400), Some("Bad")), Error::Other { .. }));
+    }
+
+    #[test]
+    fn conditional_conflicts_are_412_and_409() {
+        for (s, c) in [
+            (Some(412), None),
+            (Some(409), Some("ConditionalRequestConflict")),
+            (None, Some("PreconditionFailed")),
+        ] {
+            let f = Failure {
+                status: s,
+                code: c.map(str::to_owned),
+            };
+            assert!(f.is_conditional_conflict(), "{f:?}");
+        }
+        let f = Failure {
+            status: Some(500),
+            code: None,
+        };
+        assert!(!f.is_conditional_conflict());
+    }
+}
