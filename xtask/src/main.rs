@@ -245,6 +245,12 @@ fn install() -> Result<PathBuf> {
 
 /// `R CMD INSTALL rpkg` into `lib` (never the system library), with `R_LIBS` when given.
 fn r_install(lib: &Path, r_libs: Option<&str>) -> Result<()> {
+    // The library is the project's own: a lock left by an interrupted install is stale.
+    for entry in std::fs::read_dir(lib).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("00LOCK-") {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
     let mut cmd = Command::new("R");
     cmd.args(["CMD", "INSTALL", "--no-test-load"])
         .arg(format!("--library={}", lib.display()))
