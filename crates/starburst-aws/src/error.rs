@@ -82,26 +82,33 @@ fn classify(
             let bucket = resource.split('/').next().unwrap_or_default();
             Error::not_found(op, format!("bucket {bucket}"))
         }
-        (Some(404), _) | (_, Some("NoSuchKey" | "NotFound" | "NoSuchUpload")) => {
-            Error::not_found(op, resource)
-        }
-        (Some(412), _) | (_, Some("PreconditionFailed")) => {
-            Error::PreconditionFailed { op, resource }
-        }
-        (_, Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded"))
-        | (Some(429 | 503), _) => Error::Throttled {
+        (_, Some(code)) if is_throttling(code) => Error::Throttled {
             op,
             resource,
             retry_after: None,
         },
-        (Some(403), _)
-        | (_, Some("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch")) => {
-            Error::AccessDenied {
-                op,
-                resource,
-                message,
-            }
+        (_, Some(code)) if is_quota(code) => Error::QuotaExceeded {
+            op,
+            resource,
+            message,
+        },
+        (Some(404), _) | (_, Some("NoSuchKey" | "NotFound" | "NoSuchUpload")) => {
+            Error::not_found(op, resource)
         }
+        (_, Some(code)) if is_not_found(code) => Error::not_found(op, resource),
+        (Some(412), _) | (_, Some("PreconditionFailed")) => {
+            Error::PreconditionFailed { op, resource }
+        }
+        (Some(429 | 503), _) => Error::Throttled {
+            op,
+            resource,
+            retry_after: None,
+        },
+        _ if is_denied(f) => Error::AccessDenied {
+            op,
+            resource,
+            message,
+        },
         (Some(s), _) if s >= 500 => Error::Transient {
             op,
             resource,
@@ -113,6 +120,63 @@ fn classify(
             source,
         },
     }
+}
+
+/// Error codes with which AWS services say "slow down".
+fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "SlowDown"
+            | "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "ProvisionedThroughputExceededException"
+    )
+}
+
+/// Error codes of quotas and service limits.
+fn is_quota(code: &str) -> bool {
+    matches!(
+        code,
+        "LimitExceededException"
+            | "ServiceQuotaExceededException"
+            | "QuotaExceededException"
+            | "TooManyBuckets"
+            | "VcpuLimitExceeded"
+    )
+}
+
+/// Error codes of missing resources, other than S3's (handled with the status).
+fn is_not_found(code: &str) -> bool {
+    code.ends_with("NotFoundException")
+        || code.ends_with(".NotFound")
+        || matches!(
+            code,
+            "NoSuchResourceException" | "NoSuchEntity" | "NoSuchEntityException"
+        )
+}
+
+/// A 401/403, or an error code of missing permissions or bad credentials.
+fn is_denied(f: &Failure) -> bool {
+    matches!(f.status, Some(401 | 403))
+        || f.code.as_deref().is_some_and(|code| {
+            matches!(
+                code,
+                "AccessDenied"
+                    | "AccessDeniedException"
+                    | "UnauthorizedOperation"
+                    | "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+                    | "UnrecognizedClientException"
+                    | "InvalidClientTokenId"
+                    | "ExpiredToken"
+                    | "ExpiredTokenException"
+            )
+        })
 }
 
 #[cfg(test)]
@@ -149,6 +213,38 @@ mod tests {
         ));
         assert!(matches!(class(Some(500), None), Error::Transient { .. }));
         assert!(matches!(class(Some(400), Some("Bad")), Error::Other { .. }));
+        // Other services' codes, which come with a 400.
+        for code in ["ThrottlingException", "TooManyRequestsException"] {
+            assert!(
+                matches!(class(Some(400), Some(code)), Error::Throttled { .. }),
+                "{code}"
+            );
+        }
+        for code in [
+            "ClusterNotFoundException",
+            "RepositoryNotFoundException",
+            "ResourceNotFoundException",
+            "NoSuchResourceException",
+            "InvalidSubnetID.NotFound",
+        ] {
+            assert!(class(Some(400), Some(code)).is_not_found(), "{code}");
+        }
+        for code in [
+            "AccessDeniedException",
+            "UnauthorizedOperation",
+            "ExpiredTokenException",
+        ] {
+            assert!(
+                matches!(class(Some(400), Some(code)), Error::AccessDenied { .. }),
+                "{code}"
+            );
+        }
+        for code in ["LimitExceededException", "ServiceQuotaExceededException"] {
+            assert!(
+                matches!(class(Some(400), Some(code)), Error::QuotaExceeded { .. }),
+                "{code}"
+            );
+        }
     }
 
     #[test]

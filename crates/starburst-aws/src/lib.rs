@@ -2,14 +2,21 @@
 //! ports of `starburst-cloud` on AWS services and maps SDK errors onto the ports' one
 //! [`starburst_cloud::Error`]; no SDK type appears in its public API.
 //!
-//! Status: the first slice. [`S3Store`] implements the `ObjectStore` port on S3 and passes the
-//! shared conformance suite against a local moto server (`tests/s3.rs`). Compute (ECS
-//! Fargate), Service Quotas, CloudWatch Logs, ECR and EC2 are not implemented yet, so the
-//! facade still reports `backend = "aws"` as unavailable.
+//! Every adapter is built from one [`Aws`] (the standard credential, region and endpoint chain,
+//! standard retries with backoff, HTTPS on rustls/ring):
+//!
+//! | port | adapter | service |
+//! |---|---|---|
+//! | `ObjectStore` | [`S3Store`] | S3 |
+//!
+//! The adapters are tested against a local moto server (`tests/`), in the same conformance
+//! suites the in-memory fakes pass.
 
 #![deny(missing_docs)]
 
 mod error;
+mod sdk;
 mod store;
 
+pub use sdk::{Aws, AwsOptions};
 pub use store::{S3Options, S3Store};

@@ -5,45 +5,38 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use bytes::Bytes;
 use starburst_cloud::{Error, ListPage, ObjectMeta, ObjectPath, ObjectStore, Result};
 use tokio::task::JoinSet;
 
+use crate::Aws;
 use crate::error::{Failure, map};
 
 /// The smallest part S3 accepts in a multipart upload (all but the last part).
 const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
-/// How to reach S3; every field left `None` comes from the standard AWS chain (environment,
-/// profile, instance or task role).
+/// How the store uses S3 (where and as whom is [`Aws`]'s business).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct S3Options {
-    /// An S3-compatible endpoint such as a local emulator (`http://127.0.0.1:5000`); requests
-    /// then use path-style addressing. Else `AWS_ENDPOINT_URL` or AWS itself.
-    pub endpoint_url: Option<String>,
-    /// The region, e.g. `us-east-1`. Else `AWS_REGION` or the profile's region.
-    pub region: Option<String>,
-    /// A static access key id and secret. Else the standard credential chain.
-    pub credentials: Option<(String, String)>,
     /// Size of each part of [`ObjectStore::put_large`]; objects up to this size are one
     /// `PutObject`. At least 5 MiB (S3's minimum); default 8 MiB.
     pub part_size: usize,
     /// How many parts of one `put_large` are uploaded at once; default 8.
     pub parallelism: usize,
+    /// Ask for server-side encryption with S3-managed keys (`AES256`) on every write; default
+    /// on. (Buckets with default encryption encrypt anyway; this makes it explicit.)
+    pub server_side_encryption: bool,
 }
 
 impl Default for S3Options {
     fn default() -> Self {
         Self {
-            endpoint_url: None,
-            region: None,
-            credentials: None,
             part_size: 8 * 1024 * 1024,
             parallelism: 8,
+            server_side_encryption: true,
         }
     }
 }
@@ -60,20 +53,6 @@ impl S3Options {
         self.parallelism = parallelism;
         self
     }
-
-    /// These options with an explicit endpoint (an emulator), region and static credentials.
-    pub fn with_endpoint(
-        mut self,
-        endpoint_url: impl Into<String>,
-        region: impl Into<String>,
-        access_key_id: impl Into<String>,
-        secret_access_key: impl Into<String>,
-    ) -> Self {
-        self.endpoint_url = Some(endpoint_url.into());
-        self.region = Some(region.into());
-        self.credentials = Some((access_key_id.into(), secret_access_key.into()));
-        self
-    }
 }
 
 /// An object store whose objects are the keys below `prefix/` in an S3 bucket.
@@ -88,18 +67,20 @@ pub struct S3Store {
     prefix: String,
     part_size: usize,
     parallelism: usize,
+    sse: Option<ServerSideEncryption>,
 }
 
 impl S3Store {
-    /// A store on `bucket` below `prefix` (may be empty), configured by the standard AWS chain:
-    /// `AWS_ENDPOINT_URL`, `AWS_REGION`, credentials from the environment, profile or role.
-    /// With an endpoint URL set, requests use path-style addressing (emulators, MinIO).
+    /// A store on `bucket` below `prefix` (may be empty), configured by the standard AWS chain
+    /// (see [`Aws::from_env`]).
     pub async fn from_env(bucket: impl Into<String>, prefix: impl Into<String>) -> Result<Self> {
-        Self::connect(bucket, prefix, S3Options::default()).await
+        Self::new(&Aws::from_env().await, bucket, prefix, S3Options::default())
     }
 
-    /// A store on `bucket` below `prefix` with explicit options.
-    pub async fn connect(
+    /// A store on `bucket` below `prefix` (may be empty). With an endpoint URL set (an
+    /// emulator, MinIO), requests use path-style addressing.
+    pub fn new(
+        aws: &Aws,
         bucket: impl Into<String>,
         prefix: impl Into<String>,
         options: S3Options,
@@ -118,26 +99,8 @@ impl S3Store {
         if bucket.is_empty() {
             return Err(Error::invalid("connect to S3", "the bucket name is empty"));
         }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(url) = &options.endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        if let Some(region) = &options.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let Some((id, secret)) = &options.credentials {
-            loader = loader.credentials_provider(Credentials::new(
-                id.clone(),
-                secret.clone(),
-                None,
-                None,
-                "starburst",
-            ));
-        }
-        let shared = loader.load().await;
-        let path_style = shared.endpoint_url().is_some();
-        let config = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(path_style)
+        let config = aws_sdk_s3::config::Builder::from(aws.sdk())
+            .force_path_style(aws.endpoint_url().is_some())
             .build();
         Ok(Self {
             client: Client::from_conf(config),
@@ -145,6 +108,9 @@ impl S3Store {
             prefix,
             part_size: options.part_size,
             parallelism: options.parallelism.max(1),
+            sse: options
+                .server_side_encryption
+                .then_some(ServerSideEncryption::Aes256),
         })
     }
 
@@ -188,6 +154,7 @@ impl S3Store {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
+            .set_server_side_encryption(self.sse.clone())
             .send()
             .await
             .map_err(|e| map(op, self.resource(key), e))?;
@@ -300,6 +267,7 @@ impl ObjectStore for S3Store {
             .put_object()
             .bucket(&self.bucket)
             .key(&key)
+            .set_server_side_encryption(self.sse.clone())
             .body(ByteStream::from(data))
             .send()
             .await
@@ -315,6 +283,7 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(&key)
             .if_none_match("*")
+            .set_server_side_encryption(self.sse.clone())
             .body(ByteStream::from(data))
             .send()
             .await

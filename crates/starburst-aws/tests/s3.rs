@@ -1,107 +1,28 @@
-//! `S3Store` against a real local S3 API: a `moto_server` started per test on 127.0.0.1.
-//!
-//! The server comes from the venv `cargo xtask emulator-venv` creates (`STARBURST_MOTO`, else
-//! `$CARGO_TARGET_DIR/moto-venv/bin/moto_server`).
+//! `S3Store` against a real local S3 API: a `moto_server` started per test on 127.0.0.1 (see
+//! `support`).
+
+mod support;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use starburst_aws::{S3Options, S3Store};
+use starburst_aws::{Aws, AwsOptions, S3Options, S3Store};
 use starburst_cloud::{Error, ObjectPath, ObjectStore, ObjectStoreExt};
+use support::{Moto, REGION};
 
-const REGION: &str = "us-east-1";
-
-/// A running moto server, killed when dropped.
-#[derive(Debug)]
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_server() -> PathBuf {
-    if let Some(p) = std::env::var_os("STARBURST_MOTO") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // target/<profile>/deps/s3-<hash>
-            let exe = std::env::current_exe().expect("test executable path");
-            exe.ancestors().nth(3).expect("target directory").into()
-        });
-    target.join("moto-venv/bin/moto_server")
-}
-
-impl Moto {
-    async fn start() -> Self {
-        let bin = moto_server();
-        assert!(
-            bin.is_file(),
-            "no moto server at {}: run `cargo xtask emulator-venv` (or set STARBURST_MOTO)",
-            bin.display()
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let moto = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "moto did not start within 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        moto
-    }
-
-    fn options(&self) -> S3Options {
-        S3Options::default().with_endpoint(&self.endpoint, REGION, "testing", "testing")
-    }
-
-    /// A store on a fresh bucket.
-    async fn store(&self, bucket: &str, options: S3Options) -> S3Store {
-        let conf = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_sdk_s3::config::Region::new(REGION))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "test",
-            ))
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
-            .create_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .expect("create bucket");
-        S3Store::connect(bucket, "starburst", options)
-            .await
-            .expect("connect")
-    }
+/// A store on a fresh bucket of `moto`.
+async fn store(moto: &Moto, bucket: &str, options: S3Options) -> S3Store {
+    let conf = aws_sdk_s3::config::Builder::from(&moto.sdk_config())
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("create bucket");
+    S3Store::new(&moto.aws().await, bucket, "starburst", options).expect("connect")
 }
 
 fn path(s: &str) -> ObjectPath {
@@ -111,14 +32,14 @@ fn path(s: &str) -> ObjectPath {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_store_passes_the_object_store_conformance_suite() {
     let moto = Moto::start().await;
-    let store = moto.store("conformance", moto.options()).await;
+    let store = store(&moto, "conformance", S3Options::default()).await;
     starburst_cloud::conformance::object_store(Arc::new(store), "root").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn list_follows_continuation_tokens_past_1000_keys() {
     let moto = Moto::start().await;
-    let store = Arc::new(moto.store("pages", moto.options()).await);
+    let store = Arc::new(store(&moto, "pages", S3Options::default()).await);
     let dir = path("many");
     let mut tasks = tokio::task::JoinSet::new();
     for chunk in (0..1203u32).collect::<Vec<_>>().chunks(101) {
@@ -148,11 +69,10 @@ async fn list_follows_continuation_tokens_past_1000_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn put_large_uploads_parallel_parts() {
     let moto = Moto::start().await;
-    let options = moto
-        .options()
+    let options = S3Options::default()
         .with_part_size(5 * 1024 * 1024)
         .with_parallelism(4);
-    let store = moto.store("multipart", options).await;
+    let store = store(&moto, "multipart", options).await;
     let p = path("big/object");
     let data = Bytes::from(
         (0..6_000_000u32)
@@ -174,7 +94,7 @@ async fn put_large_uploads_parallel_parts() {
 #[ignore = "uploads 120 MB through the emulator"]
 async fn put_large_of_120_mb() {
     let moto = Moto::start().await;
-    let store = moto.store("huge", moto.options()).await;
+    let store = store(&moto, "huge", S3Options::default()).await;
     let p = path("huge/object");
     let data = Bytes::from(
         (0..120_000_000u32)
@@ -188,7 +108,7 @@ async fn put_large_of_120_mb() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_map_onto_port_errors() {
     let moto = Moto::start().await;
-    let store = moto.store("errors", moto.options()).await;
+    let store = store(&moto, "errors", S3Options::default()).await;
     let e = store.get(&path("missing")).await.unwrap_err();
     assert!(
         matches!(&e, Error::NotFound { op: "get", resource } if resource == "errors/starburst/missing"),
@@ -211,9 +131,8 @@ async fn errors_map_onto_port_errors() {
     store.delete(&path("missing")).await.unwrap();
     assert!(store.list_all(&path("nothing")).await.unwrap().is_empty());
 
-    let nobucket = S3Store::connect("no-such-bucket", "", moto.options())
-        .await
-        .unwrap();
+    let aws = moto.aws().await;
+    let nobucket = S3Store::new(&aws, "no-such-bucket", "", S3Options::default()).unwrap();
     let e = nobucket.get(&path("k")).await.unwrap_err();
     assert!(
         matches!(&e, Error::NotFound { resource, .. } if resource == "bucket no-such-bucket"),
@@ -224,9 +143,7 @@ async fn errors_map_onto_port_errors() {
     let e = nobucket.list(&path("k"), None).await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
 
-    let e = S3Store::connect("b", "", S3Options::default().with_part_size(1024))
-        .await
-        .unwrap_err();
+    let e = S3Store::new(&aws, "b", "", S3Options::default().with_part_size(1024)).unwrap_err();
     assert!(matches!(e, Error::InvalidInput { .. }), "{e}");
 }
 
@@ -236,13 +153,17 @@ async fn unreachable_endpoint_is_transient() {
         .and_then(|l| l.local_addr())
         .unwrap()
         .port();
-    let options = S3Options::default().with_endpoint(
-        format!("http://127.0.0.1:{port}"),
-        REGION,
-        "testing",
-        "testing",
-    );
-    let store = S3Store::connect("b", "", options).await.unwrap();
+    let aws = Aws::connect(
+        AwsOptions::emulator(
+            format!("http://127.0.0.1:{port}"),
+            REGION,
+            "testing",
+            "testing",
+        )
+        .with_max_attempts(2),
+    )
+    .await;
+    let store = S3Store::new(&aws, "b", "", S3Options::default()).unwrap();
     let e = store.get(&path("k")).await.unwrap_err();
     assert!(matches!(e, Error::Transient { .. }), "{e}");
     assert!(e.is_retryable());

@@ -1,0 +1,107 @@
+//! Shared by the adapter tests: a moto server started per test on 127.0.0.1.
+//!
+//! The server comes from the venv `cargo xtask emulator-venv` creates (`STARBURST_MOTO`, else
+//! `$CARGO_TARGET_DIR/moto-venv/bin/moto_server`).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use starburst_aws::{Aws, AwsOptions};
+
+pub const REGION: &str = "us-east-1";
+
+/// A running moto server, killed when dropped.
+#[derive(Debug)]
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn moto_server() -> PathBuf {
+    if let Some(p) = std::env::var_os("STARBURST_MOTO") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // target/<profile>/deps/<test>-<hash>
+            let exe = std::env::current_exe().expect("test executable path");
+            exe.ancestors().nth(3).expect("target directory").into()
+        });
+    target.join("moto-venv/bin/moto_server")
+}
+
+impl Moto {
+    pub async fn start() -> Self {
+        let bin = moto_server();
+        assert!(
+            bin.is_file(),
+            "no moto server at {}: run `cargo xtask emulator-venv` (or set STARBURST_MOTO)",
+            bin.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let moto = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "moto did not start within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        moto
+    }
+
+    /// Options for this server with moto's test credentials.
+    pub fn options(&self) -> AwsOptions {
+        AwsOptions::emulator(&self.endpoint, REGION, "testing", "testing")
+    }
+
+    /// The adapters' configuration for this server.
+    pub async fn aws(&self) -> Aws {
+        Aws::connect(self.options()).await
+    }
+
+    /// An SDK configuration for this server, for setting up fixtures with raw SDK clients.
+    pub fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "test"),
+            ))
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
+            .build()
+    }
+}
