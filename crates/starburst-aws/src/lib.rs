@@ -15,8 +15,10 @@
 #![deny(missing_docs)]
 
 mod error;
+mod metadata;
 mod sdk;
 mod store;
 
+pub use metadata::{METADATA_ENV, ecs_task_id};
 pub use sdk::{Aws, AwsOptions};
 pub use store::{S3Options, S3Store};
