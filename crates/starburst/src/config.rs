@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use starburst_cloud::{Arch, Capacity, WorkerSize};
 
 use crate::{Error, Result};
@@ -36,6 +36,79 @@ fn default_retries() -> u32 {
 }
 fn default_rscript() -> PathBuf {
     PathBuf::from("Rscript")
+}
+
+fn default_prefix() -> String {
+    "starburst".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Where the aws backend's resources are: what `starburst_setup()` (or `cargo xtask emulator`)
+/// wrote to the set-up file. Unknown fields are ignored, so a set-up file written by a newer
+/// version still loads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsSettings {
+    /// The region, e.g. `us-east-1`.
+    pub region: String,
+    /// An endpoint for every service (an emulator); `None` for AWS itself.
+    #[serde(default)]
+    pub endpoint_url: Option<String>,
+    /// The S3 bucket for session data.
+    pub bucket: String,
+    /// The key prefix in the bucket.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// The ECS cluster.
+    pub cluster: String,
+    /// Subnets workers are placed in.
+    pub subnets: Vec<String>,
+    /// Security groups of the workers (egress only).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Give workers a public IP (needed in public subnets without a NAT gateway).
+    #[serde(default = "default_true")]
+    pub assign_public_ip: bool,
+    /// CloudWatch log group of the workers' logs.
+    #[serde(default)]
+    pub log_group: Option<String>,
+    /// The worker image.
+    pub image: String,
+    /// The role the workers run as (access to the bucket's prefix only).
+    #[serde(default)]
+    pub task_role_arn: Option<String>,
+    /// The role ECS uses to pull the image and write logs.
+    #[serde(default)]
+    pub execution_role_arn: Option<String>,
+}
+
+impl AwsSettings {
+    fn validate(&self) -> Result<()> {
+        let missing: Vec<&str> = [
+            ("region", self.region.is_empty()),
+            ("bucket", self.bucket.is_empty()),
+            ("cluster", self.cluster.is_empty()),
+            ("subnets", self.subnets.iter().all(String::is_empty)),
+            ("image", self.image.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(name, empty)| empty.then_some(name))
+        .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidConfig(format!(
+                "the AWS set-up lacks {}; run starburst_setup() again",
+                missing.join(", ")
+            )))
+        }
+    }
+
+    /// The worker's `STARBURST_STORE` value: `s3://bucket/prefix`.
+    pub fn store_url(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.prefix.trim_matches('/'))
+    }
 }
 
 /// A session's configuration.
@@ -80,6 +153,9 @@ pub struct Config {
     /// Extra environment for workers.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The AWS set-up (required by the aws backend).
+    #[serde(default)]
+    pub aws: Option<AwsSettings>,
 }
 
 impl Config {
@@ -107,6 +183,7 @@ impl Config {
             idle_timeout_secs: default_idle(),
             max_retries: default_retries(),
             env: BTreeMap::new(),
+            aws: None,
         }
     }
 
@@ -130,6 +207,14 @@ impl Config {
                 }
                 e => Error::Cloud(e),
             })?;
+            match &self.aws {
+                Some(aws) => aws.validate()?,
+                None => {
+                    return Err(Error::BackendUnavailable(
+                        "no AWS set-up was found: run starburst_setup() first, or use backend = \"local\"".into(),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -181,5 +266,27 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("valid memory for 1 vCPU"), "{e}");
         assert_eq!(e.class(), "starburst_invalid_argument");
+        let e = Config::from_json(r#"{"backend":"aws"}"#).unwrap_err();
+        assert!(e.to_string().contains("starburst_setup()"), "{e}");
+        assert_eq!(e.class(), "starburst_backend_unavailable");
+        let e = Config::from_json(
+            r#"{"backend":"aws","aws":{"region":"us-east-1","bucket":"","cluster":"c","subnets":[],"image":"i"}}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("lacks bucket, subnets"), "{e}");
+    }
+
+    #[test]
+    fn an_aws_set_up_loads_with_defaults_and_ignores_newer_fields() {
+        let c = Config::from_json(
+            r#"{"backend":"aws","aws":{"region":"us-east-1","endpoint_url":"http://127.0.0.1:1",
+                "bucket":"b","cluster":"c","subnets":["s"],"security_groups":["g"],
+                "log_group":"/starburst/workers","image":"img:1","setup_id":"from-a-newer-version"}}"#,
+        )
+        .unwrap();
+        let aws = c.aws.unwrap();
+        assert_eq!(aws.prefix, "starburst");
+        assert!(aws.assign_public_ip);
+        assert_eq!(aws.store_url(), "s3://b/starburst");
     }
 }

@@ -4,9 +4,9 @@
 //! backend selection, and [`Session`] (a scheduler wired to the backend's ports). The R package
 //! talks to this crate only. Each underlying crate is re-exported whole as a module.
 //!
-//! It is the only crate besides the binaries that depends on the adapters. It does not depend
-//! on `starburst-aws` yet: until the AWS backend is wired into sessions, the R package should
-//! not compile (and its source tarball not vendor) the AWS SDK for nothing.
+//! It is the only crate besides the binaries that depends on the adapters. It uses
+//! `starburst-aws` without its EC2-backed network port (set-up's), the half of the SDK's build
+//! time that sessions do not need.
 
 #![deny(missing_docs)]
 
@@ -14,10 +14,11 @@ mod config;
 mod error;
 mod session;
 
-pub use config::{Backend, Config};
+pub use config::{AwsSettings, Backend, Config};
 pub use error::{Error, Result};
 pub use session::{Session, env};
 
+pub use starburst_aws as aws;
 pub use starburst_cloud as cloud;
 pub use starburst_cost as cost;
 pub use starburst_local as local;

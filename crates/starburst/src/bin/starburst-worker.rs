@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use starburst::cloud::{ObjectStore, SystemClock};
+use starburst::aws::{Aws, METADATA_ENV, S3Options, S3Store, ecs_task_id};
 use starburst::local::DirStore;
 use starburst::worker::{Exit, RCommand, RProcess, Worker, WorkerConfig};
 
@@ -15,15 +16,17 @@ use starburst::worker::{Exit, RCommand, RProcess, Worker, WorkerConfig};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Object store: `dir:<path>` for a local directory.
+    /// Object store: `dir:<path>` for a local directory, `s3://<bucket>/<prefix>` for S3 (with
+    /// the standard AWS configuration chain: the task role on Fargate; `AWS_ENDPOINT_URL` for an
+    /// emulator).
     #[arg(long, env = "STARBURST_STORE")]
     store: String,
     /// Session id.
     #[arg(long, env = "STARBURST_SESSION")]
     session: String,
-    /// This worker's id.
+    /// This worker's id; on ECS, when not given, the task id from the task metadata endpoint.
     #[arg(long, env = "STARBURST_WORKER_ID")]
-    worker_id: String,
+    worker_id: Option<String>,
     /// Rscript used to start the evaluator.
     #[arg(long, env = "STARBURST_RSCRIPT", default_value = "Rscript")]
     rscript: PathBuf,
@@ -41,11 +44,33 @@ struct Args {
     parent_pid: Option<u32>,
 }
 
-fn open_store(spec: &str) -> Result<Arc<dyn ObjectStore>> {
+async fn open_store(spec: &str) -> Result<Arc<dyn ObjectStore>> {
     if let Some(dir) = spec.strip_prefix("dir:") {
         return Ok(Arc::new(DirStore::new(dir)?));
     }
-    bail!("unsupported store {spec:?}: this build supports dir:<path>")
+    if let Some(rest) = spec.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let aws = Aws::from_env().await;
+        return Ok(Arc::new(S3Store::new(
+            &aws,
+            bucket,
+            prefix,
+            S3Options::default(),
+        )?));
+    }
+    bail!("unsupported store {spec:?}: use dir:<path> or s3://<bucket>/<prefix>")
+}
+
+async fn worker_id(given: Option<String>) -> Result<String> {
+    if let Some(id) = given {
+        return Ok(id);
+    }
+    match ecs_task_id().await? {
+        Some(id) => Ok(id),
+        None => bail!(
+            "no worker id: set STARBURST_WORKER_ID (or run in an ECS task, where the id comes from {METADATA_ENV})"
+        ),
+    }
 }
 
 fn main() -> Result<()> {
@@ -63,24 +88,30 @@ fn main() -> Result<()> {
         // when that process is killed outright; the parent-pid check is the portable backstop.
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
     }
-    let store = open_store(&args.store)?;
+    // One thread: the evaluator's R child is spawned from it and lives as long as the process.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (store, worker_id) = rt.block_on(async {
+        anyhow::Ok((
+            open_store(&args.store).await?,
+            worker_id(args.worker_id.clone()).await?,
+        ))
+    })?;
+    tracing::info!(worker = %worker_id, store = %args.store, session = %args.session, "starting");
     let cache = args
         .blob_cache
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("starburst-blobs"));
     std::fs::create_dir_all(&cache)
         .with_context(|| format!("creating blob cache {}", cache.display()))?;
-    let mut config = WorkerConfig::new(&args.session, &args.worker_id, cache);
+    let mut config = WorkerConfig::new(&args.session, &worker_id, cache);
     config.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
     config.heartbeat = Duration::from_secs_f64(args.heartbeat);
     config.parent_pid = args.parent_pid;
     let evaluator = Box::new(RProcess::new(RCommand::starburst(&args.rscript)));
     let worker = Worker::new(store, Arc::new(SystemClock::default()), evaluator, config);
 
-    // One thread: the evaluator's R child is spawned from it and lives as long as the process.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let exit = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
