@@ -18,13 +18,48 @@ future_tweakable_names <- c("label", "earlySignal", "gc", "split", "maxSizeOfObj
                             "interrupts", "hooks")
 
 
-## Where starburst_setup() records an AWS set-up
+## Where starburst_setup() records an AWS set-up (environment variable
+## STARBURST_CONFIG overrides it, e.g. for the emulator of `cargo xtask emulator`)
 aws_setup_file <- function() {
+  path <- Sys.getenv("STARBURST_CONFIG", "")
+  if (nzchar(path)) return(path)
   file.path(tools::R_user_dir("starburst", which = "config"), "config.json")
 }
 
 has_aws_setup <- function() {
   file.exists(aws_setup_file())
+}
+
+## The fields of an AWS set-up that sessions need
+aws_required_fields <- c("region", "bucket", "cluster", "subnets", "image")
+
+## Reads and checks the AWS set-up file
+read_aws_setup <- function(path = aws_setup_file()) {
+  if (!file.exists(path)) {
+    starburst_abort(
+      sprintf("No AWS set-up was found (%s). Run starburst_setup() once to create the AWS resources starburst needs, or use plan(starburst, backend = \"local\") to run futures on local worker processes.", path),
+      class = "starburst_backend_unavailable"
+    )
+  }
+  setup <- tryCatch(jsonlite::fromJSON(path, simplifyVector = FALSE), error = function(e) {
+    starburst_abort(sprintf("The AWS set-up file %s cannot be read (%s). Run starburst_setup() again to rewrite it.",
+                            path, conditionMessage(e)),
+                    class = "starburst_setup_invalid")
+  })
+  missing <- aws_required_fields[!vapply(aws_required_fields, function(f) {
+    v <- setup[[f]]
+    length(v) > 0L && all(nzchar(unlist(v)))
+  }, logical(1L))]
+  if (length(missing) > 0L) {
+    starburst_abort(sprintf("The AWS set-up file %s lacks %s. Run starburst_setup() again to rewrite it.",
+                            path, paste(missing, collapse = ", ")),
+                    class = "starburst_setup_invalid")
+  }
+  ## JSON arrays stay arrays, even with one element
+  for (f in c("subnets", "security_groups")) {
+    if (!is.null(setup[[f]])) setup[[f]] <- I(as.character(unlist(setup[[f]])))
+  }
+  setup
 }
 
 
@@ -187,7 +222,7 @@ check_option_names <- function(names, allowed = c(backend_option_names, future_t
 
 
 ## Validates the backend options and resolves defaults into a configuration.
-## Errors are classed; the AWS backend is reported as unavailable.
+## Errors are classed; the AWS backend needs a set-up (read_aws_setup()).
 resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c("aws", "local"),
                            spot = FALSE, arch = c("x86_64", "arm64"), idle_timeout = 600,
                            max_retries = 2) {
@@ -209,16 +244,9 @@ resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c(
       invalid_argument("Invalid Fargate size cpu = %s, memory = %s: %s",
                        format(millicpu / 1000), format_mib(memory_mib), paste(msg, collapse = " "))
     }
-    if (has_aws_setup()) {
-      reason <- sprintf("An AWS set-up was found (%s), but this version of starburst cannot run futures on AWS yet.", aws_setup_file())
-    } else {
-      reason <- "No AWS set-up was found, and this version of starburst cannot run futures on AWS yet."
-    }
-    starburst_abort(
-      sprintf("%s Use plan(starburst, backend = \"local\") to run futures on local worker processes%s.",
-              reason, if (implicit) "" else " instead"),
-      class = "starburst_backend_unavailable"
-    )
+    aws <- read_aws_setup()
+  } else {
+    aws <- NULL
   }
 
   workers <- resolve_workers(workers, backend = backend)
@@ -232,7 +260,8 @@ resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c(
     arch = arch,
     idle_timeout_secs = idle_timeout,
     max_retries = max_retries,
-    implicit = implicit
+    implicit = implicit,
+    aws = aws
   )
 }
 
@@ -241,7 +270,7 @@ resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c(
 ## the same key share workers
 config_key <- function(config) {
   keep <- c("backend", "workers", "millicpu", "memory_mib", "spot", "arch",
-            "idle_timeout_secs", "max_retries")
+            "idle_timeout_secs", "max_retries", "aws")
   paste(format(jsonlite::toJSON(config[keep], auto_unbox = TRUE)), collapse = "")
 }
 
@@ -256,6 +285,7 @@ session_config_json <- function(config, root) {
   env <- as.list(env)
   if (length(env) == 0L) env <- structure(list(), names = character(0L))
 
+  aws <- identical(config[["backend"]], "aws")
   json <- list(
     backend = config[["backend"]],
     workers = config[["workers"]],
@@ -263,14 +293,19 @@ session_config_json <- function(config, root) {
     memory_mib = config[["memory_mib"]],
     arch = config[["arch"]],
     capacity = if (isTRUE(config[["spot"]])) "spot" else "on_demand",
-    root = root,
-    rscript = rscript_path(),
-    worker_bin = worker_bin_path(),
-    lib_paths = I(normalizePath(.libPaths(), mustWork = FALSE)),
     idle_timeout_secs = config[["idle_timeout_secs"]],
     max_retries = config[["max_retries"]],
     env = env
   )
+  if (aws) {
+    ## Workers run the image's R and worker binary, with the task role's credentials
+    json[["aws"]] <- config[["aws"]]
+  } else {
+    json[["root"]] <- root
+    json[["rscript"]] <- rscript_path()
+    json[["worker_bin"]] <- worker_bin_path()
+    json[["lib_paths"]] <- I(normalizePath(.libPaths(), mustWork = FALSE))
+  }
   as.character(jsonlite::toJSON(json, auto_unbox = TRUE, digits = NA))
 }
 

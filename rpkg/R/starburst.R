@@ -13,17 +13,27 @@
 #' when futures need them (up to `workers`) and stopped after `idle_timeout`
 #' seconds without work, when the plan changes, or when R exits.
 #'
-#' With `backend = "aws"`, workers are AWS Fargate containers. That needs an
-#' AWS set-up, recorded in the file `config.json` under
-#' `tools::R_user_dir("starburst", "config")` (the set-up wizard is not part
-#' of this version). This version of starburst does not run futures on AWS
-#' yet: asking for it gives an error of class `starburst_backend_unavailable`.
+#' With `backend = "aws"`, workers are AWS Fargate tasks in your account
+#' (ECS), futures and their values travel through S3, and worker logs go to
+#' CloudWatch Logs. Workers start when futures need them (up to `workers`),
+#' run the set-up's container image, take their AWS credentials from the task
+#' role (never from this R session), and stop after `idle_timeout` seconds
+#' without work, when the plan changes, or when R exits. A worker lost to a
+#' Spot interruption has its future re-run elsewhere (up to `max_retries`).
+#' The AWS backend needs a set-up: the file `config.json` under
+#' `tools::R_user_dir("starburst", "config")`, or the file named by the
+#' environment variable `STARBURST_CONFIG` (which `cargo xtask emulator`
+#' prints for its local AWS emulator). Without one, asking for AWS gives an
+#' error of class `starburst_backend_unavailable`; a damaged one, an error of
+#' class `starburst_setup_invalid`.
 #'
 #' By default (`backend` not given) starburst uses AWS when a set-up exists,
 #' and otherwise local workers, saying so in a one-line message once per plan.
 #'
 #' @section Options and environment variables:
 #' \describe{
+#'   \item{`STARBURST_CONFIG`}{Path of the AWS set-up file to use instead of
+#'     the one under `tools::R_user_dir("starburst", "config")`.}
 #'   \item{`starburst.workers`}{Default number of workers when `workers` is
 #'     `NULL`. Default: `parallelly::availableCores()` for the local backend,
 #'     10 for AWS.}

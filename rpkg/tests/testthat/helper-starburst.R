@@ -1,8 +1,22 @@
-## Helpers for the end-to-end tests on the local backend
+## Helpers for the end-to-end tests. The end-to-end tests run on the backend
+## named by STARBURST_TEST_BACKEND: "local" (default), or "aws", against the
+## AWS emulator of `cargo xtask emulator` (whose set-up file STARBURST_CONFIG
+## names), with the same expectations.
+
+test_backend <- function() {
+  backend <- Sys.getenv("STARBURST_TEST_BACKEND", "local")
+  stopifnot(backend %in% c("local", "aws"))
+  backend
+}
+
+## Skips a test that inspects local worker processes
+skip_unless_local <- function() {
+  testthat::skip_if_not(test_backend() == "local", "inspects local worker processes")
+}
 
 ## Sets plan(starburst, ...) for the calling test and plan(sequential) after it
 local_starburst <- function(workers = 2L, ..., .env = parent.frame()) {
-  oplan <- future::plan(starburst::starburst, workers = workers, backend = "local", ...)
+  oplan <- future::plan(starburst::starburst, workers = workers, backend = test_backend(), ...)
   withr::defer(future::plan(oplan), envir = .env)
   invisible(oplan)
 }
@@ -36,12 +50,14 @@ has_cancel <- function() {
     "cancel" %in% getNamespaceExports("future")
 }
 
+valid_aws_setup <- '{"region":"us-east-1","bucket":"b","prefix":"starburst","cluster":"starburst","subnets":["subnet-1"],"security_groups":["sg-1"],"log_group":"/starburst/workers","image":"starburst-sim:local"}'
+
 ## A throw-away AWS set-up file, as starburst_setup() would write
-local_aws_setup <- function(.env = parent.frame()) {
+local_aws_setup <- function(contents = valid_aws_setup, .env = parent.frame()) {
   dir <- withr::local_tempdir(.local_envir = .env)
   withr::local_envvar(R_USER_CONFIG_DIR = dir, .local_envir = .env)
   path <- file.path(tools::R_user_dir("starburst", "config"), "config.json")
   dir.create(dirname(path), recursive = TRUE, showWarnings = FALSE)
-  writeLines("{}", path)
+  writeLines(contents, path)
   invisible(path)
 }

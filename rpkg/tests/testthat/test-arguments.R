@@ -59,33 +59,59 @@ test_that("memory accepts GB, MB, and numbers of GB", {
   expect_identical(parse_memory(0.25), 256L)
 })
 
-test_that("the aws backend needs a valid Fargate size and is not available yet", {
+test_that("the aws backend needs a valid Fargate size and an AWS set-up", {
+  withr::local_envvar(R_USER_CONFIG_DIR = withr::local_tempdir(), STARBURST_CONFIG = NA)
   ## Invalid size: the error names the valid combinations
   err <- expect_error(future::plan(starburst, backend = "aws", cpu = 1, memory = "1GB"),
                       class = "starburst_invalid_argument")
   expect_match(conditionMessage(err), "Fargate")
   expect_match(conditionMessage(err), "2", fixed = TRUE)
 
-  ## Valid size, but no AWS backend
+  ## Valid size, but no set-up: what to do
   err <- expect_error(future::plan(starburst, backend = "aws", cpu = 1, memory = "2GB"),
                       class = "starburst_backend_unavailable")
   expect_s3_class(err, "starburst_error")
+  expect_match(conditionMessage(err), "starburst_setup()", fixed = TRUE)
   expect_match(conditionMessage(err), "backend = \"local\"", fixed = TRUE)
   expect_true(inherits(future::plan("next"), "sequential"))
 })
 
-test_that("with an AWS set-up, the default backend is aws, which is unavailable", {
+test_that("with an AWS set-up, the default backend is aws and the set-up is read", {
+  withr::local_envvar(STARBURST_CONFIG = NA)
   local_aws_setup()
   expect_true(starburst:::has_aws_setup())
-  expect_error(starburst:::resolve_config(), class = "starburst_backend_unavailable")
-  ## explicit local still works without AWS
+  config <- starburst:::resolve_config()
+  expect_identical(config$backend, "aws")
+  expect_true(config$implicit)
+  expect_identical(config$aws$bucket, "b")
+  ## one subnet stays a JSON array
+  json <- starburst:::session_config_json(config, root = tempdir())
+  expect_match(json, '"subnets":["subnet-1"]', fixed = TRUE)
+  expect_false(grepl("worker_bin", json, fixed = TRUE))
+  ## explicit local still works
   config <- starburst:::resolve_config(backend = "local", workers = 1)
   expect_identical(config$backend, "local")
   expect_false(config$implicit)
+  expect_null(config$aws)
+})
+
+test_that("a broken AWS set-up file gets a classed error that says what to do", {
+  withr::local_envvar(STARBURST_CONFIG = NA)
+  path <- local_aws_setup('{"region":"us-east-1","bucket":""}')
+  err <- expect_error(starburst:::resolve_config(), class = "starburst_setup_invalid")
+  expect_match(conditionMessage(err), "lacks bucket, cluster, subnets, image", fixed = TRUE)
+  expect_match(conditionMessage(err), "starburst_setup()", fixed = TRUE)
+  writeLines("{not json", path)
+  expect_error(starburst:::resolve_config(), class = "starburst_setup_invalid")
+  ## STARBURST_CONFIG points elsewhere
+  other <- withr::local_tempfile(fileext = ".json")
+  writeLines(valid_aws_setup, other)
+  withr::local_envvar(STARBURST_CONFIG = other)
+  expect_identical(starburst:::resolve_config()$aws$cluster, "starburst")
 })
 
 test_that("without an AWS set-up, plan(starburst) runs locally and says so once", {
-  withr::local_envvar(R_USER_CONFIG_DIR = withr::local_tempdir())
+  withr::local_envvar(R_USER_CONFIG_DIR = withr::local_tempdir(), STARBURST_CONFIG = NA)
   withr::local_options(starburst.quiet = NULL)
   expect_false(starburst:::has_aws_setup())
 

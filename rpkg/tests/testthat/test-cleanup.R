@@ -1,6 +1,7 @@
 library(future)
 
 test_that("no worker process is left after plan(sequential)", {
+  skip_unless_local()
   oplan <- plan(starburst, workers = 2, backend = "local")
   withr::defer(plan(oplan))
   fs <- lapply(1:2, function(i) future({ Sys.sleep(0.5); Sys.getpid() }))
@@ -16,6 +17,7 @@ test_that("no worker process is left after plan(sequential)", {
 })
 
 test_that("changing to another starburst plan replaces the workers", {
+  skip_unless_local()
   oplan <- plan(starburst, workers = 1, backend = "local")
   withr::defer(plan(oplan))
   pid1 <- value(future(Sys.getpid()))
@@ -30,6 +32,7 @@ test_that("changing to another starburst plan replaces the workers", {
 })
 
 test_that("a future not collected before the plan changes fails clearly", {
+  skip_unless_local()
   oplan <- plan(starburst, workers = 1, backend = "local")
   withr::defer(plan(oplan))
   f <- future({ Sys.sleep(30); 1 })
@@ -38,6 +41,7 @@ test_that("a future not collected before the plan changes fails clearly", {
 })
 
 test_that("no worker process is left when R ends without plan(sequential)", {
+  skip_unless_local()
   script <- tempfile(fileext = ".R")
   pidfile <- tempfile()
   writeLines(c(
