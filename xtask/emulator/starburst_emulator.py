@@ -226,6 +226,8 @@ def classify(environ: dict[str, Any]) -> tuple[str, str]:
         action = form.get("Action", [None])[0]
     if action:
         return service or "query", action
+    if service is None and path.startswith("/moto-api"):
+        return "moto-api", f"{method} {path}"
     if service is None:
         # Unsigned path-style requests are S3's (moto routes them there too).
         return "s3", s3_operation(method, path, query, environ)
