@@ -53,12 +53,20 @@ pub fn build_worker() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// `cargo xtask emulator`: builds the worker, prints the environment a client needs and
+/// `cargo xtask emulator`: builds the worker (unless `worker_bin` is given), prints the environment a client needs and
 /// replaces this process with the emulator, so Ctrl-C reaches it and it stops every worker
 /// before the prompt returns.
-pub fn foreground(port: Option<u16>, config_out: Option<PathBuf>) -> Result<()> {
+pub fn foreground(
+    port: Option<u16>,
+    config_out: Option<PathBuf>,
+    worker_bin: Option<PathBuf>,
+) -> Result<()> {
     let python = python()?;
-    let worker = build_worker()?;
+    let worker = match worker_bin {
+        Some(bin) => std::path::absolute(&bin)
+            .with_context(|| format!("resolving --worker-bin {}", bin.display()))?,
+        None => build_worker()?,
+    };
     let dir = target_dir().join("emulator");
     let config = config_out.unwrap_or_else(|| dir.join("config.json"));
     let config = std::path::absolute(&config)
@@ -70,8 +78,8 @@ pub fn foreground(port: Option<u16>, config_out: Option<PathBuf>) -> Result<()> 
             .with_context(|| format!("creating the directory of {}", config.display()))?;
     }
     let port = match port {
-        Some(p) => p,
-        None => free_port()?,
+        Some(p) if p != 0 => p,
+        _ => free_port()?,
     };
     let url = format!("http://127.0.0.1:{port}");
     eprintln!(

@@ -62,8 +62,11 @@ enum Cmd {
         /// `$CARGO_TARGET_DIR/emulator/config.json`).
         #[arg(long)]
         config_out: Option<PathBuf>,
+        /// The executable ECS tasks run (default: `starburst-worker`, built now).
+        #[arg(long)]
+        worker_bin: Option<PathBuf>,
         /// Run the emulator's own tests (Python, with a fake worker) instead.
-        #[arg(long, conflicts_with_all = ["port", "config_out"])]
+        #[arg(long, conflicts_with_all = ["port", "config_out", "worker_bin"])]
         test: bool,
     },
 }
@@ -124,8 +127,11 @@ fn main() -> Result<()> {
         Cmd::EmulatorVenv => emulator_venv().map(|p| println!("{}", p.display())),
         Cmd::Emulator { test: true, .. } => emulator::run_python_tests(),
         Cmd::Emulator {
-            port, config_out, ..
-        } => emulator::foreground(port, config_out),
+            port,
+            config_out,
+            worker_bin,
+            ..
+        } => emulator::foreground(port, config_out, worker_bin),
     }
 }
 
