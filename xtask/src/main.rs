@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod dist;
+mod emulator;
 #[cfg(test)]
 mod tidy;
 
@@ -51,6 +52,23 @@ enum Cmd {
     Dist,
     /// Create the Python venv with the AWS emulator (moto server) the AWS adapter's tests use.
     EmulatorVenv,
+    /// A local AWS without an account: moto plus a Fargate simulator that runs
+    /// `starburst-worker` processes for ECS tasks (for `plan(starburst, backend = "aws")`).
+    Emulator {
+        /// Port on 127.0.0.1 (default: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Where to write the session configuration (default:
+        /// `$CARGO_TARGET_DIR/emulator/config.json`).
+        #[arg(long)]
+        config_out: Option<PathBuf>,
+        /// The executable ECS tasks run (default: `starburst-worker`, built now).
+        #[arg(long)]
+        worker_bin: Option<PathBuf>,
+        /// Run the emulator's own tests (Python, with a fake worker) instead.
+        #[arg(long, conflicts_with_all = ["port", "config_out", "worker_bin"])]
+        test: bool,
+    },
 }
 
 /// The AWS emulator the AWS adapter's tests run against, pinned.
@@ -107,6 +125,13 @@ fn main() -> Result<()> {
         Cmd::Conformance => conformance(),
         Cmd::Dist => dist::dist(&root).map(|p| println!("{}", p.display())),
         Cmd::EmulatorVenv => emulator_venv().map(|p| println!("{}", p.display())),
+        Cmd::Emulator { test: true, .. } => emulator::run_python_tests(),
+        Cmd::Emulator {
+            port,
+            config_out,
+            worker_bin,
+            ..
+        } => emulator::foreground(port, config_out, worker_bin),
     }
 }
 

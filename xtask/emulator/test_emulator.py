@@ -1,0 +1,461 @@
+"""Tests of starburst_emulator.py: a real emulator process, boto3 as the client, and
+fake_worker.py as the `--worker-bin` every ECS task runs.
+
+Run with the moto venv's Python: `python -m unittest discover -s xtask/emulator -v`
+(`cargo xtask emulator --test` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+from typing import Any, Callable
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EMULATOR = os.path.join(HERE, "starburst_emulator.py")
+FAKE_WORKER = os.path.join(HERE, "fake_worker.py")
+REGION = "us-east-1"
+WAIT = 30.0  # seconds before a wait gives up: a failure, never a timing assertion
+
+
+def wait_for(what: str, probe: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + WAIT
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class Emulator:
+    """One emulator process, stopped by closing its stdin."""
+
+    def __init__(self, tmp: str, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.config_path = os.path.join(tmp, "config.json")
+        self.log_dir = os.path.join(tmp, "logs")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, EMULATOR,
+                "--port", "0",
+                "--worker-bin", FAKE_WORKER,
+                "--bootstrap", "--config-out", self.config_path,
+                "--log-dir", self.log_dir,
+                "--exit-on-stdin-eof",
+                *extra,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
+        line: list[bytes] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()))
+        reader.start()
+        reader.join(WAIT)
+        ready = line[0].decode().split() if line else []
+        if len(ready) != 2 or ready[0] != "STARBURST_EMULATOR_READY":
+            self.proc.kill()
+            raise AssertionError(f"emulator did not report ready: {line!r}")
+        self.url = ready[1]
+        with open(self.config_path) as f:
+            self.config = json.load(f)
+
+    def client(self, service: str, **config: Any) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(**config) if config else None,
+        )
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(req) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def stop(self) -> int:
+        self.proc.stdin.close()
+        code = self.proc.wait(WAIT)
+        self.proc.stdout.close()
+        return code
+
+
+class EmulatorTest(unittest.TestCase):
+    emu: Emulator
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tmp = tempfile.TemporaryDirectory(prefix="starburst-emulator-test-")
+        cls.emu = Emulator(
+            cls.tmp.name,
+            "--stop-grace", "1", "--spot-grace", "1", "--pass-env", "EMU_TEST_PASSED",
+            env={"R_EMU_TEST": "r-var", "EMU_TEST_PASSED": "passed", "EMU_TEST_HIDDEN": "hidden"},
+        )
+        cls.ecs = cls.emu.client("ecs")
+        cls.ecs.register_task_definition(**task_definition("starburst-worker", "starburst-sim:local"))
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.emu.stop()
+        cls.tmp.cleanup()
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.tmp.name, f"{self._testMethodName}-{name}")
+
+    def run_task(self, env: dict[str, str], spot: bool = False, family: str = "starburst-worker") -> dict[str, Any]:
+        cfg = self.emu.config
+        resp = self.ecs.run_task(
+            cluster=cfg["cluster"],
+            taskDefinition=family,
+            count=1,
+            capacityProviderStrategy=[{"capacityProvider": "FARGATE_SPOT" if spot else "FARGATE", "weight": 1}],
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": cfg["subnets"],
+                    "securityGroups": cfg["security_groups"],
+                    "assignPublicIp": "ENABLED",
+                }
+            },
+            overrides={
+                "containerOverrides": [
+                    {"name": "worker", "environment": [{"name": k, "value": v} for k, v in env.items()]}
+                ]
+            },
+        )
+        self.assertEqual(resp["failures"], [])
+        return resp["tasks"][0]
+
+    def describe(self, task: dict[str, Any]) -> dict[str, Any]:
+        return self.ecs.describe_tasks(cluster=self.emu.config["cluster"], tasks=[task["taskArn"]])["tasks"][0]
+
+    def wait_status(self, task: dict[str, Any], status: str) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            d = self.describe(task)
+            if d["lastStatus"] == "STOPPED" and status != "STOPPED":
+                raise AssertionError(f"task stopped while waiting for {status}: {d.get('stoppedReason')}")
+            return d if d["lastStatus"] == status else None
+
+        return wait_for(f"task {task['taskArn']} to be {status}", probe)
+
+    def read_json(self, path: str) -> Any:
+        wait_for(path, lambda: os.path.exists(path))
+        with open(path) as f:
+            return json.load(f)
+
+    def pids(self, path: str) -> list[int]:
+        wait_for(path, lambda: os.path.exists(path))
+        with open(path) as f:
+            return [int(p) for p in f.read().split()]
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def test_task_runs_with_definition_and_override_environment(self) -> None:
+        out = self.file("env.json")
+        task = self.run_task({"FAKE_ENV_OUT": out, "FROM_OVERRIDE": "o", "FROM_DEFINITION": "overridden"})
+        self.assertEqual(task["lastStatus"], "PROVISIONING")
+        self.assertEqual(task["desiredStatus"], "RUNNING")
+        self.assertEqual(task["launchType"], "FARGATE")
+        self.assertEqual((task["cpu"], task["memory"]), ("1024", "2048"))
+        running = self.wait_status(task, "RUNNING")
+        self.assertIn("startedAt", running)
+        self.assertEqual(running["containers"][0]["lastStatus"], "RUNNING")
+        self.assertNotIn("exitCode", running["containers"][0])
+        env = self.read_json(out)
+        task_id = task["taskArn"].split("/")[-1]
+        self.assertEqual(env["FROM_OVERRIDE"], "o")
+        self.assertEqual(env["FROM_DEFINITION"], "overridden")
+        self.assertEqual(env["DEFINITION_ONLY"], "d")
+        self.assertEqual(env["AWS_ENDPOINT_URL"], self.emu.url)
+        self.assertEqual(env["AWS_ACCESS_KEY_ID"], "testing")
+        self.assertEqual(env["AWS_REGION"], REGION)
+        self.assertEqual(env["STARBURST_SIM_TASK_ID"], task_id)
+        self.assertEqual(env["ECS_CONTAINER_METADATA_URI_V4"], f"{self.emu.url}/_starburst/ecs-meta/{task_id}")
+        self.assertEqual(env["R_EMU_TEST"], "r-var")
+        self.assertEqual(env["EMU_TEST_PASSED"], "passed")
+        self.assertNotIn("EMU_TEST_HIDDEN", env)
+        self.ecs.stop_task(cluster=self.emu.config["cluster"], task=task["taskArn"])
+        self.wait_status(task, "STOPPED")
+
+    def test_exit_zero_is_essential_container_exited_and_kills_the_group(self) -> None:
+        pid_file = self.file("pids")
+        task = self.run_task({"FAKE_EXIT": "0", "FAKE_CHILD": "1", "FAKE_PID_OUT": pid_file})
+        stopped = self.wait_status(task, "STOPPED")
+        self.assertEqual(stopped["stopCode"], "EssentialContainerExited")
+        self.assertEqual(stopped["stoppedReason"], "Essential container in task exited")
+        self.assertEqual(stopped["desiredStatus"], "STOPPED")
+        self.assertIn("stoppedAt", stopped)
+        self.assertEqual(stopped["containers"][0]["lastStatus"], "STOPPED")
+        self.assertEqual(stopped["containers"][0]["exitCode"], 0)
+        _, child = self.pids(pid_file)
+        wait_for("the worker's child to die with the container", lambda: not alive(child))
+
+    def test_exit_code_is_reported(self) -> None:
+        stopped = self.wait_status(self.run_task({"FAKE_EXIT": "3"}), "STOPPED")
+        self.assertEqual(stopped["stopCode"], "EssentialContainerExited")
+        self.assertEqual(stopped["containers"][0]["exitCode"], 3)
+
+    def test_stop_task_is_user_initiated_with_the_exit_code_after_sigterm(self) -> None:
+        task = self.run_task({})
+        self.wait_status(task, "RUNNING")
+        resp = self.ecs.stop_task(cluster=self.emu.config["cluster"], task=task["taskArn"], reason="scaling in")
+        self.assertEqual(resp["task"]["desiredStatus"], "STOPPED")
+        self.assertNotEqual(resp["task"]["lastStatus"], "STOPPED")  # moto alone says STOPPED at once
+        stopped = self.wait_status(task, "STOPPED")
+        self.assertEqual(stopped["stopCode"], "UserInitiated")
+        self.assertEqual(stopped["stoppedReason"], "scaling in")
+        self.assertEqual(stopped["containers"][0]["exitCode"], 143)  # 128 + SIGTERM
+
+    def test_stop_task_exit_code_of_a_worker_that_handles_sigterm(self) -> None:
+        pid_file = self.file("pids")
+        task = self.run_task({"FAKE_ON_TERM": "exit:0", "FAKE_PID_OUT": pid_file})
+        self.pids(pid_file)  # written once the handler is installed
+        self.ecs.stop_task(cluster=self.emu.config["cluster"], task=task["taskArn"], reason="done")
+        stopped = self.wait_status(task, "STOPPED")
+        self.assertEqual(stopped["stopCode"], "UserInitiated")
+        self.assertEqual(stopped["containers"][0]["exitCode"], 0)
+
+    def test_stop_task_kills_a_worker_that_ignores_sigterm(self) -> None:
+        pid_file = self.file("pids")
+        task = self.run_task({"FAKE_ON_TERM": "ignore", "FAKE_PID_OUT": pid_file})
+        self.pids(pid_file)  # written once SIGTERM is ignored
+        self.ecs.stop_task(cluster=self.emu.config["cluster"], task=task["taskArn"])
+        stopped = self.wait_status(task, "STOPPED")
+        self.assertEqual(stopped["stopCode"], "UserInitiated")
+        self.assertEqual(stopped["containers"][0]["exitCode"], 137)  # 128 + SIGKILL
+
+    def test_stopping_a_stopped_task_changes_nothing(self) -> None:
+        task = self.run_task({"FAKE_EXIT": "3"})
+        before = self.wait_status(task, "STOPPED")
+        self.ecs.stop_task(cluster=self.emu.config["cluster"], task=task["taskArn"], reason="late")
+        after = self.describe(task)
+        for key in ("lastStatus", "stopCode", "stoppedReason"):
+            self.assertEqual(after[key], before[key])
+        self.assertEqual(after["containers"][0]["exitCode"], 3)
+
+    def test_spot_interruption(self) -> None:
+        task = self.run_task({}, spot=True)
+        self.wait_status(task, "RUNNING")
+        task_id = task["taskArn"].split("/")[-1]
+        status, body = self.emu.call("POST", f"/_starburst/interrupt/{task_id}")
+        self.assertEqual(status, 200, body)
+        stopped = self.wait_status(task, "STOPPED")
+        self.assertEqual(stopped["stopCode"], "SpotInterruption")
+        self.assertEqual(stopped["stoppedReason"], "Your Spot Task was interrupted.")
+        self.assertEqual(stopped["containers"][0]["exitCode"], 143)
+
+    def test_only_spot_tasks_can_be_interrupted(self) -> None:
+        task = self.run_task({})
+        self.wait_status(task, "RUNNING")
+        task_id = task["taskArn"].split("/")[-1]
+        status, _ = self.emu.call("POST", f"/_starburst/interrupt/{task_id}")
+        self.assertEqual(status, 409)
+        self.assertEqual(self.emu.call("POST", "/_starburst/interrupt/no-such-task")[0], 404)
+        self.assertEqual(self.describe(task)["lastStatus"], "RUNNING")
+        self.ecs.stop_task(cluster=self.emu.config["cluster"], task=task["taskArn"])
+        self.wait_status(task, "STOPPED")
+
+    # -- images ---------------------------------------------------------------------------
+
+    def ecr_image(self, tag: str) -> str:
+        repo = self.emu.client("ecr").describe_repositories(repositoryNames=["starburst"])["repositories"][0]
+        return f"{repo['repositoryUri']}:{tag}"
+
+    def test_missing_ecr_image_fails_to_start(self) -> None:
+        image = self.ecr_image("not-pushed")
+        self.ecs.register_task_definition(**task_definition("missing-image", image))
+        stopped = self.wait_status(self.run_task({}, family="missing-image"), "STOPPED")
+        self.assertEqual(stopped["stopCode"], "TaskFailedToStart")
+        self.assertTrue(stopped["stoppedReason"].startswith("CannotPullContainerError:"), stopped["stoppedReason"])
+        self.assertIn(image, stopped["stoppedReason"])
+        self.assertNotIn("startedAt", stopped)
+        self.assertEqual(stopped["containers"][0]["lastStatus"], "STOPPED")
+        self.assertIn("CannotPullContainerError", stopped["containers"][0]["reason"])
+        self.assertNotIn("exitCode", stopped["containers"][0])
+
+    def test_pushed_ecr_image_runs(self) -> None:
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json", "config": {}, "layers": []})
+        self.emu.client("ecr").put_image(repositoryName="starburst", imageManifest=manifest, imageTag="pushed")
+        self.ecs.register_task_definition(**task_definition("pushed-image", self.ecr_image("pushed")))
+        stopped = self.wait_status(self.run_task({"FAKE_EXIT": "0"}, family="pushed-image"), "STOPPED")
+        self.assertEqual(stopped["stopCode"], "EssentialContainerExited")
+
+    def test_sim_pull_fail_image_fails_to_start(self) -> None:
+        self.ecs.register_task_definition(**task_definition("pull-fail", "example/sim-pull-fail:1"))
+        stopped = self.wait_status(self.run_task({}, family="pull-fail"), "STOPPED")
+        self.assertEqual(stopped["stopCode"], "TaskFailedToStart")
+
+    # -- logs and metadata ----------------------------------------------------------------
+
+    def test_output_goes_to_cloudwatch_logs_and_the_log_dir(self) -> None:
+        task = self.run_task({"FAKE_LINES": "3", "FAKE_EXIT": "0"})
+        self.wait_status(task, "STOPPED")
+        task_id = task["taskArn"].split("/")[-1]
+        events = self.emu.client("logs").get_log_events(
+            logGroupName="/starburst/workers", logStreamName=f"starburst/worker/{task_id}", startFromHead=True
+        )["events"]
+        messages = [e["message"] for e in events]
+        self.assertEqual(messages[:3], ["fake worker line 0", "fake worker line 1", "fake worker line 2"])
+        self.assertIn("fake worker stderr line", messages)
+        with open(os.path.join(self.emu.log_dir, f"{task_id}.log")) as f:
+            self.assertIn("fake worker line 2\n", f.read())
+
+    def test_metadata_endpoint_describes_the_task(self) -> None:
+        out = self.file("meta.json")
+        task = self.run_task({"FAKE_META_OUT": out})
+        meta = self.read_json(out)
+        self.assertEqual(meta["TaskARN"], task["taskArn"])
+        self.assertEqual(meta["Cluster"], task["clusterArn"])
+        self.assertEqual(meta["Family"], "starburst-worker")
+        self.assertEqual(meta["LaunchType"], "FARGATE")
+        self.assertTrue(meta["AvailabilityZone"].startswith(REGION))
+        task_id = task["taskArn"].split("/")[-1]
+        status, container = self.emu.call("GET", f"/_starburst/ecs-meta/{task_id}")
+        self.assertEqual(status, 200)
+        self.assertEqual(container["Labels"]["com.amazonaws.ecs.task-arn"], task["taskArn"])
+        self.ecs.stop_task(cluster=self.emu.config["cluster"], task=task["taskArn"])
+        self.wait_status(task, "STOPPED")
+
+    # -- stats and faults -----------------------------------------------------------------
+
+    def test_stats_count_requests_by_service_and_operation(self) -> None:
+        s3 = self.emu.client("s3")
+        bucket = self.emu.config["bucket"]
+        self.emu.call("POST", "/_starburst/stats/reset")
+        s3.put_object(Bucket=bucket, Key="stats/a", Body=b"12345")
+        s3.put_object(Bucket=bucket, Key="stats/b", Body=b"678", IfNoneMatch="*")
+        s3.list_objects_v2(Bucket=bucket, Prefix="stats/")
+        s3.get_object(Bucket=bucket, Key="stats/a")["Body"].read()
+        self.ecs.describe_clusters(clusters=[self.emu.config["cluster"]])
+        _, stats = self.emu.call("GET", "/_starburst/stats")
+        self.assertEqual(
+            stats["requests"]["s3"],
+            {"PUT object": 1, "PUT object conditional": 1, "GET bucket LIST": 1, "GET object": 1},
+        )
+        self.assertEqual(stats["requests"]["ecs"], {"DescribeClusters": 1})
+        self.assertEqual(stats["total_requests"], 5)
+        self.assertGreaterEqual(stats["bytes_received"]["s3"], 8)
+        _, stats = self.emu.call("POST", "/_starburst/stats/reset")
+        self.assertEqual(stats["total_requests"], 0)
+
+    def test_query_protocol_requests_are_counted_by_action(self) -> None:
+        self.emu.call("POST", "/_starburst/stats/reset")
+        self.emu.client("ec2").describe_subnets()
+        _, stats = self.emu.call("GET", "/_starburst/stats")
+        self.assertEqual(stats["requests"], {"ec2": {"DescribeSubnets": 1}})
+
+    def test_fault_injection_fails_matching_requests_then_recovers(self) -> None:
+        s3 = self.emu.client("s3", retries={"total_max_attempts": 1})
+        bucket = self.emu.config["bucket"]
+        status, _ = self.emu.call("POST", "/_starburst/faults", {"service": "s3", "method": "PUT", "status": 503, "code": "SlowDown", "count": 2})
+        self.assertEqual(status, 200)
+        s3.list_objects_v2(Bucket=bucket)  # not a PUT: the rule does not match
+        for _ in range(2):
+            with self.assertRaises(ClientError) as e:
+                s3.put_object(Bucket=bucket, Key="faults/a", Body=b"x")
+            self.assertEqual(e.exception.response["Error"]["Code"], "SlowDown")
+            self.assertEqual(e.exception.response["ResponseMetadata"]["HTTPStatusCode"], 503)
+        s3.put_object(Bucket=bucket, Key="faults/a", Body=b"x")
+        self.assertEqual(s3.get_object(Bucket=bucket, Key="faults/a")["Body"].read(), b"x")
+        self.assertEqual(self.emu.call("GET", "/_starburst/faults")[1], {"faults": []})
+
+    def test_fault_injection_on_json_services_and_clearing(self) -> None:
+        ecs = self.emu.client("ecs", retries={"total_max_attempts": 1})
+        self.emu.call("POST", "/_starburst/faults", {"service": "ecs", "status": 400, "code": "ThrottlingException", "count": 5})
+        with self.assertRaises(ClientError) as e:
+            ecs.describe_clusters(clusters=["starburst"])
+        self.assertEqual(e.exception.response["Error"]["Code"], "ThrottlingException")
+        self.assertEqual(self.emu.call("DELETE", "/_starburst/faults")[1], {"faults": []})
+        ecs.describe_clusters(clusters=["starburst"])
+        self.assertEqual(self.emu.call("POST", "/_starburst/faults", {"status": 503})[0], 400)
+
+
+class EmulatorExitTest(unittest.TestCase):
+    def test_exit_kills_every_worker(self) -> None:
+        with tempfile.TemporaryDirectory(prefix="starburst-emulator-exit-") as tmp:
+            emu = Emulator(tmp)
+            ecs = emu.client("ecs")
+            ecs.register_task_definition(**task_definition("exit", "starburst-sim:local"))
+            pid_files = [os.path.join(tmp, f"pids{i}") for i in range(2)]
+            for i, pid_file in enumerate(pid_files):
+                env = {"FAKE_CHILD": "1", "FAKE_PID_OUT": pid_file}
+                if i == 1:
+                    env["FAKE_ON_TERM"] = "ignore"
+                ecs.run_task(
+                    cluster="starburst",
+                    taskDefinition="exit",
+                    launchType="FARGATE",
+                    networkConfiguration={"awsvpcConfiguration": {"subnets": emu.config["subnets"]}},
+                    overrides={"containerOverrides": [{"name": "worker", "environment": [{"name": k, "value": v} for k, v in env.items()]}]},
+                )
+            pids = []
+            for pid_file in pid_files:
+                wait_for(pid_file, lambda: os.path.exists(pid_file))
+                with open(pid_file) as f:
+                    pids += [int(p) for p in f.read().split()]
+            self.assertTrue(all(alive(p) for p in pids))
+            self.assertEqual(emu.stop(), 0)
+            for pid in pids:
+                wait_for(f"process {pid} to die with the emulator", lambda: not alive(pid))
+
+
+def task_definition(family: str, image: str) -> dict[str, Any]:
+    """What an ECS Fargate client registers: awsvpc, task-level cpu/memory, awslogs."""
+    return {
+        "family": family,
+        "requiresCompatibilities": ["FARGATE"],
+        "networkMode": "awsvpc",
+        "cpu": "1024",
+        "memory": "2048",
+        "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
+        "containerDefinitions": [
+            {
+                "name": "worker",
+                "image": image,
+                "essential": True,
+                "environment": [
+                    {"name": "FROM_DEFINITION", "value": "d"},
+                    {"name": "DEFINITION_ONLY", "value": "d"},
+                ],
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": "/starburst/workers",
+                        "awslogs-region": REGION,
+                        "awslogs-stream-prefix": "starburst",
+                    },
+                },
+            }
+        ],
+    }
+
+
+if __name__ == "__main__":
+    unittest.main()
