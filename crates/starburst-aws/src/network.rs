@@ -47,30 +47,35 @@ impl Ec2Network {
             }
         }
         let named = format!("subnets {}", ids.join(", "));
-        let out = self
+        // A filter, not SubnetIds: unknown ids are left out instead of failing the call, so the
+        // error can name exactly the missing ones.
+        let mut pages = self
             .client
             .describe_subnets()
-            .set_subnet_ids(Some(ids.clone()))
-            .send()
-            .await
-            .map_err(|err| {
-                if is_malformed(err.code()) {
-                    Error::invalid(
-                        OP,
-                        format!("{named}: {}", err.message().unwrap_or("malformed id")),
-                    )
-                } else {
-                    map("describe subnets", named.clone(), err)
-                }
-            })?;
-        let mut vpcs: Vec<&str> = out.subnets().iter().filter_map(|s| s.vpc_id()).collect();
+            .filters(
+                Filter::builder()
+                    .name("subnet-id")
+                    .set_values(Some(ids.clone()))
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        let mut found: Vec<(String, String)> = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| map("describe subnets", named.clone(), err))?;
+            found.extend(
+                page.subnets()
+                    .iter()
+                    .filter_map(|s| Some((s.subnet_id()?.to_owned(), s.vpc_id()?.to_owned()))),
+            );
+        }
+        let mut vpcs: Vec<&str> = found.iter().map(|(_, vpc)| vpc.as_str()).collect();
         vpcs.sort_unstable();
         vpcs.dedup();
-        let found: Vec<&str> = out.subnets().iter().filter_map(|s| s.subnet_id()).collect();
         let missing: Vec<&str> = ids
             .iter()
             .map(String::as_str)
-            .filter(|id| !found.contains(id))
+            .filter(|id| !found.iter().any(|(s, _)| s == id))
             .collect();
         if !missing.is_empty() {
             return Err(Error::not_found(
@@ -114,22 +119,14 @@ impl Ec2Network {
 
     /// Checks that `vpc` exists.
     async fn check_vpc(&self, vpc: &str) -> Result<()> {
+        // A filter, not VpcIds: an unknown or malformed id is an empty answer, not an error.
         let out = self
             .client
             .describe_vpcs()
-            .vpc_ids(vpc)
+            .filters(filter("vpc-id", vpc))
             .send()
             .await
-            .map_err(|err| {
-                if is_malformed(err.code()) {
-                    Error::invalid(
-                        OP,
-                        format!("VPC {vpc}: {}", err.message().unwrap_or("malformed id")),
-                    )
-                } else {
-                    map("describe VPCs", format!("VPC {vpc}"), err)
-                }
-            })?;
+            .map_err(|err| map("describe VPCs", format!("VPC {vpc}"), err))?;
         if out.vpcs().is_empty() {
             return Err(Error::not_found("describe VPCs", format!("VPC {vpc}")));
         }
@@ -273,11 +270,6 @@ fn group(vpc: &str, name: &str) -> String {
     format!("security group {name} in VPC {vpc}")
 }
 
-/// True for EC2's codes of ids that are not ids at all (`InvalidSubnetID.Malformed`).
-fn is_malformed(code: Option<&str>) -> bool {
-    code.is_some_and(|c| c.ends_with(".Malformed"))
-}
-
 /// The id of `found`, if it lets nothing in.
 fn egress_only(found: &SecurityGroup, named: &str) -> Result<String> {
     if !found.ip_permissions().is_empty() {
@@ -326,12 +318,5 @@ mod tests {
             .ip_permissions_egress(IpPermission::builder().ip_protocol("-1").build())
             .build();
         assert_eq!(egress_only(&closed, "g").unwrap(), "sg-2");
-    }
-
-    #[test]
-    fn malformed_ids_are_recognised() {
-        assert!(is_malformed(Some("InvalidSubnetID.Malformed")));
-        assert!(!is_malformed(Some("InvalidSubnetID.NotFound")));
-        assert!(!is_malformed(None));
     }
 }
