@@ -4,6 +4,8 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{LaunchType, Task};
+use aws_sdk_servicequotas::error::ProvideErrorMetadata;
+use aws_sdk_servicequotas::operation::request_service_quota_increase::RequestServiceQuotaIncreaseError;
 use aws_sdk_servicequotas::types::{RequestStatus, RequestedServiceQuotaChange, ServiceQuota};
 use starburst_cloud::{
     Error, FARGATE_ON_DEMAND_VCPU, FARGATE_SPOT_VCPU, Quota, QuotaRequest, Quotas, RequestState,
@@ -26,7 +28,9 @@ const HOLDING_STATES: [&str; 4] = ["PROVISIONING", "PENDING", "ACTIVATING", "RUN
 ///
 /// [`Quotas::quota`] reads the applied value (`GetServiceQuota`) and the AWS default
 /// (`GetAWSDefaultServiceQuota`); a code Service Quotas does not know is
-/// [`Error::NotFound`]. [`Quotas::usage`] counts the vCPUs of this account's Fargate tasks
+/// [`Error::NotFound`]. [`Quotas::request_increase`] is [`Error::AlreadyExists`] while an
+/// earlier request for the quota is open, and [`Error::InvalidInput`] for a value Service
+/// Quotas refuses (not above the current one). [`Quotas::usage`] counts the vCPUs of this account's Fargate tasks
 /// that hold capacity (provisioning, pending, activating or running) over every ECS cluster of
 /// the region: capacity provider `FARGATE` (or launch type `FARGATE`) for
 /// [`FARGATE_ON_DEMAND_VCPU`], `FARGATE_SPOT` for [`FARGATE_SPOT_VCPU`]. AWS itself reports
@@ -173,7 +177,22 @@ impl Quotas for ServiceQuotas {
             .desired_value(desired)
             .send()
             .await
-            .map_err(|err| map("request quota increase", resource(code), err))?;
+            .map_err(|err| {
+                const OP: &str = "request quota increase";
+                let message = err.message().unwrap_or_default().to_owned();
+                match err.as_service_error() {
+                    Some(RequestServiceQuotaIncreaseError::ResourceAlreadyExistsException(_)) => {
+                        Error::already_exists(
+                            OP,
+                            format!("an open increase request for {}", resource(code)),
+                        )
+                    }
+                    Some(RequestServiceQuotaIncreaseError::IllegalArgumentException(_)) => {
+                        Error::invalid(OP, format!("{} to {desired}: {message}", resource(code)))
+                    }
+                    _ => map(OP, resource(code), err),
+                }
+            })?;
         let change = out.requested_quota().ok_or_else(|| {
             Error::other(
                 "request quota increase",

@@ -38,7 +38,7 @@ async fn a_quota_has_its_applied_value_and_its_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_increase_request_is_pending_and_can_be_looked_up() {
+async fn an_increase_request_is_pending_can_be_looked_up_and_is_not_repeated() {
     let moto = PatchedMoto::start().await;
     let quotas = ServiceQuotas::new(&moto.aws().await);
     let r = quotas
@@ -50,6 +50,19 @@ async fn an_increase_request_is_pending_and_can_be_looked_up() {
         (FARGATE_ON_DEMAND_VCPU, 64.0, RequestState::Pending)
     );
     assert_eq!(quotas.request_status(&r.id).await.unwrap(), r);
+    let err = quotas
+        .request_increase(FARGATE_ON_DEMAND_VCPU, 128.0)
+        .await
+        .unwrap_err();
+    assert!(err.is_already_exists(), "a second open request: {err}");
+    let err = quotas
+        .request_increase(FARGATE_SPOT_VCPU, 2.0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { message, .. } if message.contains("L-36FBB829")),
+        "not above the quota: {err}"
+    );
     assert!(
         quotas
             .request_increase("L-NOT-A-QUOTA", 1.0)

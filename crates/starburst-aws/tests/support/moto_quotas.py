@@ -9,7 +9,9 @@ reference:
   new accounts), for GetServiceQuota and GetAWSDefaultServiceQuota;
 - GetAWSDefaultServiceQuota, RequestServiceQuotaIncrease and GetRequestedServiceQuotaChange,
   with requests kept per account and region, created PENDING; unknown quotas and request ids
-  are NoSuchResourceException as in AWS;
+  are NoSuchResourceException, a second open request for a quota
+  ResourceAlreadyExistsException and a value not above the quota's IllegalArgumentException,
+  as in AWS;
 - a task's `cpu` and `memory` from its task definition (AWS always reports them for Fargate);
 - tasks that stay RUNNING until stopped.
 
@@ -21,6 +23,7 @@ import sys
 import time
 import uuid
 
+from moto.core.exceptions import JsonRESTError
 from moto.ecs.models import Task
 from moto.moto_api import state_manager
 from moto.server import main
@@ -77,6 +80,20 @@ def _requests(self):
 
 def _request_increase(self, service_code, quota_code, desired_value):
     quota = _default_quota(self, service_code, quota_code)
+    if desired_value <= quota["Value"]:
+        raise JsonRESTError(
+            "IllegalArgumentException",
+            f"The desired value {desired_value} must be above the current value {quota['Value']}.",
+        )
+    for open_request in _requests(self).values():
+        if open_request["QuotaCode"] == quota_code and open_request["Status"] in (
+            "PENDING",
+            "CASE_OPENED",
+        ):
+            raise JsonRESTError(
+                "ResourceAlreadyExistsException",
+                "A request for this quota is already open.",
+            )
     request = {
         "Id": uuid.uuid4().hex,
         "ServiceCode": service_code,

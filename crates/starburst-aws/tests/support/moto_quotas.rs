@@ -2,6 +2,8 @@
 //! 5.2.5 lacks, added in process by `moto_quotas.py` (see there for exactly what and why).
 //! Included with `#[path]` beside `mod support`.
 
+#![allow(dead_code)]
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
