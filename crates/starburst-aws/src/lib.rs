@@ -8,6 +8,9 @@
 //! | port | adapter | service |
 //! |---|---|---|
 //! | `ObjectStore` | [`S3Store`] | S3 |
+//! | `Quotas` | [`ServiceQuotas`] | Service Quotas (`fargate`), usage counted from ECS tasks |
+//! | `Registry` | [`EcrRegistry`] | ECR |
+//! | `Network` | `Ec2Network` (feature `network`) | EC2 (VPCs, subnets, security groups) |
 //!
 //! The adapters are tested against a local moto server (`tests/`), in the same conformance
 //! suites the in-memory fakes pass.
@@ -16,9 +19,17 @@
 
 mod error;
 mod metadata;
+#[cfg(feature = "network")]
+mod network;
+mod quotas;
+mod registry;
 mod sdk;
 mod store;
 
 pub use metadata::{METADATA_ENV, ecs_task_id};
+#[cfg(feature = "network")]
+pub use network::Ec2Network;
+pub use quotas::ServiceQuotas;
+pub use registry::{EcrRegistry, EcrRepository};
 pub use sdk::{Aws, AwsOptions};
 pub use store::{S3Options, S3Store};
