@@ -8,15 +8,26 @@
 //! | port | adapter | service |
 //! |---|---|---|
 //! | `ObjectStore` | [`S3Store`] | S3 |
+//! | `Compute` | [`EcsCompute`] | ECS on Fargate |
+//! | `Logs` | [`CloudWatchLogs`] | CloudWatch Logs |
 //!
 //! The adapters are tested against a local moto server (`tests/`), in the same conformance
 //! suites the in-memory fakes pass.
 
 #![deny(missing_docs)]
 
+mod compute;
 mod error;
+mod logs;
+mod pace;
 mod sdk;
 mod store;
 
+pub use compute::{
+    EcsCompute, EcsOptions, LOG_STREAM_PREFIX, SESSION_TAG, STOP_REASON_PREFIX, classify_stop,
+    started_by,
+};
+pub use logs::CloudWatchLogs;
+pub use pace::Pace;
 pub use sdk::{Aws, AwsOptions};
 pub use store::{S3Options, S3Store};
