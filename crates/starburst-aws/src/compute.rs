@@ -352,7 +352,10 @@ impl EcsCompute {
         let mut container = ContainerDefinition::builder()
             .name(&o.container_name)
             .image(image)
-            .essential(true);
+            .essential(true)
+            // Fargate needs only the task-level memory; a container limit equal to it changes
+            // nothing there, and moto cannot run a task without one.
+            .memory(i32::try_from(spec.size.memory_mib).unwrap_or(i32::MAX));
         if let (Some(group), Some(region)) = (&o.log_group, &self.region) {
             let logs = LogConfiguration::builder()
                 .log_driver(LogDriver::Awslogs)
