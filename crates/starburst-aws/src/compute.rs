@@ -11,8 +11,8 @@ use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility,
     ContainerDefinition, ContainerOverride, CpuArchitecture, DesiredStatus, KeyValuePair,
-    LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, OsFamily, RuntimePlatform,
-    Tag, Task, TaskDefinition, TaskDefinitionStatus, TaskOverride,
+    LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, OsFamily, RuntimePlatform, Tag,
+    Task, TaskDefinition, TaskDefinitionStatus, TaskOverride,
 };
 use starburst_cloud::{
     Arch, Capacity, Compute, Error, LaunchReport, Result, StopCause, StopInfo, WorkerId,
@@ -247,8 +247,7 @@ impl EcsCompute {
             .send();
         let mut ids = Vec::new();
         while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| map("list workers", self.cluster_resource(), e))?;
+            let page = page.map_err(|e| map("list workers", self.cluster_resource(), e))?;
             for arn in page.task_arns() {
                 ids.push(worker_id(arn)?);
             }
@@ -842,7 +841,12 @@ mod tests {
             (Some("PENDING"), Some("RUNNING"), None, Pulling),
             (Some("ACTIVATING"), Some("RUNNING"), None, Pulling),
             (Some("RUNNING"), Some("RUNNING"), None, Running),
-            (Some("RUNNING"), Some("STOPPED"), Some("UserInitiated"), Running),
+            (
+                Some("RUNNING"),
+                Some("STOPPED"),
+                Some("UserInitiated"),
+                Running,
+            ),
             (Some("DEACTIVATING"), Some("RUNNING"), None, Running),
             (Some("STOPPING"), Some("STOPPED"), None, Running),
             (
@@ -860,7 +864,11 @@ mod tests {
             (Some("STOPPED"), Some("STOPPED"), None, Stopped),
         ];
         for (last, desired, code, want) in cases {
-            assert_eq!(phase_of(last, desired, code), want, "{last:?}/{desired:?}/{code:?}");
+            assert_eq!(
+                phase_of(last, desired, code),
+                want,
+                "{last:?}/{desired:?}/{code:?}"
+            );
         }
     }
 

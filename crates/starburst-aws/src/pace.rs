@@ -243,7 +243,11 @@ mod tests {
         assert_eq!(bucket.rate(), 4.0 / 64.0, "the rate has a floor");
 
         tokio::time::sleep(Duration::from_secs(11)).await;
-        assert_eq!(bucket.rate(), 4.0, "the full rate returns after the cooldown");
+        assert_eq!(
+            bucket.rate(),
+            4.0,
+            "the full rate returns after the cooldown"
+        );
         let t1 = Instant::now();
         for _ in 0..4 {
             bucket.acquire(1).await;

@@ -55,7 +55,12 @@ impl Fixture {
         let ec2 = aws_sdk_ec2::Client::new(&conf);
         let subnets: Vec<String> = ec2
             .describe_subnets()
-            .filters(Filter::builder().name("default-for-az").values("true").build())
+            .filters(
+                Filter::builder()
+                    .name("default-for-az")
+                    .values("true")
+                    .build(),
+            )
             .send()
             .await
             .expect("describe subnets")
@@ -66,7 +71,12 @@ impl Fixture {
         assert!(!subnets.is_empty(), "moto has a default VPC");
         let groups: Vec<String> = ec2
             .describe_security_groups()
-            .filters(Filter::builder().name("group-name").values("default").build())
+            .filters(
+                Filter::builder()
+                    .name("group-name")
+                    .values("default")
+                    .build(),
+            )
             .send()
             .await
             .expect("describe security groups")
@@ -223,7 +233,9 @@ fn parse_request(buf: &[u8]) -> Option<(Request, usize)> {
     let header = |name: &str| {
         head.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     };
     let len: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
@@ -323,7 +335,10 @@ async fn many_workers_are_described_in_batches_of_100_and_listed() {
         other.launched.len()
     );
 
-    compute.stop(&report.launched[..40], "shrink").await.unwrap();
+    compute
+        .stop(&report.launched[..40], "shrink")
+        .await
+        .unwrap();
     assert_eq!(
         compute.list(Some("big")).await.unwrap().len(),
         110,
@@ -427,7 +442,11 @@ async fn the_task_definition_and_the_tasks_carry_the_spec() {
     assert_eq!(container.name(), Some("worker"));
     assert_eq!(container.image(), Some(IMAGE));
     assert_eq!(container.essential(), Some(true));
-    assert_eq!(container.memory(), Some(2048), "container memory = task memory");
+    assert_eq!(
+        container.memory(),
+        Some(2048),
+        "container memory = task memory"
+    );
     let logs = container.log_configuration().expect("log configuration");
     assert_eq!(logs.log_driver(), &aws_sdk_ecs::types::LogDriver::Awslogs);
     let options = logs.options().unwrap();
@@ -523,9 +542,18 @@ fn started_by_is_the_session_within_ecs_limits() {
     );
 }
 
+/// Stop code, stopped reason, exit code, container reason and the expected cause.
+type Case = (
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<i32>,
+    Option<&'static str>,
+    StopCause,
+);
+
 #[test]
 fn stops_are_classified_from_the_platform_words() {
-    let cases: &[(Option<&str>, Option<&str>, Option<i32>, Option<&str>, StopCause)] = &[
+    let cases: &[Case] = &[
         (
             Some("SpotInterruption"),
             Some("Your Spot Task was interrupted."),
