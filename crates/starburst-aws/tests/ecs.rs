@@ -11,6 +11,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_ec2::types::Filter;
@@ -98,13 +99,17 @@ impl Fixture {
 
     /// The adapter talking to moto through a proxy that records its requests.
     async fn recorded_compute(&self) -> (EcsCompute, Recorder) {
-        let recorder = Recorder::start(&self.moto.endpoint).await;
-        let aws = Aws::connect(AwsOptions::emulator(
-            &recorder.endpoint,
-            REGION,
-            "testing",
-            "testing",
-        ))
+        self.throttled_compute(0).await
+    }
+
+    /// The adapter talking to moto through a recording proxy that throttles the first
+    /// `throttle` RunTask calls; the SDK does not retry.
+    async fn throttled_compute(&self, throttle: u32) -> (EcsCompute, Recorder) {
+        let recorder = Recorder::start(&self.moto.endpoint, throttle).await;
+        let aws = Aws::connect(
+            AwsOptions::emulator(&recorder.endpoint, REGION, "testing", "testing")
+                .with_max_attempts(if throttle > 0 { 1 } else { 5 }),
+        )
         .await;
         (
             EcsCompute::new(&aws, self.options.clone()).expect("adapter"),
@@ -164,46 +169,78 @@ struct Request {
     body: String,
 }
 
-/// A TCP proxy in front of moto that records every request passing through it.
+/// A TCP proxy in front of moto that records every request passing through it, and answers
+/// the first `throttle` RunTask requests itself with ECS's `ThrottlingException`.
 struct Recorder {
     endpoint: String,
     requests: Arc<Mutex<Vec<Request>>>,
 }
 
+/// ECS's answer to a throttled call.
+fn throttled_response() -> String {
+    let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 impl Recorder {
-    async fn start(upstream: &str) -> Self {
+    async fn start(upstream: &str, throttle: u32) -> Self {
         let upstream = upstream.trim_start_matches("http://").to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let throttle = Arc::new(AtomicU32::new(throttle));
         let log = requests.clone();
         // Ends with the test's runtime.
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, log) = (upstream.clone(), log.clone());
+                let (upstream, log, throttle) = (upstream.clone(), log.clone(), throttle.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
-                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut client_read, client_write) = client.into_split();
+                    let client_write = Arc::new(tokio::sync::Mutex::new(client_write));
                     let (mut server_read, mut server_write) = server.into_split();
+                    let to_client = client_write.clone();
                     let responses = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                        let mut chunk = vec![0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = server_read.read(&mut chunk).await {
+                            if to_client.lock().await.write_all(&chunk[..n]).await.is_err() {
+                                break;
+                            }
+                        }
                     });
                     let mut pending = Vec::new();
                     let mut chunk = vec![0u8; 64 * 1024];
-                    loop {
-                        let n = match client_read.read(&mut chunk).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
+                    // HTTP/1.1 without pipelining: a client sends its next request on a
+                    // connection only after the whole previous response.
+                    'connection: while let Ok(n @ 1..) = client_read.read(&mut chunk).await {
                         pending.extend_from_slice(&chunk[..n]);
                         while let Some((request, used)) = parse_request(&pending) {
+                            let throttled = request.operation == "RunTask"
+                                && throttle
+                                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                                        t.checked_sub(1)
+                                    })
+                                    .is_ok();
                             log.lock().unwrap().push(request);
+                            let sent = if throttled {
+                                client_write
+                                    .lock()
+                                    .await
+                                    .write_all(throttled_response().as_bytes())
+                                    .await
+                            } else {
+                                server_write.write_all(&pending[..used]).await
+                            };
                             pending.drain(..used);
-                        }
-                        if server_write.write_all(&chunk[..n]).await.is_err() {
-                            break;
+                            if sent.is_err() {
+                                break 'connection;
+                            }
                         }
                     }
                     let _ = server_write.shutdown().await;
@@ -296,6 +333,32 @@ async fn launches_run_at_most_ten_tasks_per_run_task_call() {
     assert_eq!(recorder.requests("DescribeTaskDefinition").len(), 1);
     let listed = compute.list(Some("batches")).await.unwrap();
     assert_eq!(listed.len(), 26);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn throttled_run_task_calls_are_retried_then_reported() {
+    let fx = Fixture::start().await;
+    let (compute, recorder) = fx.throttled_compute(2).await;
+    let report = compute.launch(&spec("throttled"), 15).await.unwrap();
+    assert_eq!(report.launched.len(), 15, "{report:?}");
+    let counts: Vec<u32> = recorder
+        .requests("RunTask")
+        .iter()
+        .map(|r| json_number(&r.body, "count"))
+        .collect();
+    assert_eq!(counts, [10, 10, 10, 5], "the throttled batch is sent again");
+    let tokens: BTreeSet<_> = recorder
+        .requests("RunTask")
+        .iter()
+        .map(|r| r.body.split("clientToken").nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(tokens.len(), 2, "a retried batch keeps its client token");
+
+    // Throttled on every attempt with nothing launched: an error.
+    let (compute, _) = fx.throttled_compute(100).await;
+    let e = compute.launch(&spec("throttled"), 3).await.unwrap_err();
+    assert!(matches!(e, Error::Throttled { .. }), "{e}");
+    assert!(e.is_retryable());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
