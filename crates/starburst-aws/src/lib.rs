@@ -8,6 +8,8 @@
 //! | port | adapter | service |
 //! |---|---|---|
 //! | `ObjectStore` | [`S3Store`] | S3 |
+//! | `Compute` | [`EcsCompute`] | ECS on Fargate |
+//! | `Logs` | [`CloudWatchLogs`] | CloudWatch Logs |
 //! | `Quotas` | [`ServiceQuotas`] | Service Quotas (`fargate`), usage counted from ECS tasks |
 //! | `Registry` | [`EcrRegistry`] | ECR |
 //! | `Network` | `Ec2Network` (feature `network`) | EC2 (VPCs, subnets, security groups) |
@@ -17,18 +19,27 @@
 
 #![deny(missing_docs)]
 
+mod compute;
 mod error;
+mod logs;
 mod metadata;
 #[cfg(feature = "network")]
 mod network;
+mod pace;
 mod quotas;
 mod registry;
 mod sdk;
 mod store;
 
+pub use compute::{
+    EcsCompute, EcsOptions, LOG_STREAM_PREFIX, SESSION_TAG, STOP_REASON_PREFIX, classify_stop,
+    started_by,
+};
+pub use logs::CloudWatchLogs;
 pub use metadata::{METADATA_ENV, ecs_task_id};
 #[cfg(feature = "network")]
 pub use network::Ec2Network;
+pub use pace::Pace;
 pub use quotas::ServiceQuotas;
 pub use registry::{EcrRegistry, EcrRepository};
 pub use sdk::{Aws, AwsOptions};
