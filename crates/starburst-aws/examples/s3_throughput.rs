@@ -12,7 +12,9 @@ use starburst_cloud::{ObjectPath, ObjectStore};
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let bucket = args.next().ok_or("usage: s3_throughput <bucket> [MiB] [reps]")?;
+    let bucket = args
+        .next()
+        .ok_or("usage: s3_throughput <bucket> [MiB] [reps]")?;
     let mib: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(100);
     let reps: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
     let aws = Aws::from_env().await;

@@ -1,12 +1,16 @@
 //! A session: one `plan(starburst)`, its scheduler, its workers and (local backend) its data
 //! directory.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use starburst_cloud::{ObjectStore, SessionId, SystemClock, TaskId, WorkerSpec};
+use starburst_aws::{Aws, AwsOptions, CloudWatchLogs, EcsCompute, EcsOptions, S3Options, S3Store};
+use starburst_cloud::{
+    LogLine, LogQuery, Logs, ObjectStore, SessionId, SystemClock, TaskId, WorkerId, WorkerSpec,
+};
 use starburst_local::{DirStore, FileLogs, LocalCompute};
 use starburst_scheduler::{Collected, Ports, Scheduler, SchedulerConfig, SessionInfo};
 
@@ -27,6 +31,21 @@ pub mod env {
     pub const BLOB_CACHE: &str = "STARBURST_BLOB_CACHE";
 }
 
+/// The logs port of a set-up without a log group: no worker has a log.
+#[derive(Debug)]
+struct NoLogs;
+
+#[async_trait::async_trait]
+impl Logs for NoLogs {
+    async fn read(
+        &self,
+        _worker: &WorkerId,
+        _query: &LogQuery,
+    ) -> starburst_cloud::Result<Vec<LogLine>> {
+        Ok(Vec::new())
+    }
+}
+
 /// A running session.
 #[derive(Debug)]
 pub struct Session {
@@ -44,28 +63,63 @@ fn new_session_id() -> SessionId {
     SessionId::new(format!("s{}", &id[..16])).expect("uuid hex is a valid id")
 }
 
+fn new_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("starburst")
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            what: "start the session runtime".into(),
+            source,
+        })
+}
+
+/// The worker environment every backend sets.
+fn base_env(config: &Config, session_id: &SessionId, store: String) -> BTreeMap<String, String> {
+    let mut env = config.env.clone();
+    env.insert(env::STORE.into(), store);
+    env.insert(env::SESSION.into(), session_id.to_string());
+    env.insert(
+        env::IDLE_TIMEOUT.into(),
+        config.idle_timeout_secs.to_string(),
+    );
+    env
+}
+
+fn tags(session_id: &SessionId) -> BTreeMap<String, String> {
+    [
+        ("starburst:session".to_string(), session_id.to_string()),
+        ("starburst:managed".to_string(), "true".to_string()),
+    ]
+    .into()
+}
+
 impl Session {
     /// Starts a session; workers are launched on demand.
     pub fn start(config: Config) -> Result<Self> {
         config.validate()?;
         match config.backend {
             Backend::Local => Self::start_local(config),
-            Backend::Aws => Err(Error::BackendUnavailable(
-                "the aws backend is not available in this version of starburst; use backend = \"local\"".into(),
-            )),
+            Backend::Aws => Self::start_aws(config, AwsOptions::default()),
         }
     }
 
+    /// Starts an aws-backend session that reaches AWS with `options` (static credentials, say)
+    /// where the standard chain would otherwise decide; the set-up's region and endpoint still
+    /// apply.
+    pub fn start_aws_with(config: Config, options: AwsOptions) -> Result<Self> {
+        config.validate()?;
+        if config.backend != Backend::Aws {
+            return Err(Error::InvalidConfig(
+                "start_aws_with needs backend = \"aws\"".into(),
+            ));
+        }
+        Self::start_aws(config, options)
+    }
+
     fn start_local(config: Config) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("starburst")
-            .enable_all()
-            .build()
-            .map_err(|source| Error::Io {
-                what: "start the session runtime".into(),
-                source,
-            })?;
+        let runtime = new_runtime()?;
         let session_id = new_session_id();
         let (root, owns_root) = match &config.root {
             Some(r) => (r.clone(), false),
@@ -84,14 +138,8 @@ impl Session {
         let log_dir = session_dir.join("logs");
         let compute = LocalCompute::new(&worker_bin, &log_dir, "w")?;
 
-        let mut env = config.env.clone();
-        env.insert(env::STORE.into(), format!("dir:{}", root.display()));
-        env.insert(env::SESSION.into(), session_id.to_string());
+        let mut env = base_env(&config, &session_id, format!("dir:{}", root.display()));
         env.insert(env::RSCRIPT.into(), config.rscript.display().to_string());
-        env.insert(
-            env::IDLE_TIMEOUT.into(),
-            config.idle_timeout_secs.to_string(),
-        );
         env.insert(
             env::BLOB_CACHE.into(),
             session_dir.join("cache").display().to_string(),
@@ -107,7 +155,7 @@ impl Session {
             capacity: config.capacity,
             image: None,
             env,
-            tags: [("starburst:session".to_string(), session_id.to_string())].into(),
+            tags: tags(&session_id),
         };
         let mut sc = SchedulerConfig::new(session_id, config.workers, spec);
         sc.max_retries = config.max_retries;
@@ -126,6 +174,73 @@ impl Session {
             backend: Backend::Local,
             root,
             owns_root,
+            _runtime: runtime,
+        })
+    }
+
+    fn start_aws(config: Config, options: AwsOptions) -> Result<Self> {
+        let settings = config.aws.clone().ok_or_else(|| {
+            Error::BackendUnavailable("no AWS set-up: run starburst_setup() first".into())
+        })?;
+        let runtime = new_runtime()?;
+        let session_id = new_session_id();
+        let mut options = options.with_region(&settings.region);
+        if settings.endpoint_url.is_some() {
+            options.endpoint_url = settings.endpoint_url.clone();
+        }
+        let (store, compute, logs) = runtime.block_on(async {
+            let aws = Aws::connect(options).await;
+            let store = S3Store::new(
+                &aws,
+                &settings.bucket,
+                &settings.prefix,
+                S3Options::default(),
+            )?;
+            let mut ecs = EcsOptions::new(&settings.cluster);
+            ecs.subnets = settings.subnets.clone();
+            ecs.security_groups = settings.security_groups.clone();
+            ecs.assign_public_ip = settings.assign_public_ip;
+            ecs.task_role_arn = settings.task_role_arn.clone();
+            ecs.execution_role_arn = settings.execution_role_arn.clone();
+            ecs.log_group = settings.log_group.clone();
+            let logs: Arc<dyn Logs> = match &settings.log_group {
+                Some(_) => Arc::new(CloudWatchLogs::for_workers(&aws, &ecs)?),
+                None => Arc::new(NoLogs),
+            };
+            let compute = EcsCompute::new(&aws, ecs)?;
+            Result::<_>::Ok((store, compute, logs))
+        })?;
+        // The worker's credentials come from the task role, its region from Fargate: the
+        // client ships neither.
+        let env = base_env(&config, &session_id, settings.store_url());
+        let spec = WorkerSpec {
+            size: config.size(),
+            arch: config.arch,
+            capacity: config.capacity,
+            image: Some(settings.image.clone()),
+            env,
+            tags: tags(&session_id),
+        };
+        let mut sc = SchedulerConfig::new(session_id, config.workers, spec);
+        sc.max_retries = config.max_retries;
+        // Fargate takes tens of seconds to place a task and pull its image.
+        sc.health_interval = Duration::from_secs(2);
+        sc.lease = Duration::from_secs(120);
+        sc.start_timeout = Duration::from_secs(600);
+        sc.poll_min = Duration::from_millis(20);
+        sc.poll_max = Duration::from_secs(1);
+        let ports = Ports {
+            store: Arc::new(store) as Arc<dyn ObjectStore>,
+            compute: Arc::new(compute),
+            logs,
+            clock: Arc::new(SystemClock::default()),
+        };
+        let scheduler = Scheduler::start(sc, ports, runtime.handle().clone());
+        Ok(Self {
+            scheduler,
+            backend: Backend::Aws,
+            root: PathBuf::new(),
+            owns_root: false,
             _runtime: runtime,
         })
     }
@@ -160,7 +275,7 @@ impl Session {
         self.backend
     }
 
-    /// The local data directory.
+    /// The local data directory (empty for the aws backend).
     pub fn root(&self) -> &std::path::Path {
         &self.root
     }

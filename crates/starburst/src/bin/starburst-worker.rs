@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use starburst::cloud::{ObjectStore, SystemClock};
 use starburst::aws::{Aws, METADATA_ENV, S3Options, S3Store, ecs_task_id};
+use starburst::cloud::{ObjectStore, SystemClock};
 use starburst::local::DirStore;
 use starburst::worker::{Exit, RCommand, RProcess, Worker, WorkerConfig};
 
