@@ -1,8 +1,11 @@
 ## cargo xtask bench: per-future overhead and throughput of starburst's local
-## backend against multisession and sequential, measured in the same run, as
-## ms per future and as ratios. Each measurement resolves `futures` trivial
-## futures on 2 workers via future_lapply(..., future.chunk.size = 1), after a
-## warm-up that starts the workers.
+## backend (and, with the emulator, its aws backend) against multisession and
+## sequential, measured in the same run, as ms per future and as ratios. Each
+## measurement resolves `futures` trivial futures on 2 workers via
+## future_lapply(..., future.chunk.size = 1), after a warm-up that starts the
+## workers. With STARBURST_BENCH_EMULATOR (the emulator's URL), also: object-store
+## requests per future in steady state, and the bytes uploaded when 100
+## futures share one 100 MB global.
 suppressPackageStartupMessages({
   library(future)
   library(future.apply)
@@ -25,15 +28,39 @@ measure <- function(setup) {
   c(throughput = 1000 * median(times) / futures, latency = 1000 * one / n1)
 }
 
+emulator <- Sys.getenv("STARBURST_BENCH_EMULATOR", "")
+emulator_stats <- function() {
+  con <- url(paste0(emulator, "/_starburst/stats"))
+  on.exit(close(con))
+  jsonlite::fromJSON(paste(readLines(con, warn = FALSE), collapse = ""))
+}
+s3_requests <- function(stats) unlist(stats$requests$s3)
+
 worker_stats <- NULL
+aws_requests <- NULL
 plans <- list(
   sequential = function() plan(sequential),
   multisession = function() plan(multisession, workers = 2),
   starburst = function() plan(starburst, workers = 2, backend = "local")
 )
+if (nzchar(emulator)) {
+  plans[["starburst-aws"]] <- function() plan(starburst, workers = 2, backend = "aws")
+}
 res <- vapply(names(plans), function(p) {
+  before <- if (p == "starburst-aws") s3_requests(emulator_stats())
   v <- measure(plans[[p]])
   if (p == "starburst") worker_stats <<- starburst:::session_info(starburst:::current_session())
+  if (p == "starburst-aws") {
+    after <- s3_requests(emulator_stats())
+    ops <- union(names(before), names(after))
+    d <- vapply(ops, function(o) {
+      a <- if (o %in% names(after)) after[[o]] else 0
+      b <- if (o %in% names(before)) before[[o]] else 0
+      a - b
+    }, numeric(1))
+    n <- futures * reps + max(20L, futures %/% 4L) + 4L
+    aws_requests <<- list(per_future = sum(d) / n, ops = sort(d[d > 0] / n, decreasing = TRUE), n = n)
+  }
   plan(sequential)
   v
 }, numeric(2))
@@ -53,3 +80,24 @@ if (!is.null(worker_stats)) {
 }
 cat(sprintf("  target: starburst <= 0.5 x multisession: %s\n",
             if (ms[["starburst"]] <= 0.5 * ms[["multisession"]]) "met" else "NOT met"))
+
+if (!is.null(aws_requests)) {
+  cat(sprintf("\naws backend on the emulator: S3 requests per future over %d futures (client + workers, warm-up and polling included): %.2f (target <= 6: %s)\n",
+              aws_requests$n, aws_requests$per_future, if (aws_requests$per_future <= 6) "met" else "NOT met"))
+  for (o in names(aws_requests$ops)) cat(sprintf("    %-28s %6.2f\n", o, aws_requests$ops[[o]]))
+  lists <- grep("LIST", names(aws_requests$ops), value = TRUE)
+  cat(sprintf("  LIST requests in the hot path: %s\n", if (length(lists) == 0L) "none" else paste(lists, collapse = ", ")))
+
+  ## 100 futures share one 100 MB global: it is uploaded once
+  plan(starburst, workers = 2, backend = "aws")
+  x <- runif(100 * 2^20 / 8)
+  invisible(future_lapply(1:2, function(i) i, future.chunk.size = 1))   # warm-up
+  before <- emulator_stats()$bytes_received$s3
+  t <- system.time(v <- future_lapply(1:100, function(i) length(x) + i, future.chunk.size = 1))[["elapsed"]]
+  after <- emulator_stats()$bytes_received$s3
+  stopifnot(identical(unlist(v), length(x) + 1:100))
+  mb <- (after - before) / 2^20
+  cat(sprintf("  100 futures sharing one 100 MB global: %.1f MB uploaded to S3 (%.3f x 100 MB; target <= 1.05: %s), %.1f s\n",
+              mb, mb / 100, if (mb <= 105) "met" else "NOT met", t))
+  plan(sequential)
+}

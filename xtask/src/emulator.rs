@@ -141,6 +141,9 @@ pub struct EmulatorOptions {
     pub log_dir: Option<PathBuf>,
     /// Further arguments for the emulator, e.g. `["--stop-grace", "1"]`.
     pub args: Vec<String>,
+    /// Environment of the emulator, which workers inherit when named `R_*`, `PATH`, ... (see
+    /// the emulator's README), e.g. `R_LIBS` so that their R finds the starburst package.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running emulator in the background, stopped (with every worker it started) when
@@ -154,23 +157,6 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// Ensures the moto venv, builds `starburst-worker` and starts an emulator that writes its
-    /// session configuration to `config_out`.
-    #[allow(
-        dead_code,
-        reason = "for other xtask commands (emulator end-to-end tests)"
-    )]
-    pub fn start_default(config_out: &Path) -> Result<Self> {
-        let python = python()?;
-        let options = EmulatorOptions {
-            worker_bin: build_worker()?,
-            config_out: config_out.to_path_buf(),
-            log_dir: config_out.parent().map(|d| d.join("logs")),
-            args: Vec::new(),
-        };
-        Self::start(&python, &options)
-    }
-
     /// Starts `starburst_emulator.py` with `python` on a free port, bootstrapped, and waits
     /// until it serves requests.
     pub fn start(python: &Path, options: &EmulatorOptions) -> Result<Self> {
@@ -182,6 +168,7 @@ impl Emulator {
             .arg("--worker-bin")
             .arg(&options.worker_bin)
             .args(&options.args)
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -228,28 +215,16 @@ impl Emulator {
     }
 
     /// The emulator's endpoint, `http://127.0.0.1:<port>`.
-    #[allow(
-        dead_code,
-        reason = "for other xtask commands (emulator end-to-end tests)"
-    )]
     pub fn url(&self) -> &str {
         &self.url
     }
 
     /// The session configuration file it wrote.
-    #[allow(
-        dead_code,
-        reason = "for other xtask commands (emulator end-to-end tests)"
-    )]
     pub fn config(&self) -> &Path {
         &self.config
     }
 
     /// The environment that points an AWS client (and the R package) at this emulator.
-    #[allow(
-        dead_code,
-        reason = "for other xtask commands (emulator end-to-end tests)"
-    )]
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.url.clone()),
@@ -325,6 +300,7 @@ mod tests {
             config_out: dir.join("config.json"),
             log_dir: None,
             args: Vec::new(),
+            env: Vec::new(),
         };
         let emulator = Emulator::start(&venv_python(), &options).unwrap();
         let pid = emulator.child.id();

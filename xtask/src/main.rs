@@ -114,14 +114,7 @@ fn main() -> Result<()> {
             let lib = install()?;
             rscript(&lib, &["xtask/r/demo.R", &workers.to_string()])
         }
-        Cmd::Bench { futures, reps } => {
-            ensure_r()?;
-            let lib = install()?;
-            rscript(
-                &lib,
-                &["xtask/r/bench.R", &futures.to_string(), &reps.to_string()],
-            )
-        }
+        Cmd::Bench { futures, reps } => bench(futures, reps),
         Cmd::Conformance => conformance(),
         Cmd::Dist => dist::dist(&root).map(|p| println!("{}", p.display())),
         Cmd::EmulatorVenv => emulator_venv().map(|p| println!("{}", p.display())),
@@ -324,15 +317,79 @@ fn test() -> Result<()> {
     ]))?;
     let lib = install()?;
     let moto = emulator_venv()?;
+    emulator::run_python_tests()?;
     run(cargo()
         .args(["test", "--workspace"])
         .env("STARBURST_MOTO", &moto))?;
+    let testthat = "testthat::test_local('rpkg', load_package = 'installed', reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE)";
+    eprintln!("R end-to-end tests, local backend");
     run(Command::new("Rscript")
-        .args(["-e", "testthat::test_local('rpkg', load_package = 'installed', reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE)"])
+        .args(["-e", testthat])
         .env("R_LIBS", r_libs(&lib))
         .env("NOT_CRAN", "true"))?;
+    // The same suite on the aws backend: the emulator's Fargate simulator runs the installed
+    // package's worker binary, whose R finds the package through R_LIBS.
+    eprintln!("R end-to-end tests, aws backend (emulator)");
+    let dir = target_dir().join("emulator-test");
+    std::fs::create_dir_all(&dir)?;
+    let emu = emulator::Emulator::start(
+        &emulator::python()?,
+        &emulator::EmulatorOptions {
+            worker_bin: lib.join("starburst").join("bin").join("starburst-worker"),
+            config_out: dir.join("config.json"),
+            log_dir: Some(dir.join("logs")),
+            args: vec!["--stop-grace".into(), "2".into()],
+            env: vec![("R_LIBS".into(), r_libs(&lib))],
+        },
+    )?;
+    run(Command::new("Rscript")
+        .args(["-e", testthat])
+        .env("R_LIBS", r_libs(&lib))
+        .env("NOT_CRAN", "true")
+        .env("STARBURST_TEST_BACKEND", "aws")
+        .envs(emu.env()))?;
+    drop(emu);
     eprintln!("all tests passed in {:.0}s", t.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// `cargo xtask bench`: the R benchmark against its peers, on the local backend and on the
+/// emulator's aws backend, then S3 multipart against single PUT on the emulator.
+fn bench(futures: u32, reps: u32) -> Result<()> {
+    ensure_r()?;
+    let lib = install()?;
+    let dir = target_dir().join("emulator-bench");
+    std::fs::create_dir_all(&dir)?;
+    let emu = emulator::Emulator::start(
+        &emulator::python()?,
+        &emulator::EmulatorOptions {
+            worker_bin: lib.join("starburst").join("bin").join("starburst-worker"),
+            config_out: dir.join("config.json"),
+            log_dir: Some(dir.join("logs")),
+            args: vec![],
+            env: vec![("R_LIBS".into(), r_libs(&lib))],
+        },
+    )?;
+    eprintln!("emulator: {} (set-up {})", emu.url(), emu.config().display());
+    run(Command::new("Rscript")
+        .args(["xtask/r/bench.R", &futures.to_string(), &reps.to_string()])
+        .env("R_LIBS", r_libs(&lib))
+        .env("STARBURST_BENCH_EMULATOR", emu.url())
+        .envs(emu.env()))?;
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "starburst-aws",
+            "--example",
+            "s3_throughput",
+            "--",
+            "starburst-emulator",
+            "100",
+            "3",
+        ])
+        .envs(emu.env()))
 }
 
 fn conformance() -> Result<()> {
