@@ -79,11 +79,30 @@ pub fn is_final(s: TaskState) -> bool {
 // ---------------------------------------------------------------------------------------------
 // A store that audits writes and can inject faults.
 
-/// Wraps an [`InMemoryStore`]: counts writes per kind of key, records every result commit, and
-/// can fail inbox writes or hold blob look-ups on a gate.
+/// What kind of key a request was for, by the session layout.
+pub fn key_kind(path: &ObjectPath) -> &'static str {
+    let p = path.as_str();
+    [
+        ("/inbox/", "inbox"),
+        ("/out/results/", "result"),
+        ("/out/events/", "event"),
+        ("/cancel/", "cancel"),
+        ("/blobs/", "blob"),
+        ("/beat", "beat"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| p.contains(needle))
+    .map_or("other", |(_, kind)| kind)
+}
+
+/// Wraps an [`InMemoryStore`]: counts every request by operation and kind of key (and how many
+/// reads missed), counts writes per key, records every result commit, and can fail inbox
+/// writes or hold blob look-ups on a gate.
 #[derive(Debug, Default)]
 pub struct AuditStore {
     pub inner: InMemoryStore,
+    /// Requests per (operation, kind of key, missed).
+    requests: Mutex<BTreeMap<(&'static str, &'static str, bool), u64>>,
     /// `put`/`put_if_absent` calls per key.
     puts: Mutex<HashMap<String, Vec<&'static str>>>,
     /// (key fragment, failures left) for `put`.
@@ -93,6 +112,25 @@ pub struct AuditStore {
 }
 
 impl AuditStore {
+    fn count(&self, op: &'static str, path: &ObjectPath, missed: bool) {
+        *self
+            .requests
+            .lock()
+            .unwrap()
+            .entry((op, key_kind(path), missed))
+            .or_default() += 1;
+    }
+
+    /// Requests so far per (operation, kind of key, missed).
+    pub fn requests(&self) -> BTreeMap<(&'static str, &'static str, bool), u64> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Requests so far.
+    pub fn total_requests(&self) -> u64 {
+        self.requests.lock().unwrap().values().sum()
+    }
+
     /// Writes (`"put"`, `"create"`, `"create-refused"`) to keys containing `needle`.
     pub fn writes_to(&self, needle: &str) -> Vec<(String, &'static str)> {
         let puts = self.puts.lock().unwrap();
@@ -164,11 +202,13 @@ impl ObjectStore for AuditStore {
                 source: "injected failure".into(),
             });
         }
+        self.count("put", path, false);
         self.record(path, "put");
         self.inner.put(path, data).await
     }
     async fn put_if_absent(&self, path: &ObjectPath, data: Bytes) -> starburst_cloud::Result<()> {
         let r = self.inner.put_if_absent(path, data).await;
+        self.count("put_if_absent", path, r.is_err());
         self.record(
             path,
             if r.is_ok() {
@@ -180,14 +220,18 @@ impl ObjectStore for AuditStore {
         r
     }
     async fn get(&self, path: &ObjectPath) -> starburst_cloud::Result<Bytes> {
-        self.inner.get(path).await
+        let r = self.inner.get(path).await;
+        self.count("get", path, r.is_err());
+        r
     }
     async fn get_range(
         &self,
         path: &ObjectPath,
         range: Range<u64>,
     ) -> starburst_cloud::Result<Bytes> {
-        self.inner.get_range(path, range).await
+        let r = self.inner.get_range(path, range).await;
+        self.count("get_range", path, r.is_err());
+        r
     }
     async fn head(&self, path: &ObjectPath) -> starburst_cloud::Result<ObjectMeta> {
         let gate = self.gate.lock().unwrap().clone();
@@ -195,9 +239,12 @@ impl ObjectStore for AuditStore {
             self.gate_waiting.fetch_add(1, Ordering::SeqCst);
             g.acquire().await.expect("gate open").forget();
         }
-        self.inner.head(path).await
+        let r = self.inner.head(path).await;
+        self.count("head", path, r.is_err());
+        r
     }
     async fn delete(&self, path: &ObjectPath) -> starburst_cloud::Result<()> {
+        self.count("delete", path, false);
         self.inner.delete(path).await
     }
     async fn list(
@@ -205,6 +252,7 @@ impl ObjectStore for AuditStore {
         prefix: &ObjectPath,
         token: Option<String>,
     ) -> starburst_cloud::Result<ListPage> {
+        self.count("list", prefix, false);
         self.inner.list(prefix, token).await
     }
 }
@@ -298,7 +346,11 @@ struct Ctx {
     launches: Arc<AtomicUsize>,
     behaviour: Arc<dyn Fn(usize) -> Behaviour + Send + Sync>,
     idle_timeout: Duration,
+    worker_config: WorkerTweak,
 }
+
+/// Changes the simulated workers' configuration.
+pub type WorkerTweak = Arc<dyn Fn(&mut WorkerConfig) + Send + Sync>;
 
 /// Completes once the platform reports `id` stopped (the simulation's "kill").
 async fn until_stopped(compute: &Weak<FakeCompute>, id: &WorkerId) {
@@ -350,6 +402,7 @@ fn launch_worker(ctx: &Ctx, id: &WorkerId) {
                     cfg.poll_min = Duration::from_millis(5);
                     cfg.poll_max = Duration::from_millis(20);
                     cfg.cancel_poll = Duration::from_millis(20);
+                    (ctx.worker_config)(&mut cfg);
                     let evaluator =
                         ScriptEvaluator::new(id.as_str(), clock.clone(), ctx.journal.clone());
                     let worker = Worker::new(ctx.store.clone(), clock, Box::new(evaluator), cfg);
@@ -393,6 +446,8 @@ pub struct SimOptions {
     pub behaviour: Arc<dyn Fn(usize) -> Behaviour + Send + Sync>,
     /// The workers' idle timeout.
     pub idle_timeout: Duration,
+    /// Applied to each worker's configuration after the test defaults (fast polls and beats).
+    pub worker_config: WorkerTweak,
 }
 
 impl SimOptions {
@@ -401,7 +456,13 @@ impl SimOptions {
             config,
             behaviour: Arc::new(|_| Behaviour::Real),
             idle_timeout: Duration::from_secs(3600),
+            worker_config: Arc::new(|_| {}),
         }
+    }
+
+    pub fn worker_config(mut self, f: impl Fn(&mut WorkerConfig) + Send + Sync + 'static) -> Self {
+        self.worker_config = Arc::new(f);
+        self
     }
 
     pub fn behaviour(mut self, f: impl Fn(usize) -> Behaviour + Send + Sync + 'static) -> Self {
@@ -458,6 +519,7 @@ impl Sim {
             launches: Arc::default(),
             behaviour: opts.behaviour,
             idle_timeout: opts.idle_timeout,
+            worker_config: opts.worker_config,
         };
         compute.on_launch(move |id, _spec| launch_worker(&ctx, id));
         let port = Arc::new(ThrottledCompute {
