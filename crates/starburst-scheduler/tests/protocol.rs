@@ -14,7 +14,7 @@ use starburst_serialization::{self as wire, InboxMeta, Limits};
 use support::{Entry, Sim, SimOptions, config, spec};
 
 /// A session configured as on S3: the scheduler's and the workers' own defaults, with the
-/// workers' heartbeat of the worker binary (2 s).
+/// workers' heartbeat of the worker binary (2 s), and 20 ms per request.
 fn s3_like(max_workers: u32) -> Sim {
     let cfg = SchedulerConfig::new(
         SessionId::new(support::SESSION).unwrap(),
@@ -29,7 +29,9 @@ fn s3_like(max_workers: u32) -> Sim {
         w.poll_max = defaults.poll_max;
         w.cancel_poll = defaults.cancel_poll;
     });
-    Sim::with(opts)
+    let sim = Sim::with(opts);
+    sim.store.set_latency(&sim.clock, Duration::from_millis(20));
+    sim
 }
 
 /// The inbox message at `seq` of `worker`.
@@ -49,7 +51,9 @@ fn two_hundred_short_futures_on_four_workers_cost_at_most_six_requests_each() {
     let ids: Vec<_> = (0..N)
         .map(|i| sim.submit(&format!("sleep:200;value:v{i}")))
         .collect();
+    let t0 = sim.now();
     let (done, _) = sim.finish_all(&ids);
+    eprintln!("{:?} of session time", sim.now() - t0);
     // Counted before close: stop messages and the idle polls of finished workers are not the
     // futures' cost.
     let requests = sim.store.requests();

@@ -103,6 +103,8 @@ pub struct AuditStore {
     pub inner: InMemoryStore,
     /// Requests per (operation, kind of key, missed).
     requests: Mutex<BTreeMap<(&'static str, &'static str, bool), u64>>,
+    /// Every request takes this long on this clock (a networked store's round trip).
+    latency: Mutex<Option<(ManualClock, Duration)>>,
     /// `put`/`put_if_absent` calls per key.
     puts: Mutex<HashMap<String, Vec<&'static str>>>,
     /// (key fragment, failures left) for `put`.
@@ -112,6 +114,23 @@ pub struct AuditStore {
 }
 
 impl AuditStore {
+    /// From now on every request takes `latency` of `clock`'s time, as on S3.
+    pub fn set_latency(&self, clock: &ManualClock, latency: Duration) {
+        *self.latency.lock().unwrap() = Some((clock.clone(), latency));
+    }
+
+    /// Requests take no time again.
+    pub fn clear_latency(&self) {
+        *self.latency.lock().unwrap() = None;
+    }
+
+    async fn delay(&self) {
+        let latency = self.latency.lock().unwrap().clone();
+        if let Some((clock, d)) = latency {
+            clock.sleep(d).await;
+        }
+    }
+
     fn count(&self, op: &'static str, path: &ObjectPath, missed: bool) {
         *self
             .requests
@@ -195,6 +214,7 @@ impl AuditStore {
 #[async_trait]
 impl ObjectStore for AuditStore {
     async fn put(&self, path: &ObjectPath, data: Bytes) -> starburst_cloud::Result<()> {
+        self.delay().await;
         if self.should_fail(path) {
             return Err(Error::Transient {
                 op: "put",
@@ -207,6 +227,7 @@ impl ObjectStore for AuditStore {
         self.inner.put(path, data).await
     }
     async fn put_if_absent(&self, path: &ObjectPath, data: Bytes) -> starburst_cloud::Result<()> {
+        self.delay().await;
         let r = self.inner.put_if_absent(path, data).await;
         self.count("put_if_absent", path, r.is_err());
         self.record(
@@ -220,6 +241,7 @@ impl ObjectStore for AuditStore {
         r
     }
     async fn get(&self, path: &ObjectPath) -> starburst_cloud::Result<Bytes> {
+        self.delay().await;
         let r = self.inner.get(path).await;
         self.count("get", path, r.is_err());
         r
@@ -229,11 +251,13 @@ impl ObjectStore for AuditStore {
         path: &ObjectPath,
         range: Range<u64>,
     ) -> starburst_cloud::Result<Bytes> {
+        self.delay().await;
         let r = self.inner.get_range(path, range).await;
         self.count("get_range", path, r.is_err());
         r
     }
     async fn head(&self, path: &ObjectPath) -> starburst_cloud::Result<ObjectMeta> {
+        self.delay().await;
         let gate = self.gate.lock().unwrap().clone();
         if let Some(g) = gate.filter(|_| path.as_str().contains("/blobs/")) {
             self.gate_waiting.fetch_add(1, Ordering::SeqCst);
@@ -244,6 +268,7 @@ impl ObjectStore for AuditStore {
         r
     }
     async fn delete(&self, path: &ObjectPath) -> starburst_cloud::Result<()> {
+        self.delay().await;
         self.count("delete", path, false);
         self.inner.delete(path).await
     }
@@ -252,6 +277,7 @@ impl ObjectStore for AuditStore {
         prefix: &ObjectPath,
         token: Option<String>,
     ) -> starburst_cloud::Result<ListPage> {
+        self.delay().await;
         self.count("list", prefix, false);
         self.inner.list(prefix, token).await
     }
@@ -743,6 +769,13 @@ impl Sim {
             stop,
             thread: Some(thread),
         }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        // Closing the session writes stop messages; nobody moves the clock any more.
+        self.store.clear_latency();
     }
 }
 
