@@ -40,10 +40,16 @@ pub struct SchedulerConfig {
     pub spec: WorkerSpec,
     /// How often a task whose worker was lost is re-run before it fails.
     pub max_retries: u32,
-    /// Shortest wait between polls of the store (when it cannot notify).
+    /// Shortest wait between reads of a running task's result (stores that cannot notify).
     pub poll_min: Duration,
-    /// Longest wait between polls.
+    /// Longest wait between reads of a running task's result, and the safety-net wait of a
+    /// store that notifies.
     pub poll_max: Duration,
+    /// At most this many assignments written to a busy worker's inbox ahead of the task it
+    /// runs, so it goes on without waiting for the client. Only while more tasks wait than
+    /// the session has workers: the last tasks of a queue never wait behind a busy worker
+    /// while another one could take them. 0 turns prefetching off.
+    pub prefetch: u32,
     /// How often worker status and heartbeats are checked.
     pub health_interval: Duration,
     /// A busy worker whose heartbeat has not moved for this long is lost.
@@ -65,7 +71,8 @@ impl SchedulerConfig {
             spec,
             max_retries: 2,
             poll_min: Duration::from_millis(5),
-            poll_max: Duration::from_millis(500),
+            poll_max: Duration::from_secs(1),
+            prefetch: 1,
             health_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             start_timeout: Duration::from_secs(600),
@@ -160,7 +167,9 @@ pub struct SessionInfo {
     pub queued: u32,
     /// Tasks completed with a value so far.
     pub completed: u64,
-    /// Mean time from the assignment being written to the result being seen by the client.
+    /// Mean time from a task reaching the head of its worker's inbox (its assignment being
+    /// written, or, when it was prefetched, the previous task's result being seen) to its
+    /// result being seen by the client.
     pub mean_roundtrip: Duration,
     /// Mean time the worker spent per task, from reading the assignment to committing the
     /// result (millisecond resolution, from the worker's clock).
@@ -183,24 +192,37 @@ struct Task {
     state: TaskState,
     submitted_unix_ms: u64,
     events: Vec<Bytes>,
+    /// The next event of `attempt` to read.
     next_event: u32,
+    /// Events of `attempt` known to be written (from heartbeats): read without probing.
+    known_events: u32,
     value: Option<Bytes>,
     failure: Option<TaskFailure>,
     worker: Option<WorkerId>,
+    /// Where in its worker's inbox the current assignment is.
+    inbox_seq: u64,
+    /// A cancellation marker (and an inbox `Skip`) is still to be written.
     cancel: bool,
     /// Cancellation was asked for; a lost worker's task then ends cancelled, not re-run.
     cancelled: bool,
     /// Runs lost to worker failures (a clean exit before the task started does not count).
     losses: u32,
-    dispatched_at: Duration,
+    /// When the task reached the head of its worker's inbox (is running, as far as the client
+    /// knows).
+    started_at: Duration,
+    /// Stores that cannot notify: when to read its result next (head of an inbox only).
+    next_poll: Duration,
 }
 
 #[derive(Debug)]
 struct Slot {
     next_seq: u64,
-    task: Option<TaskId>,
+    /// Tasks assigned to the worker, in inbox order; the first one runs (or is about to), the
+    /// others are prefetched.
+    tasks: VecDeque<TaskId>,
     launched_at: Duration,
     beat: Option<(u64, Duration)>,
+    /// When the task at the head of `tasks` started, as the client learned it.
     busy_since: Duration,
 }
 
@@ -215,15 +237,56 @@ struct State {
     fatal: Option<TaskFailure>,
     dirty: bool,
     stats: Stats,
+    /// Moving average of how long tasks take on a worker (from their results' timing), for the
+    /// first read of a running task's result on stores that cannot notify.
+    estimate: Option<Duration>,
 }
 
 impl State {
     fn idle(&self) -> Vec<WorkerId> {
         self.workers
             .iter()
-            .filter(|(_, s)| s.task.is_none())
+            .filter(|(_, s)| s.tasks.is_empty())
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// `id` reaches the head of its worker's inbox at `now`: it runs from now on, as far as
+    /// the client knows, and its result is first read once a typical task would be done.
+    fn start(&mut self, id: &TaskId, now: Duration, config: &SchedulerConfig) {
+        let first = self
+            .estimate
+            .unwrap_or(Duration::ZERO)
+            .clamp(config.poll_min, config.poll_max.max(config.poll_min));
+        if let Some(t) = self.tasks.get_mut(id) {
+            t.started_at = now;
+            // A cancelled task was probably skipped by the worker: its result is there.
+            t.next_poll = if t.cancelled { now } else { now + first };
+        }
+        if let Some(slot) = t_worker(&self.tasks, id).and_then(|w| self.workers.get_mut(&w)) {
+            slot.busy_since = now;
+        }
+    }
+
+    /// Removes `id` from its worker's assignments; the next one, if any, starts.
+    fn unassign(&mut self, id: &TaskId, now: Duration, config: &SchedulerConfig) {
+        let mut next = None;
+        for slot in self.workers.values_mut() {
+            if let Some(pos) = slot.tasks.iter().position(|t| t == id) {
+                slot.tasks.remove(pos);
+                if pos == 0 {
+                    next = slot.tasks.front().cloned();
+                }
+            }
+        }
+        if let Some(next) = next {
+            self.start(&next, now, config);
+        }
+    }
+
+    /// The task at the head of `worker`'s inbox.
+    fn head(&self, worker: &WorkerId) -> Option<&TaskId> {
+        self.workers.get(worker).and_then(|s| s.tasks.front())
     }
 
     fn finish(
@@ -271,6 +334,10 @@ impl Shared {
             self.cv.notify_all();
         }
     }
+}
+
+fn t_worker(tasks: &HashMap<TaskId, Task>, id: &TaskId) -> Option<WorkerId> {
+    tasks.get(id).and_then(|t| t.worker.clone())
 }
 
 fn key(s: String) -> Result<ObjectPath> {
@@ -382,13 +449,16 @@ impl Scheduler {
             submitted_unix_ms: unix_ms(sh.ports.clock.wall()),
             events: Vec::new(),
             next_event: 0,
+            known_events: 0,
             value: None,
             failure: None,
             worker: None,
+            inbox_seq: 0,
             cancel: false,
             cancelled: false,
             losses: 0,
-            dispatched_at: Duration::ZERO,
+            started_at: Duration::ZERO,
+            next_poll: Duration::ZERO,
         };
         if let Some(f) = fatal {
             task.state = TaskState::Failed;
@@ -475,7 +545,7 @@ impl Scheduler {
             session_id: self.shared.config.session_id.clone(),
             max_workers: self.shared.config.max_workers,
             live: st.workers.len() as u32,
-            busy: st.workers.values().filter(|s| s.task.is_some()).count() as u32,
+            busy: st.workers.values().filter(|s| !s.tasks.is_empty()).count() as u32,
             queued: st.queue.len() as u32,
         }
     }
@@ -533,22 +603,23 @@ impl Drop for Scheduler {
 async fn drive(sh: Arc<Shared>) {
     let out = ObjectPath::parse(sh.layout.out()).ok();
     let mut watch = out.and_then(|p| sh.ports.store.watch(&p));
+    let watching = watch.is_some();
     let clock = sh.ports.clock.clone();
     let mut next_health = clock.now();
-    let mut backoff = sh.config.poll_min;
     loop {
         if sh.lock().closed {
             shutdown(&sh).await;
             return;
         }
         let mut progressed = false;
-        match step(&sh).await {
+        match step(&sh, watching).await {
             Ok(p) => progressed |= p,
             Err(e) => tracing::warn!(error = %e, "scheduler step failed; retrying"),
         }
         if clock.now() >= next_health {
-            if let Err(e) = health(&sh).await {
-                tracing::warn!(error = %e, "worker health check failed; retrying");
+            match health(&sh).await {
+                Ok(p) => progressed |= p,
+                Err(e) => tracing::warn!(error = %e, "worker health check failed; retrying"),
             }
             next_health = clock.now() + sh.config.health_interval;
         }
@@ -557,10 +628,10 @@ async fn drive(sh: Arc<Shared>) {
             sh.notify_waiters(&mut st);
         }
         if progressed {
-            backoff = sh.config.poll_min;
             continue;
         }
-        let until_health = next_health.saturating_sub(clock.now());
+        let now = clock.now();
+        let until_health = next_health.saturating_sub(now);
         match watch.as_mut() {
             // Notifications wake us for every write under out/; the timer is only a safety net.
             Some(w) => {
@@ -570,43 +641,137 @@ async fn drive(sh: Arc<Shared>) {
                     _ = w.changed(wait) => {}
                 }
             }
+            // Sleep until the next result is due (or a health check, or a call wakes us).
             None => {
-                let wait = backoff.min(until_health.max(sh.config.poll_min));
+                let due = next_due(&sh.lock()).map(|d| d.saturating_sub(now));
+                let wait = due
+                    .map_or(until_health, |d| d.min(until_health))
+                    .max(Duration::from_millis(1));
                 tokio::select! {
                     () = sh.wake.notified() => {}
                     () = clock.sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(sh.config.poll_max);
             }
         }
     }
 }
 
-/// One round: cancellations, dispatch, scaling, results. True when something changed.
-async fn step(sh: &Shared) -> Result<bool> {
+/// When the earliest result read of a running task is due.
+fn next_due(st: &State) -> Option<Duration> {
+    st.workers
+        .values()
+        .filter_map(|s| s.tasks.front())
+        .filter_map(|id| st.tasks.get(id))
+        .filter(|t| t.state == TaskState::Running)
+        .map(|t| t.next_poll)
+        .min()
+}
+
+/// Writes `task_id`'s assignment to `worker`'s inbox; the task is taken off the queue.
+async fn assign(sh: &Shared, worker: WorkerId, task_id: TaskId) -> Result<()> {
+    let (seq, frame) = {
+        let mut st = sh.lock();
+        let now = sh.ports.clock.now();
+        let t = st.tasks.get_mut(&task_id).expect("queued tasks exist");
+        t.state = TaskState::Running;
+        t.worker = Some(worker.clone());
+        t.next_event = 0;
+        t.known_events = 0;
+        let meta = TaskMeta {
+            session_id: sh.config.session_id.to_string(),
+            task_id: task_id.to_string(),
+            attempt: t.attempt,
+            label: t.label.clone(),
+            blobs: t.blobs.clone(),
+            submitted_unix_ms: t.submitted_unix_ms,
+        };
+        let frame = wire::encode_inbox(&InboxMeta::Run(meta), &t.payload, sh.config.encode);
+        let slot = st.workers.get_mut(&worker).expect("assigned worker exists");
+        let seq = slot.next_seq;
+        slot.next_seq += 1;
+        slot.tasks.push_back(task_id.clone());
+        let head = slot.tasks.len() == 1;
+        st.tasks.get_mut(&task_id).expect("exists").inbox_seq = seq;
+        if head {
+            st.start(&task_id, now, &sh.config);
+        }
+        st.dirty = true;
+        (seq, frame)
+    };
+    let sent = sh
+        .ports
+        .store
+        .put(
+            &key(sh.layout.inbox(worker.as_str(), seq))?,
+            Bytes::from(frame),
+        )
+        .await;
+    if let Err(e) = sent {
+        // Undo the assignment: the worker reads its inbox in sequence, so a message that was
+        // never written would leave a gap it waits at forever, with the task stuck running
+        // on a worker that beats as if all were well.
+        let mut st = sh.lock();
+        if let Some(slot) = st.workers.get_mut(&worker) {
+            slot.tasks.retain(|t| *t != task_id);
+            slot.next_seq = seq;
+        }
+        let cancelled = st.tasks.get_mut(&task_id).is_some_and(|t| {
+            t.state = TaskState::Queued;
+            t.worker = None;
+            t.cancelled
+        });
+        if cancelled {
+            st.finish(&task_id, TaskState::Cancelled, None, None);
+        } else {
+            st.queue.push_front(task_id);
+        }
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// One round: cancellations, dispatch, scaling, prefetching, results. True when something
+/// changed.
+async fn step(sh: &Shared, watching: bool) -> Result<bool> {
     let mut progressed = false;
     let store = &sh.ports.store;
 
-    // Cancellation markers for running tasks.
-    let to_cancel: Vec<TaskId> = {
+    // Cancellations of running tasks: the marker stops a task that runs; a `Skip` over its
+    // assignment withdraws it if the worker has not read it yet (a prefetched task).
+    type Cancel = (TaskId, u32, Option<(WorkerId, u64)>);
+    let to_cancel: Vec<Cancel> = {
         let mut st = sh.lock();
         st.tasks
             .iter_mut()
             .filter(|(_, t)| t.cancel && t.state == TaskState::Running)
             .map(|(id, t)| {
                 t.cancel = false;
-                id.clone()
+                let at = t.worker.clone().map(|w| (w, t.inbox_seq));
+                (id.clone(), t.attempt, at)
             })
             .collect()
     };
-    for (i, id) in to_cancel.iter().enumerate() {
-        let written = store
+    for (i, (id, attempt, at)) in to_cancel.iter().enumerate() {
+        let mut written = store
             .put(&key(sh.layout.cancel(id.as_str()))?, Bytes::new())
             .await;
+        if let (Ok(()), Some((worker, seq))) = (&written, at) {
+            let skip = InboxMeta::Skip {
+                task_id: id.to_string(),
+                attempt: *attempt,
+            };
+            let frame = wire::encode_inbox(&skip, &[], sh.config.encode);
+            written = store
+                .put(
+                    &key(sh.layout.inbox(worker.as_str(), *seq))?,
+                    Bytes::from(frame),
+                )
+                .await;
+        }
         if let Err(e) = written {
             // Keep the requests not yet written for the next round, or they are lost.
             let mut st = sh.lock();
-            for id in &to_cancel[i..] {
+            for (id, _, _) in &to_cancel[i..] {
                 if let Some(t) = st.tasks.get_mut(id) {
                     t.cancel = true;
                 }
@@ -617,64 +782,17 @@ async fn step(sh: &Shared) -> Result<bool> {
 
     // Dispatch queued tasks to idle workers.
     loop {
-        let assignment = {
+        let next = {
             let mut st = sh.lock();
-            let Some(worker) = st.idle().into_iter().next() else {
-                break;
-            };
-            let Some(task_id) = st.queue.pop_front() else {
-                break;
-            };
-            let now = sh.ports.clock.now();
-            let t = st.tasks.get_mut(&task_id).expect("queued tasks exist");
-            t.state = TaskState::Running;
-            t.worker = Some(worker.clone());
-            t.dispatched_at = now;
-            let meta = TaskMeta {
-                session_id: sh.config.session_id.to_string(),
-                task_id: task_id.to_string(),
-                attempt: t.attempt,
-                label: t.label.clone(),
-                blobs: t.blobs.clone(),
-                submitted_unix_ms: t.submitted_unix_ms,
-            };
-            let frame = wire::encode_inbox(&InboxMeta::Run(meta), &t.payload, sh.config.encode);
-            let slot = st.workers.get_mut(&worker).expect("idle worker exists");
-            slot.task = Some(task_id.clone());
-            slot.busy_since = now;
-            let seq = slot.next_seq;
-            slot.next_seq += 1;
-            st.dirty = true;
-            (worker, seq, frame, task_id)
+            match st.idle().into_iter().next() {
+                Some(worker) => st.queue.pop_front().map(|t| (worker, t)),
+                None => None,
+            }
         };
-        let (worker, seq, frame, task_id) = assignment;
-        let sent = store
-            .put(
-                &key(sh.layout.inbox(worker.as_str(), seq))?,
-                Bytes::from(frame),
-            )
-            .await;
-        if let Err(e) = sent {
-            // Undo the assignment: the worker reads its inbox in sequence, so a message that was
-            // never written would leave a gap it waits at forever, with the task stuck running
-            // on a worker that beats as if all were well.
-            let mut st = sh.lock();
-            if let Some(slot) = st.workers.get_mut(&worker) {
-                slot.task = None;
-                slot.next_seq = seq;
-            }
-            let cancelled = st.tasks.get_mut(&task_id).is_some_and(|t| {
-                t.state = TaskState::Queued;
-                t.worker = None;
-                t.cancel
-            });
-            if cancelled {
-                st.finish(&task_id, TaskState::Cancelled, None, None);
-            } else {
-                st.queue.push_front(task_id);
-            }
-            return Err(e.into());
-        }
+        let Some((worker, task_id)) = next else {
+            break;
+        };
+        assign(sh, worker, task_id).await?;
         progressed = true;
     }
 
@@ -693,65 +811,155 @@ async fn step(sh: &Shared) -> Result<bool> {
         progressed |= launch(sh, want).await?;
     }
 
-    // Results and events of running tasks.
-    let running: Vec<(TaskId, u32, u32)> = {
+    // Prefetch: while more tasks wait than the session has workers, busy workers get their
+    // next assignment ahead, so they go on without waiting for the client to see a result.
+    // The last `max_workers` tasks stay queued for whichever worker frees up first, and so
+    // does one task for every worker still to be launched.
+    loop {
+        let next = {
+            let mut st = sh.lock();
+            let live = st.workers.len();
+            let max = (sh.config.max_workers as usize).max(live);
+            if st.queue.len() <= max + (max - live) {
+                None
+            } else {
+                let worker = st
+                    .workers
+                    .iter()
+                    .filter(|(_, s)| {
+                        !s.tasks.is_empty() && s.tasks.len() <= sh.config.prefetch as usize
+                    })
+                    .min_by_key(|(_, s)| (s.tasks.len(), s.busy_since))
+                    .map(|(id, _)| id.clone());
+                worker.and_then(|w| st.queue.pop_front().map(|t| (w, t)))
+            }
+        };
+        let Some((worker, task_id)) = next else {
+            break;
+        };
+        assign(sh, worker, task_id).await?;
+        progressed = true;
+    }
+
+    // Results and events of running tasks. A store that notifies is cheap to read: every
+    // assigned task's result and next events are read at every wake. Otherwise only the
+    // result of a task at the head of its worker's inbox is read, when due, and events only
+    // when a heartbeat said there are new ones (a result says how many there are in all).
+    let now = sh.ports.clock.now();
+    let due: Vec<(TaskId, bool)> = {
         let st = sh.lock();
+        let heads: HashSet<&TaskId> = st
+            .workers
+            .values()
+            .filter_map(|s| s.tasks.front())
+            .collect();
         st.tasks
             .iter()
             .filter(|(_, t)| t.state == TaskState::Running)
-            .map(|(id, t)| (id.clone(), t.attempt, t.next_event))
+            .filter_map(|(id, t)| {
+                let result = watching || (heads.contains(id) && t.next_poll <= now);
+                (result || t.known_events > t.next_event).then(|| (id.clone(), result))
+            })
             .collect()
     };
-    for (id, attempt, next_event) in running {
+    for (id, read_result) in due {
         // One unreadable key must not keep the other tasks' results from being read.
-        match poll_task(sh, &id, attempt, next_event).await {
+        match poll_task(sh, &id, read_result, watching).await {
             Ok(p) => progressed |= p,
             Err(e) => {
-                tracing::warn!(task = %id, error = %e, "reading the task's result failed; retrying")
+                tracing::warn!(task = %id, error = %e, "reading the task's result failed; retrying");
+                if let Some(t) = sh.lock().tasks.get_mut(&id) {
+                    t.next_poll = sh.ports.clock.now() + sh.config.poll_min;
+                }
             }
         }
     }
     Ok(progressed)
 }
 
-/// Reads a running task's new events and its result; true when there was something new.
-async fn poll_task(sh: &Shared, id: &TaskId, attempt: u32, next_event: u32) -> Result<bool> {
-    let result = sh
-        .ports
-        .store
-        .get_opt(&key(sh.layout.result(id.as_str()))?)
-        .await?;
+/// Reads a running task's result (when `read_result`) and its new events: those a heartbeat
+/// or the result reported, or, with `eager`, every event written so far (probing the next
+/// key). True when there was something new.
+async fn poll_task(sh: &Shared, id: &TaskId, read_result: bool, eager: bool) -> Result<bool> {
+    let Some((attempt, from, known)) = sh
+        .lock()
+        .tasks
+        .get(id)
+        .filter(|t| t.state == TaskState::Running)
+        .map(|t| (t.attempt, t.next_event, t.known_events))
+    else {
+        return Ok(false);
+    };
+    let result = match read_result {
+        true => sh
+            .ports
+            .store
+            .get_opt(&key(sh.layout.result(id.as_str()))?)
+            .await?
+            .map(|buf| wire::decode_result(&buf, Limits::default())),
+        false => None,
+    };
     // Events are written before the result, so after seeing the result all events are in.
-    let (events, next_event) = read_events(sh, id, attempt, next_event).await?;
+    let upto = match &result {
+        Some(Ok((meta, _))) if meta.attempt == attempt => Some(meta.events),
+        // Another attempt's result (a lost run that committed after all) or an unreadable one.
+        Some(_) => Some(from),
+        None if eager => None,
+        None => Some(known),
+    };
+    let (events, next_event) = match upto {
+        Some(n) if n <= from => (Vec::new(), from),
+        _ => read_events(sh, id, attempt, from, upto).await?,
+    };
+    let mut st = sh.lock();
     if events.is_empty() && result.is_none() {
+        if read_result {
+            // Not done yet: read again after a quarter of the time it has run so far.
+            let now = sh.ports.clock.now();
+            if let Some(t) = st.tasks.get_mut(id) {
+                let ran = now.saturating_sub(t.started_at);
+                t.next_poll = now
+                    + (ran / 4)
+                        .max(sh.config.poll_min)
+                        .min(sh.config.poll_max.max(sh.config.poll_min));
+            }
+        }
         return Ok(false);
     }
-    let mut st = sh.lock();
     if let Some(t) = st.tasks.get_mut(id).filter(|t| t.attempt == attempt) {
         t.next_event = next_event;
+        t.known_events = t.known_events.max(next_event);
         t.events.extend(events);
         st.dirty = true;
     }
-    if let Some(buf) = result {
-        complete(sh, &mut st, id, &buf);
+    if let Some(result) = result {
+        complete(sh, &mut st, id, result);
     }
     Ok(true)
 }
 
-/// The events of a task's attempt from `next` on, and the number of the next one.
+/// The events of a task's attempt from `next` up to `upto` (or up to the first missing one),
+/// and the number of the next one.
 async fn read_events(
     sh: &Shared,
     id: &TaskId,
     attempt: u32,
     mut next: u32,
+    upto: Option<u32>,
 ) -> Result<(Vec<Bytes>, u32)> {
     let mut events = Vec::new();
-    while let Some(buf) = sh
-        .ports
-        .store
-        .get_opt(&key(sh.layout.event(id.as_str(), attempt, next))?)
-        .await?
-    {
+    while upto.is_none_or(|n| next < n) {
+        let Some(buf) = sh
+            .ports
+            .store
+            .get_opt(&key(sh.layout.event(id.as_str(), attempt, next))?)
+            .await?
+        else {
+            if upto.is_some() {
+                tracing::warn!(task = %id, event = next, "a reported event is missing");
+            }
+            break;
+        };
         match wire::decode_event(&buf, Limits::default()) {
             Ok((_, payload)) => events.push(payload),
             Err(e) => tracing::warn!(task = %id, error = %e, "dropping an unreadable event"),
@@ -761,23 +969,32 @@ async fn read_events(
     Ok((events, next))
 }
 
-fn complete(sh: &Shared, st: &mut State, id: &TaskId, buf: &Bytes) {
-    for slot in st.workers.values_mut() {
-        if slot.task.as_ref() == Some(id) {
-            slot.task = None;
-        }
-    }
-    match wire::decode_result(buf, Limits::default()) {
+fn complete(
+    sh: &Shared,
+    st: &mut State,
+    id: &TaskId,
+    result: wire::Result<(wire::ResultMeta, Bytes)>,
+) {
+    let now = sh.ports.clock.now();
+    st.unassign(id, now, &sh.config);
+    match result {
         Ok((meta, payload)) => match meta.outcome {
             Outcome::Value => {
                 if let Some(t) = st.tasks.get(id) {
-                    let roundtrip = sh.ports.clock.now().saturating_sub(t.dispatched_at);
-                    st.stats.completed += 1;
-                    st.stats.roundtrip += roundtrip;
-                    st.stats.worker_ms += meta
+                    let roundtrip = now.saturating_sub(t.started_at);
+                    let worker_ms = meta
                         .timing
                         .finished_unix_ms
                         .saturating_sub(meta.timing.received_unix_ms);
+                    st.stats.completed += 1;
+                    st.stats.roundtrip += roundtrip;
+                    st.stats.worker_ms += worker_ms;
+                    // Exponential moving average (weight 1/4) of the time on the worker.
+                    let took = Duration::from_millis(worker_ms);
+                    st.estimate = Some(match st.estimate {
+                        Some(e) => (e * 3 + took) / 4,
+                        None => took,
+                    });
                 }
                 st.finish(id, TaskState::Done, Some(payload), None)
             }
@@ -844,7 +1061,7 @@ async fn launch(sh: &Shared, count: u32) -> Result<bool> {
             id.clone(),
             Slot {
                 next_seq: 0,
-                task: None,
+                tasks: VecDeque::new(),
                 launched_at: now,
                 beat: None,
                 busy_since: now,
@@ -867,15 +1084,18 @@ async fn launch(sh: &Shared, count: u32) -> Result<bool> {
     Ok(!report.launched.is_empty())
 }
 
-/// Checks worker status and heartbeats; re-queues or fails the tasks of lost workers.
-async fn health(sh: &Shared) -> Result<()> {
+/// Checks worker status and heartbeats; re-queues or fails the tasks of lost workers. A busy
+/// worker's beat also says how many events its task has written and which task it runs: true
+/// when that told something new (events to read, a result to read now).
+async fn health(sh: &Shared) -> Result<bool> {
     let ids: Vec<WorkerId> = sh.lock().workers.keys().cloned().collect();
     if ids.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let statuses = sh.ports.compute.describe(&ids).await?;
     let now = sh.ports.clock.now();
     let mut lost = Vec::new();
+    let mut learned = false;
     for s in statuses {
         if s.phase == WorkerPhase::Stopped {
             let stop = s.stop.unwrap_or(starburst_cloud::StopInfo {
@@ -894,7 +1114,7 @@ async fn health(sh: &Shared) -> Result<()> {
         .lock()
         .workers
         .iter()
-        .filter(|(id, s)| s.task.is_some() && !lost.iter().any(|(l, _, _)| l == *id))
+        .filter(|(id, s)| !s.tasks.is_empty() && !lost.iter().any(|(l, _, _)| l == *id))
         .map(|(id, s)| (id.clone(), s.launched_at, s.beat, s.busy_since))
         .collect();
     for (id, launched_at, beat, busy_since) in busy {
@@ -904,9 +1124,13 @@ async fn health(sh: &Shared) -> Result<()> {
             .get_opt(&key(sh.layout.beat(id.as_str()))?)
             .await?
         {
-            Some(buf) => wire::decode_heartbeat(&buf).ok().map(|b| b.seq),
+            Some(buf) => wire::decode_heartbeat(&buf).ok(),
             None => None,
         };
+        if let Some(b) = &seen {
+            learned |= progress(sh, &id, &b.activity);
+        }
+        let seen = seen.map(|b| b.seq);
         let moved = match (seen, beat) {
             (Some(s), Some((old, _))) => s != old,
             (Some(_), None) => true,
@@ -937,82 +1161,122 @@ async fn health(sh: &Shared) -> Result<()> {
     }
     for (id, cause, message) in lost {
         worker_lost(sh, &id, cause, &message).await;
+        learned = true;
     }
-    Ok(())
+    Ok(learned)
+}
+
+/// What a busy worker's beat says about its assignments: new events of the task it runs, and,
+/// when it runs a task prefetched behind the head of its inbox, that the head's result is in.
+fn progress(sh: &Shared, worker: &WorkerId, activity: &wire::WorkerActivity) -> bool {
+    let wire::WorkerActivity::Busy {
+        task_id,
+        attempt,
+        events,
+    } = activity
+    else {
+        return false;
+    };
+    let mut st = sh.lock();
+    let Some(pos) = st
+        .workers
+        .get(worker)
+        .and_then(|s| s.tasks.iter().position(|t| t.as_str() == task_id))
+    else {
+        // A task it has finished (an old beat), or one it was never given.
+        return false;
+    };
+    let mut learned = false;
+    if pos > 0
+        && let Some(head) = st.head(worker).cloned()
+        && let Some(t) = st.tasks.get_mut(&head)
+    {
+        let now = sh.ports.clock.now();
+        learned |= t.next_poll > now;
+        t.next_poll = t.next_poll.min(now);
+    }
+    let id = st.workers[worker].tasks[pos].clone();
+    if let Some(t) = st.tasks.get_mut(&id).filter(|t| t.attempt == *attempt)
+        && *events > t.known_events
+    {
+        t.known_events = *events;
+        learned = true;
+    }
+    learned
 }
 
 async fn worker_lost(sh: &Shared, id: &WorkerId, cause: StopCause, message: &str) {
-    let task = {
+    let tasks: Vec<TaskId> = {
         let mut st = sh.lock();
         match st.workers.remove(id) {
-            Some(slot) => slot.task,
+            Some(slot) => slot.tasks.into(),
             None => return,
         }
     };
-    tracing::info!(worker = %id, %cause, message, task = ?task, "worker stopped");
+    tracing::info!(worker = %id, %cause, message, tasks = ?tasks, "worker stopped");
     let fatal = cause.is_fatal_for_spec();
-    let Some(task_id) = task else {
-        if fatal {
-            fail_all_queued(sh, cause, message, id).await;
+    // The worker may have committed results (and their events) just before it went away.
+    for t in &tasks {
+        if let Err(e) = poll_task(sh, t, true, false).await {
+            tracing::warn!(task = %t, error = %e, "reading a lost worker's result failed");
         }
-        return;
-    };
-    // The worker may have committed the result (and its events) just before it went away.
-    let progress = sh
-        .lock()
-        .tasks
-        .get(&task_id)
-        .map(|t| (t.attempt, t.next_event));
-    if let Some((attempt, next_event)) = progress
-        && let Ok(true) = poll_task(sh, &task_id, attempt, next_event).await
-        && sh
-            .lock()
-            .tasks
-            .get(&task_id)
-            .is_none_or(|t| t.state.is_final())
-    {
-        return;
     }
-    let retry = {
+    // The first unfinished assignment is the one that ran: it counts as a lost run. The ones
+    // prefetched behind it never started; they are re-queued as they are. Every re-run is a
+    // new attempt, so its events are kept apart from a lost run's.
+    let (requeued, failed) = {
         let mut st = sh.lock();
         let max = sh.config.max_retries;
-        match st.tasks.get_mut(&task_id) {
-            Some(t) if t.state == TaskState::Running && t.cancelled => {
+        let mut ran = true;
+        let mut requeue = Vec::new();
+        let mut failed = None;
+        for task_id in tasks {
+            let Some(t) = st
+                .tasks
+                .get_mut(&task_id)
+                .filter(|t| t.state == TaskState::Running)
+            else {
+                continue;
+            };
+            let started = std::mem::replace(&mut ran, false);
+            if t.cancelled {
                 st.finish(&task_id, TaskState::Cancelled, None, None);
-                return;
+                continue;
             }
-            Some(t) if t.state == TaskState::Running && !fatal && cause.is_retryable() => {
+            if started {
                 // A worker that exited cleanly (idle timeout racing an assignment) did not fail
-                // the task; it does not use up a retry. Every re-run is a new attempt, so its
-                // events are kept apart from the lost run's.
+                // the task; it does not use up a retry.
                 if cause != StopCause::Exited {
                     t.losses += 1;
                 }
-                if t.losses <= max {
-                    t.attempt += 1;
-                    t.next_event = 0;
-                    t.state = TaskState::Queued;
-                    t.worker = None;
-                    st.queue.push_front(task_id.clone());
-                    st.dirty = true;
-                    true
-                } else {
-                    false
+                if fatal || !cause.is_retryable() || t.losses > max {
+                    failed = Some(task_id);
+                    continue;
                 }
             }
-            Some(t) if t.state == TaskState::Running => false,
-            _ => return,
+            t.attempt += 1;
+            t.next_event = 0;
+            t.known_events = 0;
+            t.state = TaskState::Queued;
+            t.worker = None;
+            requeue.push(task_id);
         }
+        for task_id in requeue.iter().rev() {
+            st.queue.push_front(task_id.clone());
+        }
+        st.dirty = true;
+        (requeue, failed)
     };
-    if retry {
-        tracing::info!(task = %task_id, "re-queued the task of a lost worker");
+    if !requeued.is_empty() {
+        tracing::info!(tasks = ?requeued, "re-queued the tasks of a lost worker");
         sh.wake.notify_one();
-        return;
     }
-    let attempts = sh.lock().tasks.get(&task_id).map(|t| t.losses).unwrap_or(1);
-    let failure = lost_failure(sh, id, cause, message, attempts).await;
-    sh.lock()
-        .finish(&task_id, TaskState::Failed, None, Some(failure));
+    if let Some(task_id) = failed {
+        let attempts = sh.lock().tasks.get(&task_id).map(|t| t.losses).unwrap_or(1);
+        let failure = lost_failure(sh, id, cause, message, attempts.max(1)).await;
+        sh.lock()
+            .finish(&task_id, TaskState::Failed, None, Some(failure));
+    }
     if fatal {
         fail_all_queued(sh, cause, message, id).await;
     }

@@ -30,6 +30,16 @@ pub struct TaskMeta {
 pub enum InboxMeta {
     /// Run this task.
     Run(TaskMeta),
+    /// The task once assigned at this sequence number was cancelled before the worker started
+    /// it: commit a `Cancelled` result for it without running it. The client overwrites a
+    /// prefetched `Run` with this; a worker that already read the `Run` is stopped by the
+    /// task's cancellation marker instead.
+    Skip {
+        /// The task.
+        task_id: String,
+        /// The attempt that was assigned.
+        attempt: u32,
+    },
     /// Finish and exit.
     Stop {
         /// Why, for the log.
@@ -102,6 +112,9 @@ pub struct ResultMeta {
     pub outcome: Outcome,
     /// Worker-side timing.
     pub timing: Timing,
+    /// How many events this attempt wrote (`events/<task-id>/<attempt>/0..events`), all of
+    /// them before the result: the client reads exactly these and never probes for more.
+    pub events: u32,
 }
 
 /// An event emitted while a task runs (`events/<task-id>/<seq>`); the payload is an
@@ -125,6 +138,11 @@ pub enum WorkerActivity {
     Busy {
         /// The task.
         task_id: String,
+        /// The attempt being run.
+        attempt: u32,
+        /// Events of this attempt written so far (all readable when the beat is): the client
+        /// reads new events when this count moves instead of probing event keys.
+        events: u32,
     },
     /// Shutting down.
     Exiting,

@@ -23,7 +23,9 @@ use crate::{Error, Result};
 /// The frame magic.
 pub const MAGIC: [u8; 4] = *b"SBWF";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// Version 2: heartbeats carry the running task's attempt and event count, results their
+/// event count, and inboxes may hold a `Skip`.
+pub const FORMAT_VERSION: u16 = 2;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 60;
 /// The largest metadata section accepted (metadata is small by design; payloads carry data).

@@ -55,6 +55,8 @@ fn task_meta() -> impl Strategy<Value = TaskMeta> {
 fn inbox_meta() -> impl Strategy<Value = InboxMeta> {
     prop_oneof![
         3 => task_meta().prop_map(InboxMeta::Run),
+        1 => (text(), any::<u32>())
+            .prop_map(|(task_id, attempt)| InboxMeta::Skip { task_id, attempt }),
         1 => text().prop_map(|reason| InboxMeta::Stop { reason }),
     ]
 }
@@ -90,15 +92,24 @@ fn timing() -> impl Strategy<Value = Timing> {
 }
 
 fn result_meta() -> impl Strategy<Value = ResultMeta> {
-    (text(), text(), any::<u32>(), outcome(), timing()).prop_map(
-        |(task_id, worker_id, attempt, outcome, timing)| ResultMeta {
-            task_id,
-            worker_id,
-            attempt,
-            outcome,
-            timing,
-        },
+    (
+        text(),
+        text(),
+        any::<u32>(),
+        outcome(),
+        timing(),
+        any::<u32>(),
     )
+        .prop_map(
+            |(task_id, worker_id, attempt, outcome, timing, events)| ResultMeta {
+                task_id,
+                worker_id,
+                attempt,
+                outcome,
+                timing,
+                events,
+            },
+        )
 }
 
 fn event_meta() -> impl Strategy<Value = EventMeta> {
@@ -109,7 +120,13 @@ fn activity() -> impl Strategy<Value = WorkerActivity> {
     prop_oneof![
         Just(WorkerActivity::Starting),
         Just(WorkerActivity::Idle),
-        text().prop_map(|task_id| WorkerActivity::Busy { task_id }),
+        (text(), any::<u32>(), any::<u32>()).prop_map(|(task_id, attempt, events)| {
+            WorkerActivity::Busy {
+                task_id,
+                attempt,
+                events,
+            }
+        }),
         Just(WorkerActivity::Exiting),
     ]
 }

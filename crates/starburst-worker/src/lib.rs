@@ -24,7 +24,7 @@ use starburst_serialization::{
     self as wire, BlobRef, EncodeOptions, EventMeta, Failure, FailureKind, Heartbeat, InboxMeta,
     Limits, Outcome, ResultMeta, SessionLayout, TaskMeta, Timing, WorkerActivity, unix_ms,
 };
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 
 pub use error::{Error, Result};
 pub use evaluator::{Evaluation, Evaluator, RCommand, RProcess};
@@ -40,11 +40,16 @@ pub struct WorkerConfig {
     pub idle_timeout: Duration,
     /// Rewrite the heartbeat this often.
     pub heartbeat: Duration,
-    /// Shortest wait between inbox polls (stores without notifications).
+    /// After a task wrote events, beat again this soon (at most one extra beat per this
+    /// interval), so the client, which learns of new events from beats, relays them promptly.
+    pub event_beat: Duration,
+    /// Shortest wait between inbox polls (stores without notifications); also the first wait
+    /// after a task when no next assignment was waiting.
     pub poll_min: Duration,
-    /// Longest wait between inbox polls.
+    /// Longest wait between inbox polls of an idle worker (the backoff doubles up to this).
     pub poll_max: Duration,
-    /// How often a running task checks for cancellation.
+    /// How often a running task checks for cancellation (one `head` each time, so a few
+    /// seconds on a networked store: long tasks must not dominate the request count).
     pub cancel_poll: Duration,
     /// Where verified blobs are cached.
     pub blob_cache: PathBuf,
@@ -62,9 +67,10 @@ impl WorkerConfig {
             worker_id: worker_id.into(),
             idle_timeout: Duration::from_secs(600),
             heartbeat: Duration::from_secs(5),
+            event_beat: Duration::from_millis(200),
             poll_min: Duration::from_millis(10),
             poll_max: Duration::from_secs(1),
-            cancel_poll: Duration::from_millis(500),
+            cancel_poll: Duration::from_secs(1),
             blob_cache,
             encode: EncodeOptions::PLAIN,
             parent_pid: None,
@@ -93,6 +99,8 @@ pub struct Worker {
     layout: SessionLayout,
     activity: Arc<Mutex<WorkerActivity>>,
     done: Arc<AtomicU64>,
+    /// Wakes the heartbeat loop when the running task wrote events.
+    beat_now: Arc<Notify>,
 }
 
 fn path(s: String) -> Result<ObjectPath> {
@@ -116,6 +124,7 @@ impl Worker {
             layout,
             activity: Arc::new(Mutex::new(WorkerActivity::Starting)),
             done: Arc::default(),
+            beat_now: Arc::default(),
         }
     }
 
@@ -131,6 +140,7 @@ impl Worker {
             self.config.clone(),
             self.activity.clone(),
             self.done.clone(),
+            self.beat_now.clone(),
         )));
         let started = self.evaluator.start().await;
         let parent = self.config.parent_pid;
@@ -190,6 +200,9 @@ impl Worker {
                 match meta {
                     InboxMeta::Stop { reason } => return Ok(Exit::Stopped(reason)),
                     InboxMeta::Run(task) => self.run_task(task, payload).await?,
+                    InboxMeta::Skip { task_id, attempt } => {
+                        self.skip_task(task_id, attempt).await?
+                    }
                 }
                 idle_since = self.clock.now();
                 backoff = self.config.poll_min;
@@ -198,16 +211,17 @@ impl Worker {
             if self.clock.now().saturating_sub(idle_since) >= self.config.idle_timeout {
                 return Ok(Exit::Idle);
             }
-            // Wait for the next message: woken by the store where it can notify, else adaptive
-            // backoff (fast while work flows, slower when idle). The parent check bounds waits.
-            let wait = backoff.min(Duration::from_secs(1));
+            // Wait for the next message: woken by the store where it can notify, else a backoff
+            // that doubles up to `poll_max` (fast right after a task, when the client is about
+            // to write the next assignment; cheap when idle). The parent check runs beside this
+            // loop, and the idle timeout is checked after every wait.
             match watch.as_mut() {
                 Some(w) => {
                     w.changed(Duration::from_secs(1)).await;
                 }
                 None => {
-                    self.clock.sleep(wait).await;
-                    backoff = (backoff * 2).min(self.config.poll_max);
+                    self.clock.sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.config.poll_max.max(self.config.poll_min));
                 }
             }
         }
@@ -249,11 +263,13 @@ impl Worker {
     async fn run_task(&mut self, task: TaskMeta, payload: Bytes) -> Result<()> {
         let received = unix_ms(self.clock.wall());
         tracing::info!(task = %task.task_id, attempt = task.attempt, label = ?task.label, "task received");
-        let result_key = path(self.layout.result(&task.task_id))?;
         let cancel_key = path(self.layout.cancel(&task.task_id))?;
         *self.activity.lock().await = WorkerActivity::Busy {
             task_id: task.task_id.clone(),
+            attempt: task.attempt,
+            events: 0,
         };
+        let mut events = 0;
         let mut timing = Timing {
             received_unix_ms: received,
             ..Timing::default()
@@ -272,12 +288,16 @@ impl Worker {
                 timing.started_unix_ms = unix_ms(self.clock.wall());
                 let (tx, rx) = mpsc::unbounded_channel();
                 let relay = tokio::spawn(relay_events(
-                    self.store.clone(),
-                    self.layout.clone(),
-                    self.clock.clone(),
-                    task.task_id.clone(),
-                    task.attempt,
-                    self.config.encode,
+                    Relay {
+                        store: self.store.clone(),
+                        layout: self.layout.clone(),
+                        clock: self.clock.clone(),
+                        task_id: task.task_id.clone(),
+                        attempt: task.attempt,
+                        encode: self.config.encode,
+                        activity: self.activity.clone(),
+                        beat_now: self.beat_now.clone(),
+                    },
                     rx,
                 ));
                 let cancelled = watch_cancel(
@@ -293,8 +313,9 @@ impl Worker {
                 if evaluation.is_none() {
                     self.evaluator.kill().await;
                 }
-                // All events are written before the result, so the client sees them first.
-                let _ = relay.await;
+                // All events are written before the result, so the client sees them first; the
+                // result says how many there are.
+                events = relay.await.unwrap_or(0);
                 timing.finished_unix_ms = unix_ms(self.clock.wall());
                 match evaluation {
                     Some(Evaluation::Value(v)) => (Outcome::Value, v),
@@ -326,8 +347,42 @@ impl Worker {
             attempt: task.attempt,
             outcome,
             timing,
+            events,
         };
-        let frame = Bytes::from(wire::encode_result(&meta, &value, self.config.encode));
+        self.commit(&meta, &value).await?;
+        self.done.fetch_add(1, Ordering::Relaxed);
+        *self.activity.lock().await = WorkerActivity::Idle;
+        tracing::info!(task = %task.task_id, ms = meta.timing.finished_unix_ms.saturating_sub(received), "task done");
+        Ok(())
+    }
+
+    /// A prefetched task cancelled before it started: report it cancelled without running it.
+    async fn skip_task(&mut self, task_id: String, attempt: u32) -> Result<()> {
+        let now = unix_ms(self.clock.wall());
+        tracing::info!(task = %task_id, attempt, "task cancelled before it started");
+        let meta = ResultMeta {
+            task_id,
+            worker_id: self.config.worker_id.clone(),
+            attempt,
+            outcome: Outcome::Failed(Failure {
+                kind: FailureKind::Cancelled,
+                message: "the future was cancelled before it started".into(),
+                log_tail: vec![],
+            }),
+            timing: Timing {
+                received_unix_ms: now,
+                started_unix_ms: now,
+                finished_unix_ms: now,
+            },
+            events: 0,
+        };
+        self.commit(&meta, &[]).await
+    }
+
+    /// Commits a result once (put-if-absent).
+    async fn commit(&mut self, meta: &ResultMeta, value: &[u8]) -> Result<()> {
+        let result_key = path(self.layout.result(&meta.task_id))?;
+        let frame = Bytes::from(wire::encode_result(meta, value, self.config.encode));
         // Retry a commit that failed transiently; put-if-absent keeps a retry from writing
         // twice (a first attempt that did land makes the retry report "already committed").
         let mut retries = 0u32;
@@ -344,11 +399,8 @@ impl Worker {
             }
         };
         if !created {
-            tracing::warn!(task = %task.task_id, "a result was already committed; this one is dropped");
+            tracing::warn!(task = %meta.task_id, "a result was already committed; this one is dropped");
         }
-        self.done.fetch_add(1, Ordering::Relaxed);
-        *self.activity.lock().await = WorkerActivity::Idle;
-        tracing::info!(task = %task.task_id, ms = meta.timing.finished_unix_ms.saturating_sub(received), "task done");
         Ok(())
     }
 }
@@ -372,15 +424,31 @@ async fn orphaned(parent: Option<u32>, clock: &dyn Clock) {
     }
 }
 
-async fn relay_events(
+/// What the event relay of one task needs.
+struct Relay {
     store: Arc<dyn ObjectStore>,
     layout: SessionLayout,
     clock: Arc<dyn Clock>,
     task_id: String,
     attempt: u32,
     encode: EncodeOptions,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-) {
+    activity: Arc<Mutex<WorkerActivity>>,
+    beat_now: Arc<Notify>,
+}
+
+/// Writes a task's events in order; returns how many were written. After each write the
+/// heartbeat's event count moves and the heartbeat loop is asked for an early beat.
+async fn relay_events(relay: Relay, mut rx: mpsc::UnboundedReceiver<Bytes>) -> u32 {
+    let Relay {
+        store,
+        layout,
+        clock,
+        task_id,
+        attempt,
+        encode,
+        activity,
+        beat_now,
+    } = relay;
     let mut seq = 0u32;
     while let Some(ev) = rx.recv().await {
         let meta = EventMeta {
@@ -388,7 +456,7 @@ async fn relay_events(
             seq,
         };
         let Ok(key) = ObjectPath::parse(layout.event(&task_id, attempt, seq)) else {
-            return;
+            return seq;
         };
         let frame = Bytes::from(wire::encode_event(&meta, &ev, encode));
         // The client reads events in sequence and stops at a gap, so a failed write is retried
@@ -407,12 +475,17 @@ async fn relay_events(
                 Err(e) => {
                     tracing::warn!(error = %e, "could not write an event; later events of this task are dropped");
                     while rx.recv().await.is_some() {}
-                    return;
+                    return seq;
                 }
             }
         }
         seq += 1;
+        if let WorkerActivity::Busy { events, .. } = &mut *activity.lock().await {
+            *events = seq;
+        }
+        beat_now.notify_one();
     }
+    seq
 }
 
 async fn watch_cancel(
@@ -451,6 +524,9 @@ async fn write_beat(
     Ok(())
 }
 
+/// Beats every `heartbeat`, and once more `event_beat` after the last beat when the running
+/// task wrote events the last beat did not report (so at most one extra beat per
+/// `event_beat`, however many events a task writes).
 async fn heartbeat_loop(
     store: Arc<dyn ObjectStore>,
     clock: Arc<dyn Clock>,
@@ -458,16 +534,17 @@ async fn heartbeat_loop(
     config: WorkerConfig,
     activity: Arc<Mutex<WorkerActivity>>,
     done: Arc<AtomicU64>,
+    beat_now: Arc<Notify>,
 ) {
     let mut seq = 0;
     loop {
-        let a = activity.lock().await.clone();
+        let written = activity.lock().await.clone();
         if let Err(e) = write_beat(
             &*store,
             &*clock,
             &key,
             &config,
-            a,
+            written.clone(),
             done.load(Ordering::Relaxed),
             seq,
         )
@@ -476,6 +553,27 @@ async fn heartbeat_loop(
             tracing::warn!(error = %e, "heartbeat failed");
         }
         seq += 1;
-        clock.sleep(config.heartbeat).await;
+        let written_at = clock.now();
+        let deadline = written_at + config.heartbeat;
+        loop {
+            let now = clock.now();
+            if now >= deadline {
+                break;
+            }
+            tokio::select! {
+                () = clock.sleep(deadline - now) => break,
+                () = beat_now.notified() => {
+                    if *activity.lock().await == written {
+                        // Already reported (the wake-up raced the last beat).
+                        continue;
+                    }
+                    let since = clock.now().saturating_sub(written_at);
+                    if since < config.event_beat {
+                        clock.sleep(config.event_beat - since).await;
+                    }
+                    break;
+                }
+            }
+        }
     }
 }

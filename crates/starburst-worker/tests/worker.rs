@@ -451,6 +451,7 @@ async fn a_result_committed_by_someone_else_is_not_overwritten() {
         attempt: 1,
         outcome: Outcome::Value,
         timing: Timing::default(),
+        events: 0,
     };
     let theirs = Bytes::from(wire::encode_result(&theirs, b"first", EncodeOptions::PLAIN));
     rig.store
@@ -602,6 +603,8 @@ async fn heartbeat_seq_increases_and_reports_activity() {
             b.activity
                 == WorkerActivity::Busy {
                     task_id: "t1".into(),
+                    attempt: 1,
+                    events: 0,
                 }
         })
     })
@@ -727,4 +730,108 @@ fn run_is_a_future_that_can_be_spawned() {
         config(cache.path()),
     );
     assert_send(&worker.run());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skip_commits_a_cancelled_result_without_running_the_task() {
+    let mut rig = Rig::start();
+    // t1 runs while t2 (prefetched behind it) is withdrawn, then t3 runs as usual.
+    rig.run_task("t1", "sleep:200;value:one").await;
+    rig.send(
+        InboxMeta::Skip {
+            task_id: "t2".into(),
+            attempt: 3,
+        },
+        "",
+    )
+    .await;
+    rig.run_task("t3", "value:three").await;
+    let (meta, _) = rig.result("t2").await;
+    assert_eq!(failure_kind(&meta), Some(FailureKind::Cancelled));
+    assert_eq!((meta.attempt, meta.events), (3, 0));
+    let (meta, value) = rig.result("t3").await;
+    assert_eq!(meta.outcome, Outcome::Value);
+    assert_eq!(&value[..], b"three");
+    assert_eq!(rig.result("t1").await.1, Bytes::from_static(b"one"));
+    let evals: Vec<_> = rig
+        .journal
+        .entries()
+        .into_iter()
+        .filter(|e| matches!(e, Entry::Eval { .. }))
+        .collect();
+    assert_eq!(evals.len(), 2, "{evals:?}");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beats_and_the_result_count_the_events_with_one_extra_beat_per_burst() {
+    let mut rig = Rig::start_with(|c| {
+        // Periodic beats far apart: every beat seen during the task is an event beat.
+        c.heartbeat = Duration::from_secs(60);
+        c.event_beat = Duration::from_millis(200);
+    });
+    rig.until("the first beat", async || rig.beat().await.is_some())
+        .await;
+    rig.run_task("t1", "events:5;sleep:1000;event:late;sleep:1000;value:v")
+        .await;
+    rig.until("a beat reporting the first five events", async || {
+        rig.beat().await.is_some_and(|b| {
+            b.activity
+                == WorkerActivity::Busy {
+                    task_id: "t1".into(),
+                    attempt: 1,
+                    events: 5,
+                }
+        })
+    })
+    .await;
+    rig.until("a beat reporting the sixth event", async || {
+        rig.beat()
+            .await
+            .is_some_and(|b| matches!(b.activity, WorkerActivity::Busy { events: 6, .. }))
+    })
+    .await;
+    let (meta, _) = rig.result("t1").await;
+    assert_eq!(meta.events, 6);
+    let beat_key = rig.layout.beat(WORKER);
+    let beats = rig
+        .store
+        .writes()
+        .into_iter()
+        .filter(|(_, k)| *k == beat_key)
+        .count();
+    // The first beat, one for the burst of five, one for the late event.
+    assert_eq!(beats, 3, "{:?}", rig.store.writes());
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_backs_off_to_poll_max_and_a_long_task_checks_cancel_at_its_rate() {
+    let mut rig = Rig::start_with(|c| {
+        c.heartbeat = Duration::from_secs(3600);
+        c.poll_min = Duration::from_millis(10);
+        c.poll_max = Duration::from_secs(1);
+        c.cancel_poll = Duration::from_secs(2);
+    });
+    rig.until("the first beat", async || rig.beat().await.is_some())
+        .await;
+    let before = rig.store.inner.requests();
+    // 20 s idle: 10 ms doubling to 1 s is 7 polls for the first second, then one per second.
+    for _ in 0..2_000 {
+        rig.tick().await;
+    }
+    let idle = rig.store.inner.requests() - before;
+    assert!((20..=30).contains(&idle), "{idle} requests in 20 s idle");
+    // A 20 s task: one inbox read, one head per 2 s (10), one result commit, then the inbox
+    // misses of the first second idle again (10 ms doubling: 7).
+    rig.run_task("t1", "sleep:20000;value:long").await;
+    let before = rig.store.inner.requests();
+    // Not `rig.result()`: its own reads would count.
+    for _ in 0..2_100 {
+        rig.tick().await;
+    }
+    let busy = rig.store.inner.requests() - before;
+    assert_eq!(rig.result("t1").await.1, Bytes::from_static(b"long"));
+    assert!(busy <= 20, "{busy} requests for a 20 s task");
+    rig.stop().await;
 }

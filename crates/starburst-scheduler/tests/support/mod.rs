@@ -79,11 +79,32 @@ pub fn is_final(s: TaskState) -> bool {
 // ---------------------------------------------------------------------------------------------
 // A store that audits writes and can inject faults.
 
-/// Wraps an [`InMemoryStore`]: counts writes per kind of key, records every result commit, and
-/// can fail inbox writes or hold blob look-ups on a gate.
+/// What kind of key a request was for, by the session layout.
+pub fn key_kind(path: &ObjectPath) -> &'static str {
+    let p = path.as_str();
+    [
+        ("/inbox/", "inbox"),
+        ("/out/results/", "result"),
+        ("/out/events/", "event"),
+        ("/cancel/", "cancel"),
+        ("/blobs/", "blob"),
+        ("/beat", "beat"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| p.contains(needle))
+    .map_or("other", |(_, kind)| kind)
+}
+
+/// Wraps an [`InMemoryStore`]: counts every request by operation and kind of key (and how many
+/// reads missed), counts writes per key, records every result commit, and can fail inbox
+/// writes or hold blob look-ups on a gate.
 #[derive(Debug, Default)]
 pub struct AuditStore {
     pub inner: InMemoryStore,
+    /// Requests per (operation, kind of key, missed).
+    requests: Mutex<BTreeMap<(&'static str, &'static str, bool), u64>>,
+    /// Every request takes this long on this clock (a networked store's round trip).
+    latency: Mutex<Option<(ManualClock, Duration)>>,
     /// `put`/`put_if_absent` calls per key.
     puts: Mutex<HashMap<String, Vec<&'static str>>>,
     /// (key fragment, failures left) for `put`.
@@ -93,6 +114,42 @@ pub struct AuditStore {
 }
 
 impl AuditStore {
+    /// From now on every request takes `latency` of `clock`'s time, as on S3.
+    pub fn set_latency(&self, clock: &ManualClock, latency: Duration) {
+        *self.latency.lock().unwrap() = Some((clock.clone(), latency));
+    }
+
+    /// Requests take no time again.
+    pub fn clear_latency(&self) {
+        *self.latency.lock().unwrap() = None;
+    }
+
+    async fn delay(&self) {
+        let latency = self.latency.lock().unwrap().clone();
+        if let Some((clock, d)) = latency {
+            clock.sleep(d).await;
+        }
+    }
+
+    fn count(&self, op: &'static str, path: &ObjectPath, missed: bool) {
+        *self
+            .requests
+            .lock()
+            .unwrap()
+            .entry((op, key_kind(path), missed))
+            .or_default() += 1;
+    }
+
+    /// Requests so far per (operation, kind of key, missed).
+    pub fn requests(&self) -> BTreeMap<(&'static str, &'static str, bool), u64> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Requests so far.
+    pub fn total_requests(&self) -> u64 {
+        self.requests.lock().unwrap().values().sum()
+    }
+
     /// Writes (`"put"`, `"create"`, `"create-refused"`) to keys containing `needle`.
     pub fn writes_to(&self, needle: &str) -> Vec<(String, &'static str)> {
         let puts = self.puts.lock().unwrap();
@@ -157,6 +214,7 @@ impl AuditStore {
 #[async_trait]
 impl ObjectStore for AuditStore {
     async fn put(&self, path: &ObjectPath, data: Bytes) -> starburst_cloud::Result<()> {
+        self.delay().await;
         if self.should_fail(path) {
             return Err(Error::Transient {
                 op: "put",
@@ -164,11 +222,14 @@ impl ObjectStore for AuditStore {
                 source: "injected failure".into(),
             });
         }
+        self.count("put", path, false);
         self.record(path, "put");
         self.inner.put(path, data).await
     }
     async fn put_if_absent(&self, path: &ObjectPath, data: Bytes) -> starburst_cloud::Result<()> {
+        self.delay().await;
         let r = self.inner.put_if_absent(path, data).await;
+        self.count("put_if_absent", path, r.is_err());
         self.record(
             path,
             if r.is_ok() {
@@ -180,24 +241,35 @@ impl ObjectStore for AuditStore {
         r
     }
     async fn get(&self, path: &ObjectPath) -> starburst_cloud::Result<Bytes> {
-        self.inner.get(path).await
+        self.delay().await;
+        let r = self.inner.get(path).await;
+        self.count("get", path, r.is_err());
+        r
     }
     async fn get_range(
         &self,
         path: &ObjectPath,
         range: Range<u64>,
     ) -> starburst_cloud::Result<Bytes> {
-        self.inner.get_range(path, range).await
+        self.delay().await;
+        let r = self.inner.get_range(path, range).await;
+        self.count("get_range", path, r.is_err());
+        r
     }
     async fn head(&self, path: &ObjectPath) -> starburst_cloud::Result<ObjectMeta> {
+        self.delay().await;
         let gate = self.gate.lock().unwrap().clone();
         if let Some(g) = gate.filter(|_| path.as_str().contains("/blobs/")) {
             self.gate_waiting.fetch_add(1, Ordering::SeqCst);
             g.acquire().await.expect("gate open").forget();
         }
-        self.inner.head(path).await
+        let r = self.inner.head(path).await;
+        self.count("head", path, r.is_err());
+        r
     }
     async fn delete(&self, path: &ObjectPath) -> starburst_cloud::Result<()> {
+        self.delay().await;
+        self.count("delete", path, false);
         self.inner.delete(path).await
     }
     async fn list(
@@ -205,6 +277,8 @@ impl ObjectStore for AuditStore {
         prefix: &ObjectPath,
         token: Option<String>,
     ) -> starburst_cloud::Result<ListPage> {
+        self.delay().await;
+        self.count("list", prefix, false);
         self.inner.list(prefix, token).await
     }
 }
@@ -298,7 +372,11 @@ struct Ctx {
     launches: Arc<AtomicUsize>,
     behaviour: Arc<dyn Fn(usize) -> Behaviour + Send + Sync>,
     idle_timeout: Duration,
+    worker_config: WorkerTweak,
 }
+
+/// Changes the simulated workers' configuration.
+pub type WorkerTweak = Arc<dyn Fn(&mut WorkerConfig) + Send + Sync>;
 
 /// Completes once the platform reports `id` stopped (the simulation's "kill").
 async fn until_stopped(compute: &Weak<FakeCompute>, id: &WorkerId) {
@@ -350,6 +428,7 @@ fn launch_worker(ctx: &Ctx, id: &WorkerId) {
                     cfg.poll_min = Duration::from_millis(5);
                     cfg.poll_max = Duration::from_millis(20);
                     cfg.cancel_poll = Duration::from_millis(20);
+                    (ctx.worker_config)(&mut cfg);
                     let evaluator =
                         ScriptEvaluator::new(id.as_str(), clock.clone(), ctx.journal.clone());
                     let worker = Worker::new(ctx.store.clone(), clock, Box::new(evaluator), cfg);
@@ -393,6 +472,8 @@ pub struct SimOptions {
     pub behaviour: Arc<dyn Fn(usize) -> Behaviour + Send + Sync>,
     /// The workers' idle timeout.
     pub idle_timeout: Duration,
+    /// Applied to each worker's configuration after the test defaults (fast polls and beats).
+    pub worker_config: WorkerTweak,
 }
 
 impl SimOptions {
@@ -401,7 +482,13 @@ impl SimOptions {
             config,
             behaviour: Arc::new(|_| Behaviour::Real),
             idle_timeout: Duration::from_secs(3600),
+            worker_config: Arc::new(|_| {}),
         }
+    }
+
+    pub fn worker_config(mut self, f: impl Fn(&mut WorkerConfig) + Send + Sync + 'static) -> Self {
+        self.worker_config = Arc::new(f);
+        self
     }
 
     pub fn behaviour(mut self, f: impl Fn(usize) -> Behaviour + Send + Sync + 'static) -> Self {
@@ -458,6 +545,7 @@ impl Sim {
             launches: Arc::default(),
             behaviour: opts.behaviour,
             idle_timeout: opts.idle_timeout,
+            worker_config: opts.worker_config,
         };
         compute.on_launch(move |id, _spec| launch_worker(&ctx, id));
         let port = Arc::new(ThrottledCompute {
@@ -681,6 +769,13 @@ impl Sim {
             stop,
             thread: Some(thread),
         }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        // Closing the session writes stop messages; nobody moves the clock any more.
+        self.store.clear_latency();
     }
 }
 

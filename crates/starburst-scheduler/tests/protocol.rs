@@ -1,0 +1,236 @@
+//! What the engine costs in object-store requests on a store without notifications (S3), and
+//! the prefetching that keeps it low: the real scheduler and real worker loops over an
+//! in-memory store that counts every request (see `support/`). Requests are counted, never
+//! timed.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use starburst_cloud::{SessionId, StopCause, TaskId};
+use starburst_scheduler::{SchedulerConfig, TaskState};
+use starburst_serialization::{self as wire, InboxMeta, Limits};
+use support::{Entry, Sim, SimOptions, config, spec};
+
+/// A session configured as on S3: the scheduler's and the workers' own defaults, with the
+/// workers' heartbeat of the worker binary (2 s), and 20 ms per request.
+fn s3_like(max_workers: u32) -> Sim {
+    let cfg = SchedulerConfig::new(
+        SessionId::new(support::SESSION).unwrap(),
+        max_workers,
+        spec(),
+    );
+    let opts = SimOptions::new(cfg).worker_config(|w| {
+        let defaults = starburst_worker::WorkerConfig::new("s", "w", w.blob_cache.clone());
+        w.heartbeat = Duration::from_secs(2);
+        w.event_beat = defaults.event_beat;
+        w.poll_min = defaults.poll_min;
+        w.poll_max = defaults.poll_max;
+        w.cancel_poll = defaults.cancel_poll;
+    });
+    let sim = Sim::with(opts);
+    sim.store.set_latency(&sim.clock, Duration::from_millis(20));
+    sim
+}
+
+/// The inbox message at `seq` of `worker`.
+fn inbox(sim: &Sim, worker: &str, seq: u64) -> Option<InboxMeta> {
+    let buf = sim.get(sim.layout.inbox(worker, seq))?;
+    Some(wire::decode_inbox(&buf, Limits::default()).unwrap().0)
+}
+
+fn runs(meta: &Option<InboxMeta>, id: &TaskId) -> bool {
+    matches!(meta, Some(InboxMeta::Run(t)) if t.task_id == id.as_str())
+}
+
+#[test]
+fn two_hundred_short_futures_on_four_workers_cost_at_most_six_requests_each() {
+    const N: usize = 200;
+    let sim = s3_like(4);
+    let ids: Vec<_> = (0..N)
+        .map(|i| sim.submit(&format!("sleep:200;value:v{i}")))
+        .collect();
+    let t0 = sim.now();
+    let (done, _) = sim.finish_all(&ids);
+    eprintln!("{:?} of session time", sim.now() - t0);
+    // Counted before close: stop messages and the idle polls of finished workers are not the
+    // futures' cost.
+    let requests = sim.store.requests();
+    let total = sim.store.total_requests();
+    for (i, c) in done.iter().enumerate() {
+        assert_eq!(c.state, TaskState::Done, "{c:?}");
+        assert_eq!(c.value, Some(Bytes::from(format!("v{i}"))));
+    }
+    assert_eq!(sim.journal.count(|e| matches!(e, Entry::Eval { .. })), N);
+    assert_eq!(sim.compute.launched().len(), 4);
+    let per_future = total as f64 / N as f64;
+    eprintln!("{total} requests for {N} futures: {per_future:.2} per future");
+    for ((op, kind, missed), n) in &requests {
+        eprintln!(
+            "  {op:<14} {kind:<7} {:<5} {n:>5}",
+            if *missed { "miss" } else { "" }
+        );
+    }
+    assert!(per_future <= 6.0, "{per_future:.2} requests per future");
+    assert!(
+        !requests.keys().any(|(op, _, _)| *op == "list"),
+        "{requests:?}"
+    );
+    // No event-key probing, and no more than one result commit per future.
+    assert!(!requests.keys().any(|(_, kind, _)| *kind == "event"));
+    assert_eq!(requests[&("put_if_absent", "result", false)], N as u64);
+    // Prefetching: most tasks were waiting in their worker's inbox before it looked.
+    let inbox_misses = requests.get(&("get", "inbox", true)).copied().unwrap_or(0);
+    assert!(inbox_misses < (N / 4) as u64, "{inbox_misses} inbox misses");
+}
+
+#[test]
+fn a_lost_worker_requeues_its_prefetched_task_without_counting_a_loss_for_it() {
+    let mut cfg = config(1);
+    cfg.max_retries = 0;
+    let sim = Sim::with(SimOptions::new(cfg));
+    let a = sim.submit("hang");
+    let b = sim.submit("value:b");
+    let c = sim.submit("value:c");
+    let first = sim.wait_running("hang");
+    sim.until("b prefetched behind a", |s| {
+        runs(&inbox(s, first.as_str(), 1), &b)
+    });
+    assert!(runs(&inbox(&sim, first.as_str(), 0), &a));
+    assert_eq!(sim.state(&b), TaskState::Running);
+    assert_eq!(sim.sched.info().queued, 1);
+    sim.kill(
+        &first,
+        StopCause::Crashed,
+        "Essential container in task exited",
+    );
+    let (done, _) = sim.finish_all(&[a, b.clone(), c]);
+    // The task that ran used up its (zero) retries; the prefetched one never started and
+    // runs again on the next worker, as a new attempt.
+    assert_eq!(done[0].state, TaskState::Failed, "{:?}", done[0]);
+    let f = done[0].failure.clone().unwrap();
+    assert_eq!(f.class, "starburst_worker_lost");
+    assert!(f.message.contains("after 1 attempt(s)"), "{}", f.message);
+    assert_eq!(
+        done[1].value,
+        Some(Bytes::from_static(b"b")),
+        "{:?}",
+        done[1]
+    );
+    assert_eq!(
+        done[2].value,
+        Some(Bytes::from_static(b"c")),
+        "{:?}",
+        done[2]
+    );
+    let runs_b = sim.journal.evaluated_by("value:b");
+    assert_eq!(runs_b.len(), 1);
+    assert_ne!(runs_b[0], first.as_str());
+    let (meta, _) = sim.stored_result(&b).unwrap();
+    assert_eq!(meta.attempt, 2);
+    assert_eq!(sim.journal.evaluated_by("hang").len(), 1);
+}
+
+#[test]
+fn a_lost_worker_requeues_both_its_running_and_its_prefetched_task() {
+    let sim = Sim::new(1);
+    let a = sim.submit("sleep:300;events:2;value:a");
+    let b = sim.submit("events:1;value:b");
+    let c = sim.submit("value:c");
+    let first = sim.wait_running("value:a");
+    sim.until("b prefetched", |s| runs(&inbox(s, first.as_str(), 1), &b));
+    sim.kill(&first, StopCause::SpotInterruption, "interrupted");
+    let (done, _) = sim.finish_all(&[a.clone(), b.clone(), c]);
+    assert_eq!(
+        done[0].value,
+        Some(Bytes::from_static(b"a")),
+        "{:?}",
+        done[0]
+    );
+    assert_eq!(
+        done[1].value,
+        Some(Bytes::from_static(b"b")),
+        "{:?}",
+        done[1]
+    );
+    assert_eq!(
+        done[2].value,
+        Some(Bytes::from_static(b"c")),
+        "{:?}",
+        done[2]
+    );
+    // Events of the re-runs, complete and in order.
+    assert_eq!(done[0].events, vec![Bytes::from("e0"), Bytes::from("e1")]);
+    assert_eq!(done[1].events, vec![Bytes::from("e0")]);
+    assert_eq!(sim.stored_result(&a).unwrap().0.attempt, 2);
+    assert_eq!(sim.stored_result(&b).unwrap().0.attempt, 2);
+    assert_eq!(sim.journal.evaluated_by("value:a").len(), 2);
+    assert_eq!(sim.journal.evaluated_by("value:b").len(), 1);
+}
+
+#[test]
+fn cancelling_a_prefetched_task_ends_it_cancelled_without_running_it() {
+    let sim = Sim::new(1);
+    let a = sim.submit("hang");
+    let b = sim.submit("value:b");
+    let c = sim.submit("value:c");
+    let worker = sim.wait_running("hang");
+    sim.until("b prefetched", |s| runs(&inbox(s, worker.as_str(), 1), &b));
+    sim.sched.cancel(std::slice::from_ref(&b)).unwrap();
+    // The assignment is withdrawn in place.
+    sim.until("b withdrawn", |s| {
+        matches!(inbox(s, worker.as_str(), 1), Some(InboxMeta::Skip { ref task_id, .. }) if task_id == b.as_str())
+    });
+    assert_eq!(sim.state(&b), TaskState::Running);
+    sim.sched.cancel(std::slice::from_ref(&a)).unwrap();
+    let (done, _) = sim.finish_all(&[a, b, c]);
+    assert_eq!(done[0].state, TaskState::Cancelled, "{:?}", done[0]);
+    assert_eq!(done[1].state, TaskState::Cancelled, "{:?}", done[1]);
+    assert!(done[1].failure.is_none());
+    assert_eq!(
+        done[2].value,
+        Some(Bytes::from_static(b"c")),
+        "{:?}",
+        done[2]
+    );
+    assert!(sim.journal.evaluated_by("value:b").is_empty());
+    // The same worker went on.
+    assert_eq!(
+        sim.journal.evaluated_by("value:c"),
+        vec![worker.to_string()]
+    );
+    assert_eq!(sim.compute.launched().len(), 1);
+}
+
+#[test]
+fn events_arrive_complete_and_in_order_without_probing_event_keys() {
+    let sim = s3_like(2);
+    let script = "events:3;sleep:1500;event:late;sleep:1500;value:v";
+    let ids: Vec<_> = (0..6).map(|_| sim.submit(script)).collect();
+    // The first task's first events reach the client while it still runs (from a beat).
+    let mut early = Vec::new();
+    sim.until("events of a running task", |s| {
+        let c = s.peek(&ids[0]);
+        assert!(!support::is_final(c.state), "{c:?}");
+        early.extend(c.events);
+        !early.is_empty()
+    });
+    let (mut done, _) = sim.finish_all(&ids);
+    done[0].events.splice(0..0, early);
+    let want: Vec<Bytes> = ["e0", "e1", "e2", "late"]
+        .into_iter()
+        .map(Bytes::from)
+        .collect();
+    for c in &done {
+        assert_eq!(c.state, TaskState::Done, "{c:?}");
+        assert_eq!(c.events, want);
+    }
+    // Every event read exactly once, never a miss.
+    let requests = sim.store.requests();
+    assert_eq!(requests[&("get", "event", false)], 6 * 4, "{requests:?}");
+    assert!(
+        !requests.contains_key(&("get", "event", true)),
+        "{requests:?}"
+    );
+}
