@@ -30,6 +30,12 @@ sb_cancel <- function(session, tasks) invisible(sb_check(.Call(wrap__sb_cancel, 
 
 sb_session_info <- function(session) sb_check(.Call(wrap__sb_session_info, session))
 
+sb_session_workers <- function(session) sb_check(.Call(wrap__sb_session_workers, session))
+
+sb_worker_log <- function(session, worker, n) {
+  sb_check(.Call(wrap__sb_worker_log, session, as.character(worker), as.numeric(n)))
+}
+
 sb_session_close <- function(session) invisible(sb_check(.Call(wrap__sb_session_close, session)))
 
 sb_validate_size <- function(millicpu, memory_mib) {

@@ -243,6 +243,9 @@ collect_future <- function(future, timeout = 0) {
   ## final state only once, and a condition handler may throw
   if (final) {
     if (exists(id, envir = s[["tasks"]], inherits = FALSE)) rm(list = id, envir = s[["tasks"]])
+    ## Which worker ran it, and in which session: for starburst_logs(future)
+    future[["starburst_worker"]] <- res[["worker"]]
+    future[["starburst_session"]] <- s
     record_outcome(future, res)
     count_finished(future)
   }

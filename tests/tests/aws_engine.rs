@@ -144,11 +144,17 @@ impl Emulator {
 
     /// An HTTP request to the emulator's control API; the response body.
     fn control(&self, method: &str, path: &str) -> String {
+        self.control_with_body(method, path, "")
+    }
+
+    /// As [`Self::control`], with a JSON body.
+    fn control_with_body(&self, method: &str, path: &str, body: &str) -> String {
         let addr = self.url.trim_start_matches("http://");
         let mut sock = TcpStream::connect(addr).unwrap();
         write!(
             sock,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
         let mut response = String::new();
@@ -411,4 +417,73 @@ fn an_image_that_cannot_be_pulled_fails_every_future_at_once() {
         run_task <= 2,
         "no launch storm after a pull failure: {run_task} RunTask calls"
     );
+}
+
+#[test]
+fn throttling_and_server_errors_are_retried_with_backoff() {
+    let emu = Emulator::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let inject = |status: u16, code: &str, count: u32| {
+        let body = format!(
+            r#"{{"service":"s3","method":"PUT","status":{status},"code":"{code}","count":{count}}}"#
+        );
+        emu.control_with_body("POST", "/_starburst/faults", &body)
+    };
+    rt.block_on(async {
+        use starburst::aws::{Aws, S3Options, S3Store};
+        use starburst::cloud::{ObjectPath, ObjectStore};
+        let path = ObjectPath::parse("retry/object").unwrap();
+        let store = |attempts: u32| {
+            let options = emu.aws_options().with_max_attempts(attempts);
+            let bucket = emu.settings.bucket.clone();
+            async move {
+                S3Store::new(
+                    &Aws::connect(options).await,
+                    bucket,
+                    "retry",
+                    S3Options::default(),
+                )
+                .unwrap()
+            }
+        };
+        // Two SlowDowns, then an internal error: the default 5 attempts ride them out.
+        inject(503, "SlowDown", 2);
+        inject(500, "InternalError", 1);
+        store(5)
+            .await
+            .put(&path, Bytes::from("x"))
+            .await
+            .expect("retried past 3 faults");
+        // With a single attempt the fault surfaces, mapped onto the port's error.
+        inject(503, "SlowDown", 1);
+        let e = store(1)
+            .await
+            .put(&path, Bytes::from("y"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, starburst::cloud::Error::Throttled { .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("retry/object"), "names the key: {e}");
+    });
+    let faults = &emu.stats()["faults_injected"]["s3"];
+    let total: u64 = faults
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 4, "every injected fault was hit: {faults}");
+
+    // A session rides out faults on its own writes too.
+    let s = emu.session(1, Capacity::OnDemand, None);
+    inject(503, "SlowDown", 3);
+    let ids: Vec<_> = (0..5).map(|i| submit(&s, &format!("echo:{i}"))).collect();
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(wait(&s, id).value.unwrap(), Bytes::from(i.to_string()));
+    }
 }

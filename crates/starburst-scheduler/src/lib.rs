@@ -150,6 +150,8 @@ pub struct Collected {
     pub value: Option<Bytes>,
     /// The failure, once `Failed`.
     pub failure: Option<TaskFailure>,
+    /// Once final: the worker that ran the task's last attempt, if one did.
+    pub worker: Option<WorkerId>,
 }
 
 /// Counts for `nbrOfWorkers()`, `nbrOfFreeWorkers()` and status displays.
@@ -199,6 +201,8 @@ struct Task {
     value: Option<Bytes>,
     failure: Option<TaskFailure>,
     worker: Option<WorkerId>,
+    /// Once final: the worker of the last attempt.
+    ran_on: Option<WorkerId>,
     /// Where in its worker's inbox the current assignment is.
     inbox_seq: u64,
     /// A cancellation marker (and an inbox `Skip`) is still to be written.
@@ -237,6 +241,8 @@ struct State {
     fatal: Option<TaskFailure>,
     dirty: bool,
     stats: Stats,
+    /// Every worker launched, in launch order.
+    launched: Vec<WorkerId>,
     /// Moving average of how long tasks take on a worker (from their results' timing), for the
     /// first read of a running task's result on stores that cannot notify.
     estimate: Option<Duration>,
@@ -307,7 +313,7 @@ impl State {
             t.value = value;
             t.failure = failure;
             t.payload = Bytes::new();
-            t.worker = None;
+            t.ran_on = t.worker.take().or(t.ran_on.take());
             self.dirty = true;
         }
     }
@@ -453,6 +459,7 @@ impl Scheduler {
             value: None,
             failure: None,
             worker: None,
+            ran_on: None,
             inbox_seq: 0,
             cancel: false,
             cancelled: false,
@@ -493,6 +500,11 @@ impl Scheduler {
                     events: std::mem::take(&mut t.events),
                     value: t.value.take(),
                     failure: t.failure.take(),
+                    worker: if t.state.is_final() {
+                        t.ran_on.clone()
+                    } else {
+                        None
+                    },
                 };
                 if out.state.is_final() {
                     st.tasks.remove(id);
@@ -509,6 +521,11 @@ impl Scheduler {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Every worker this session launched, oldest first (including stopped ones).
+    pub fn workers(&self) -> Vec<WorkerId> {
+        self.shared.lock().launched.clone()
     }
 
     /// Cancels tasks: queued ones end at once, running ones are interrupted on their worker.
@@ -1056,6 +1073,7 @@ async fn launch(sh: &Shared, count: u32) -> Result<bool> {
     };
     let now = sh.ports.clock.now();
     let mut st = sh.lock();
+    st.launched.extend(report.launched.iter().cloned());
     for id in &report.launched {
         st.workers.insert(
             id.clone(),

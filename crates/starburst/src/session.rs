@@ -50,12 +50,13 @@ impl Logs for NoLogs {
 #[derive(Debug)]
 pub struct Session {
     scheduler: Scheduler,
+    logs: Arc<dyn Logs>,
     backend: Backend,
     root: PathBuf,
     owns_root: bool,
-    // Owned, never read: it runs the scheduler's driver. Declared last, so it is dropped after
-    // the scheduler has stopped its workers.
-    _runtime: tokio::runtime::Runtime,
+    // Runs the scheduler's driver (and log reads). Declared last, so it is dropped after the
+    // scheduler has stopped its workers.
+    runtime: tokio::runtime::Runtime,
 }
 
 fn new_session_id() -> SessionId {
@@ -162,19 +163,21 @@ impl Session {
         sc.health_interval = Duration::from_millis(250);
         sc.lease = Duration::from_secs(60);
         sc.start_timeout = Duration::from_secs(120);
+        let logs: Arc<dyn Logs> = Arc::new(FileLogs::new(log_dir));
         let ports = Ports {
             store: Arc::new(store) as Arc<dyn ObjectStore>,
             compute: Arc::new(compute),
-            logs: Arc::new(FileLogs::new(log_dir)),
+            logs: logs.clone(),
             clock: Arc::new(SystemClock::default()),
         };
         let scheduler = Scheduler::start(sc, ports, runtime.handle().clone());
         Ok(Self {
             scheduler,
+            logs,
             backend: Backend::Local,
             root,
             owns_root,
-            _runtime: runtime,
+            runtime,
         })
     }
 
@@ -232,16 +235,17 @@ impl Session {
         let ports = Ports {
             store: Arc::new(store) as Arc<dyn ObjectStore>,
             compute: Arc::new(compute),
-            logs,
+            logs: logs.clone(),
             clock: Arc::new(SystemClock::default()),
         };
         let scheduler = Scheduler::start(sc, ports, runtime.handle().clone());
         Ok(Self {
             scheduler,
+            logs,
             backend: Backend::Aws,
             root: PathBuf::new(),
             owns_root: false,
-            _runtime: runtime,
+            runtime,
         })
     }
 
@@ -268,6 +272,18 @@ impl Session {
     /// Counts.
     pub fn info(&self) -> SessionInfo {
         self.scheduler.info()
+    }
+
+    /// Every worker this session started, oldest first.
+    pub fn workers(&self) -> Vec<WorkerId> {
+        self.scheduler.workers()
+    }
+
+    /// A worker's log (the last `tail` lines when given): its process output locally, its
+    /// CloudWatch stream on AWS.
+    pub fn worker_log(&self, worker: &WorkerId, tail: Option<usize>) -> Result<Vec<LogLine>> {
+        let query = LogQuery { tail, since: None };
+        Ok(self.runtime.block_on(self.logs.read(worker, &query))?)
     }
 
     /// The backend.

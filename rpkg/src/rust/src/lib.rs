@@ -118,13 +118,19 @@ fn sb_collect(session: Robj, task: &str, timeout: f64) -> Robj {
                 .into_robj(),
                 None => ().into(),
             };
+            let worker = c
+                .worker
+                .as_ref()
+                .map(|w| r!(w.as_str()))
+                .unwrap_or_else(|| ().into());
             List::from_names_and_values(
-                ["state", "events", "value", "error"],
+                ["state", "events", "value", "error", "worker"],
                 [
                     r!(c.state.as_str()),
                     List::from_values(events).into_robj(),
                     value,
                     error,
+                    worker,
                 ],
             )
             .expect("names match values")
@@ -192,6 +198,43 @@ fn sb_session_info(session: Robj) -> Robj {
     })
 }
 
+/// Every worker the session started, oldest first.
+#[extendr]
+fn sb_session_workers(session: Robj) -> Robj {
+    with_session(session, |s| {
+        let ids: Vec<String> = s.workers().iter().map(ToString::to_string).collect();
+        r!(ids)
+    })
+}
+
+/// A worker's log: the last `n` lines (all when `n` is not positive), as a list of `time`
+/// (seconds since the epoch, `NA` when unknown) and `message`.
+#[extendr]
+fn sb_worker_log(session: Robj, worker: &str, n: f64) -> Robj {
+    let id = match starburst::cloud::WorkerId::new(worker) {
+        Ok(id) => id,
+        Err(e) => return rust_error("starburst_invalid_argument", e),
+    };
+    let tail = (n.is_finite() && n > 0.0).then_some(n as usize);
+    with_session(session, |s| match s.worker_log(&id, tail) {
+        Ok(lines) => {
+            let times: Vec<Option<f64>> = lines
+                .iter()
+                .map(|l| {
+                    l.time
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs_f64())
+                })
+                .collect();
+            let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+            List::from_names_and_values(["time", "message"], [r!(times), r!(messages)])
+                .expect("names match values")
+                .into_robj()
+        }
+        Err(e) => facade_error(e),
+    })
+}
+
 /// Stops the session's workers; idempotent.
 #[extendr]
 fn sb_session_close(session: Robj) -> Robj {
@@ -226,6 +269,8 @@ extendr_module! {
     fn sb_collect;
     fn sb_cancel;
     fn sb_session_info;
+    fn sb_session_workers;
+    fn sb_worker_log;
     fn sb_session_close;
     fn sb_validate_size;
 }
