@@ -225,7 +225,7 @@ check_option_names <- function(names, allowed = c(backend_option_names, future_t
 ## Errors are classed; the AWS backend needs a set-up (read_aws_setup()).
 resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c("aws", "local"),
                            spot = FALSE, arch = c("x86_64", "arm64"), idle_timeout = 600,
-                           max_retries = 2) {
+                           max_retries = 2, read_setup = TRUE) {
   millicpu <- check_cpu(cpu)
   memory_mib <- parse_memory(memory)
   backend <- check_backend(backend)
@@ -244,9 +244,13 @@ resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c(
       invalid_argument("Invalid Fargate size cpu = %s, memory = %s: %s",
                        format(millicpu / 1000), format_mib(memory_mib), paste(msg, collapse = " "))
     }
-    aws <- read_aws_setup()
+    ## Counting workers needs no set-up (and a worker, which may count them while
+    ## evaluating a future, has none)
+    aws <- if (read_setup) read_aws_setup() else NULL
+    setup_file <- aws_setup_file()
   } else {
     aws <- NULL
+    setup_file <- NULL
   }
 
   workers <- resolve_workers(workers, backend = backend)
@@ -261,6 +265,7 @@ resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c(
     idle_timeout_secs = idle_timeout,
     max_retries = max_retries,
     implicit = implicit,
+    setup_file = setup_file,
     aws = aws
   )
 }
@@ -270,7 +275,7 @@ resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c(
 ## the same key share workers
 config_key <- function(config) {
   keep <- c("backend", "workers", "millicpu", "memory_mib", "spot", "arch",
-            "idle_timeout_secs", "max_retries", "aws")
+            "idle_timeout_secs", "max_retries", "setup_file")
   paste(format(jsonlite::toJSON(config[keep], auto_unbox = TRUE)), collapse = "")
 }
 

@@ -183,7 +183,7 @@ evaluator_option <- function(evaluator, name) {
 evaluator_config <- function(evaluator) {
   args <- lapply(backend_option_names, FUN = evaluator_option, evaluator = evaluator)
   names(args) <- backend_option_names
-  do.call(resolve_config, args = args)
+  do.call(resolve_config, args = c(args, list(read_setup = FALSE)))
 }
 
 
