@@ -370,7 +370,11 @@ fn bench(futures: u32, reps: u32) -> Result<()> {
             env: vec![("R_LIBS".into(), r_libs(&lib))],
         },
     )?;
-    eprintln!("emulator: {} (set-up {})", emu.url(), emu.config().display());
+    eprintln!(
+        "emulator: {} (set-up {})",
+        emu.url(),
+        emu.config().display()
+    );
     run(Command::new("Rscript")
         .args(["xtask/r/bench.R", &futures.to_string(), &reps.to_string()])
         .env("R_LIBS", r_libs(&lib))

@@ -125,7 +125,10 @@ fn a_spot_interruption_requeues_the_task_on_another_worker_once() {
         (runs[1].as_str(), 2)
     );
     // The caller learns which worker ran it (for its log), and the session lists both.
-    assert_eq!(c.worker.as_ref().map(|w| w.as_str()), Some(runs[1].as_str()));
+    assert_eq!(
+        c.worker.as_ref().map(|w| w.as_str()),
+        Some(runs[1].as_str())
+    );
     let workers: Vec<String> = sim.sched.workers().iter().map(|w| w.to_string()).collect();
     assert_eq!(workers, vec![first.to_string(), runs[1].clone()]);
     // One commit, no overwrite, and the session forgot the task after reporting it.
