@@ -59,7 +59,9 @@ impl S3Options {
 ///
 /// `put_if_absent` is a `PutObject` with `If-None-Match: *`, so of concurrent writers exactly
 /// one wins (S3's conditional writes). `put_large` is a multipart upload of parallel parts,
-/// aborted when a part fails. The store cannot notify: callers poll.
+/// aborted when a part fails. `get` reads the first part with a ranged GET (one request for
+/// objects up to a part) and the rest of a larger object with parallel ranged GETs of the same
+/// version (`If-Match`). The store cannot notify: callers poll.
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
@@ -197,6 +199,80 @@ impl S3Store {
         result
     }
 
+    async fn get_whole(&self, key: &str) -> Result<Bytes> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map("get", self.resource(key), e))?;
+        collect("get", self.resource(key), out.body).await
+    }
+
+    /// The rest of an object of `total` bytes whose first part is `head`: ranged GETs of one
+    /// part each, `parallelism` at a time, all of the same version (`If-Match` its ETag).
+    async fn get_rest(
+        &self,
+        key: &str,
+        head: Bytes,
+        total: u64,
+        etag: Option<String>,
+    ) -> Result<Bytes> {
+        let part = self.part_size as u64;
+        let ranges: Vec<(usize, Range<u64>)> = (head.len() as u64..total)
+            .step_by(self.part_size)
+            .enumerate()
+            .map(|(i, start)| (i, start..(start + part).min(total)))
+            .collect();
+        let mut pending = ranges.into_iter();
+        let mut tasks = JoinSet::new();
+        let mut parts: Vec<(usize, Bytes)> = Vec::new();
+        let spawn = |tasks: &mut JoinSet<Result<(usize, Bytes)>>, (i, r): (usize, Range<u64>)| {
+            let client = self.client.clone();
+            let (bucket, key, etag) = (self.bucket.clone(), key.to_owned(), etag.clone());
+            let resource = self.resource(&key);
+            tasks.spawn(async move {
+                let out = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .range(format!("bytes={}-{}", r.start, r.end - 1))
+                    .set_if_match(etag)
+                    .send()
+                    .await
+                    .map_err(|e| map("get", resource.clone(), e))?;
+                let bytes = collect("get", resource, out.body).await?;
+                Ok((i, bytes))
+            });
+        };
+        for r in pending.by_ref().take(self.parallelism) {
+            spawn(&mut tasks, r);
+        }
+        while let Some(done) = tasks.join_next().await {
+            // Dropping the JoinSet on an early return aborts the parts still in flight.
+            parts.push(done.map_err(|e| Error::other("get", self.resource(key), e))??);
+            if let Some(r) = pending.next() {
+                spawn(&mut tasks, r);
+            }
+        }
+        parts.sort_by_key(|(i, _)| *i);
+        let mut buf = Vec::with_capacity(total as usize);
+        buf.extend_from_slice(&head);
+        for (_, p) in parts {
+            buf.extend_from_slice(&p);
+        }
+        if buf.len() as u64 != total {
+            return Err(Error::Transient {
+                op: "get",
+                resource: self.resource(key),
+                source: format!("read {} of {total} bytes", buf.len()).into(),
+            });
+        }
+        Ok(Bytes::from(buf))
+    }
+
     async fn upload_parts(
         &self,
         key: &str,
@@ -254,6 +330,22 @@ impl S3Store {
     }
 }
 
+/// The total size in a `Content-Range: bytes 0-99/1234` header.
+fn total_size(content_range: &str) -> Option<u64> {
+    content_range.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+async fn collect(op: &'static str, resource: String, body: ByteStream) -> Result<Bytes> {
+    body.collect()
+        .await
+        .map(|b| b.into_bytes())
+        .map_err(|e| Error::Transient {
+            op,
+            resource,
+            source: e.into(),
+        })
+}
+
 fn modified(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
     t.and_then(|t| SystemTime::try_from(*t).ok())
         .unwrap_or(SystemTime::UNIX_EPOCH)
@@ -298,20 +390,31 @@ impl ObjectStore for S3Store {
 
     async fn get(&self, path: &ObjectPath) -> Result<Bytes> {
         let key = self.key(path);
-        let out = self
+        // The first part as a ranged GET: one request for objects up to a part, and the total
+        // size (Content-Range) for the parallel download of the rest of a larger one.
+        let first = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(&key)
+            .range(format!("bytes=0-{}", self.part_size - 1))
             .send()
-            .await
-            .map_err(|e| map("get", self.resource(&key), e))?;
-        let body = out.body.collect().await.map_err(|e| Error::Transient {
-            op: "get",
-            resource: self.resource(&key),
-            source: e.into(),
-        })?;
-        Ok(body.into_bytes())
+            .await;
+        let out = match first {
+            Ok(out) => out,
+            // An empty object has no byte 0.
+            Err(e) if Failure::of(&e).is_invalid_range() => return self.get_whole(&key).await,
+            Err(e) => return Err(map("get", self.resource(&key), e)),
+        };
+        let total = out.content_range().and_then(total_size);
+        let etag = out.e_tag().map(str::to_owned);
+        let head = collect("get", self.resource(&key), out.body).await?;
+        match total {
+            Some(total) if total > head.len() as u64 => {
+                self.get_rest(&key, head, total, etag).await
+            }
+            _ => Ok(head),
+        }
     }
 
     async fn get_range(&self, path: &ObjectPath, range: Range<u64>) -> Result<Bytes> {
