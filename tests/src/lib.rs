@@ -1,1 +1,32 @@
-//! Cross-crate end-to-end tests live in `tests/`; this library is empty.
+//! Shared by the cross-crate end-to-end tests in `tests/`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The `starburst-worker` binary, built (or found up to date) once per test run, next to the
+/// running test executable's profile directory.
+pub fn worker_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "starburst",
+                "--bin",
+                "starburst-worker",
+            ])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building starburst-worker failed");
+        // target/<profile>/deps/<this test> -> target/<profile>/starburst-worker
+        let exe = std::env::current_exe().expect("the test executable's path");
+        exe.parent()
+            .and_then(|deps| deps.parent())
+            .expect("target/<profile>/deps")
+            .join("starburst-worker")
+    })
+    .clone()
+}

@@ -9,7 +9,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,6 +16,7 @@ use starburst::aws::{AwsOptions, EcsCompute, EcsOptions};
 use starburst::cloud::{Capacity, Compute, TaskId};
 use starburst::scheduler::{Collected, TaskState};
 use starburst::{AwsSettings, Backend, Config, Session};
+use starburst_e2e::worker_bin;
 
 const REGION: &str = "us-east-1";
 
@@ -24,33 +24,6 @@ fn target_dir() -> PathBuf {
     // target/<profile>/deps/<this test>
     let exe = std::env::current_exe().unwrap();
     exe.ancestors().nth(3).unwrap().to_path_buf()
-}
-
-/// The worker binary, built (or found up to date) once per test run.
-fn worker_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "starburst",
-                "--bin",
-                "starburst-worker",
-            ])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building starburst-worker failed");
-        let exe = std::env::current_exe().unwrap();
-        exe.parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("starburst-worker")
-    })
-    .clone()
 }
 
 /// The moto venv's Python.
@@ -169,8 +142,8 @@ impl Emulator {
         serde_json::from_str(&self.control("GET", "/_starburst/stats")).unwrap()
     }
 
-    /// The ids of the session's running workers, as ECS lists them.
-    fn running_workers(&self, session: &Session) -> Vec<String> {
+    /// Runs `f` with an ECS adapter on this emulator's cluster.
+    fn with_ecs<T>(&self, f: impl AsyncFnOnce(EcsCompute) -> T) -> T {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -179,8 +152,14 @@ impl Emulator {
             let aws = starburst::aws::Aws::connect(self.aws_options()).await;
             let mut options = EcsOptions::new(&self.settings.cluster);
             options.subnets = self.settings.subnets.clone();
-            let ecs = EcsCompute::new(&aws, options).unwrap();
-            let session_id = session.info().session_id.to_string();
+            f(EcsCompute::new(&aws, options).unwrap()).await
+        })
+    }
+
+    /// The ids of the session's running workers, as ECS lists them.
+    fn running_workers(&self, session: &Session) -> Vec<String> {
+        let session_id = session.info().session_id.to_string();
+        self.with_ecs(async |ecs| {
             ecs.list(Some(&session_id))
                 .await
                 .unwrap()
@@ -192,19 +171,11 @@ impl Emulator {
 
     /// Whether ECS reports every one of `ids` stopped.
     fn all_stopped(&self, ids: &[String]) -> bool {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let aws = starburst::aws::Aws::connect(self.aws_options()).await;
-            let mut options = EcsOptions::new(&self.settings.cluster);
-            options.subnets = self.settings.subnets.clone();
-            let ecs = EcsCompute::new(&aws, options).unwrap();
-            let ids: Vec<_> = ids
-                .iter()
-                .map(|id| starburst::cloud::WorkerId::new(id.clone()).unwrap())
-                .collect();
+        let ids: Vec<_> = ids
+            .iter()
+            .map(|id| starburst::cloud::WorkerId::new(id.clone()).unwrap())
+            .collect();
+        self.with_ecs(async |ecs| {
             let st = ecs.describe(&ids).await.unwrap();
             st.len() == ids.len()
                 && st

@@ -3,40 +3,12 @@
 //! protocol (`fixtures/fake_rscript.py`), so the engine is tested without R.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use starburst::scheduler::{Collected, TaskState};
 use starburst::{Config, Session};
-
-/// The worker binary, built (or found up to date) once per test run.
-fn worker_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "starburst",
-                "--bin",
-                "starburst-worker",
-            ])
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building starburst-worker failed");
-        // target/<profile>/deps/<this test> -> target/<profile>/starburst-worker
-        let exe = std::env::current_exe().unwrap();
-        exe.parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("starburst-worker")
-    })
-    .clone()
-}
+use starburst_e2e::worker_bin;
 
 fn session(workers: u32, root: &std::path::Path) -> Session {
     let mut c = Config::local(workers);

@@ -330,18 +330,7 @@ fn test() -> Result<()> {
     // The same suite on the aws backend: the emulator's Fargate simulator runs the installed
     // package's worker binary, whose R finds the package through R_LIBS.
     eprintln!("R end-to-end tests, aws backend (emulator)");
-    let dir = target_dir().join("emulator-test");
-    std::fs::create_dir_all(&dir)?;
-    let emu = emulator::Emulator::start(
-        &emulator::python()?,
-        &emulator::EmulatorOptions {
-            worker_bin: lib.join("starburst").join("bin").join("starburst-worker"),
-            config_out: dir.join("config.json"),
-            log_dir: Some(dir.join("logs")),
-            args: vec!["--stop-grace".into(), "2".into()],
-            env: vec![("R_LIBS".into(), r_libs(&lib))],
-        },
-    )?;
+    let emu = r_emulator(&lib, "emulator-test", &["--stop-grace", "2"])?;
     run(Command::new("Rscript")
         .args(["-e", testthat])
         .env("R_LIBS", r_libs(&lib))
@@ -353,23 +342,30 @@ fn test() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench`: the R benchmark against its peers, on the local backend and on the
-/// emulator's aws backend, then S3 multipart against single PUT on the emulator.
-fn bench(futures: u32, reps: u32) -> Result<()> {
-    ensure_r()?;
-    let lib = install()?;
-    let dir = target_dir().join("emulator-bench");
+/// An emulator in the background whose workers are the R package installed in `lib` (its
+/// worker binary; their R finds the package through `R_LIBS`), with its files in
+/// `$CARGO_TARGET_DIR/<dir>`.
+fn r_emulator(lib: &Path, dir: &str, args: &[&str]) -> Result<emulator::Emulator> {
+    let dir = target_dir().join(dir);
     std::fs::create_dir_all(&dir)?;
-    let emu = emulator::Emulator::start(
+    emulator::Emulator::start(
         &emulator::python()?,
         &emulator::EmulatorOptions {
             worker_bin: lib.join("starburst").join("bin").join("starburst-worker"),
             config_out: dir.join("config.json"),
             log_dir: Some(dir.join("logs")),
-            args: vec![],
-            env: vec![("R_LIBS".into(), r_libs(&lib))],
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![("R_LIBS".into(), r_libs(lib))],
         },
-    )?;
+    )
+}
+
+/// `cargo xtask bench`: the R benchmark against its peers, on the local backend and on the
+/// emulator's aws backend, then S3 multipart against single PUT on the emulator.
+fn bench(futures: u32, reps: u32) -> Result<()> {
+    ensure_r()?;
+    let lib = install()?;
+    let emu = r_emulator(&lib, "emulator-bench", &[])?;
     eprintln!(
         "emulator: {} (set-up {})",
         emu.url(),
