@@ -4,19 +4,17 @@
 //! server with those added in process (`support/moto_quotas.py`). The mapping of every request
 //! status and task shape is unit-tested in `src/quotas.rs`.
 
-#[path = "support/moto_quotas.rs"]
-mod moto_quotas;
 mod support;
 
 use std::sync::Arc;
 
-use moto_quotas::PatchedMoto;
 use starburst_aws::ServiceQuotas;
 use starburst_cloud::{Error, FARGATE_ON_DEMAND_VCPU, FARGATE_SPOT_VCPU, Quotas, RequestState};
+use support::Moto;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_quotas_pass_the_quotas_conformance_suite_on_both_fargate_quotas() {
-    let moto = PatchedMoto::start().await;
+    let moto = Moto::start_with_quotas().await;
     let quotas = Arc::new(ServiceQuotas::new(&moto.aws().await));
     for code in [FARGATE_ON_DEMAND_VCPU, FARGATE_SPOT_VCPU] {
         starburst_cloud::conformance::quotas(quotas.clone(), code).await;
@@ -25,7 +23,7 @@ async fn service_quotas_pass_the_quotas_conformance_suite_on_both_fargate_quotas
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quota_has_its_applied_value_and_its_default() {
-    let moto = PatchedMoto::start().await;
+    let moto = Moto::start_with_quotas().await;
     let quotas = ServiceQuotas::new(&moto.aws().await);
     let q = quotas.quota(FARGATE_SPOT_VCPU).await.unwrap();
     assert_eq!(q.code, FARGATE_SPOT_VCPU);
@@ -39,7 +37,7 @@ async fn a_quota_has_its_applied_value_and_its_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_increase_request_is_pending_can_be_looked_up_and_is_not_repeated() {
-    let moto = PatchedMoto::start().await;
+    let moto = Moto::start_with_quotas().await;
     let quotas = ServiceQuotas::new(&moto.aws().await);
     let r = quotas
         .request_increase(FARGATE_ON_DEMAND_VCPU, 64.0)
@@ -79,7 +77,7 @@ async fn an_increase_request_is_pending_can_be_looked_up_and_is_not_repeated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_of_a_quota_that_is_not_a_fargate_vcpu_quota_is_invalid_input() {
-    let moto = PatchedMoto::start().await;
+    let moto = Moto::start_with_quotas().await;
     let quotas = ServiceQuotas::new(&moto.aws().await);
     let err = quotas.usage("L-F678F1CE").await.unwrap_err();
     assert!(
@@ -163,7 +161,7 @@ mod usage {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn usage_sums_the_vcpus_of_running_tasks_of_each_fargate_capacity() {
-        let moto = PatchedMoto::start().await;
+        let moto = Moto::start_with_quotas().await;
         let quotas = ServiceQuotas::new(&moto.aws().await);
         let ecs = aws_sdk_ecs::Client::new(&moto.sdk_config());
         let subnets = aws_sdk_ec2::Client::new(&moto.sdk_config())

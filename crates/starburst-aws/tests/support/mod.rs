@@ -50,17 +50,37 @@ impl Moto {
             "no moto server at {}: run `cargo xtask emulator-venv` (or set STARBURST_MOTO)",
             bin.display()
         );
+        Self::spawn(Command::new(bin)).await
+    }
+
+    /// A moto server with the Service Quotas operations, Fargate quotas and ECS task fields
+    /// that moto 5.2.5 lacks, added in process by `support/moto_quotas.py` (see there for
+    /// exactly what and why).
+    pub async fn start_with_quotas() -> Self {
+        let python = moto_server().with_file_name("python");
+        assert!(
+            python.is_file(),
+            "no python at {}: run `cargo xtask emulator-venv` (or set STARBURST_MOTO)",
+            python.display()
+        );
+        let mut cmd = Command::new(python);
+        cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_quotas.py"));
+        Self::spawn(cmd).await
+    }
+
+    /// Runs `cmd -H 127.0.0.1 -p <free port>` and waits until it accepts connections.
+    async fn spawn(mut cmd: Command) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new(&bin)
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
         let moto = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
