@@ -201,20 +201,7 @@ impl Drop for Emulator {
 }
 
 fn wait(s: &Session, id: &TaskId) -> Collected {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut events = Vec::new();
-    loop {
-        let mut c = s.collect(id, Duration::from_millis(200)).unwrap();
-        events.append(&mut c.events);
-        if matches!(
-            c.state,
-            TaskState::Done | TaskState::Failed | TaskState::Cancelled
-        ) {
-            c.events = events;
-            return c;
-        }
-        assert!(Instant::now() < deadline, "task {id} did not finish");
-    }
+    starburst_e2e::wait_for(s, id, Duration::from_secs(120))
 }
 
 fn submit(s: &Session, cmd: &str) -> TaskId {

@@ -20,20 +20,7 @@ fn session(workers: u32, root: &std::path::Path) -> Session {
 }
 
 fn wait(s: &Session, id: &starburst::cloud::TaskId) -> Collected {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut events = Vec::new();
-    loop {
-        let mut c = s.collect(id, Duration::from_millis(200)).unwrap();
-        events.append(&mut c.events);
-        if matches!(
-            c.state,
-            TaskState::Done | TaskState::Failed | TaskState::Cancelled
-        ) {
-            c.events = events;
-            return c;
-        }
-        assert!(Instant::now() < deadline, "task {id} did not finish");
-    }
+    starburst_e2e::wait_for(s, id, Duration::from_secs(60))
 }
 
 fn submit(s: &Session, cmd: &str) -> starburst::cloud::TaskId {
