@@ -417,13 +417,13 @@ fn cancelling_a_running_task_writes_the_marker_and_ends_cancelled() {
 #[test]
 fn close_stops_every_worker_and_cancels_pending_tasks() {
     let sim = Sim::new(2);
-    let ids: Vec<_> = ["hang", "hang", "value:q1", "value:q2"]
-        .iter()
-        .map(|s| sim.submit(s))
-        .collect();
+    // The queued tasks come after both workers took a hanging task: submitted together, one
+    // of them could be prefetched behind the first "hang" before the second worker is up.
+    let mut ids: Vec<_> = ["hang", "hang"].iter().map(|s| sim.submit(s)).collect();
     sim.until("two tasks running", |s| {
         s.journal.evaluated_by("hang").len() == 2
     });
+    ids.extend(["value:q1", "value:q2"].iter().map(|s| sim.submit(s)));
     let workers = sim.compute.launched();
     assert_eq!(workers.len(), 2);
     sim.sched.close();
