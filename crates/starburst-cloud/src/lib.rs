@@ -1,6 +1,6 @@
 //! Ports and domain types of starburst: the object-safe async traits through which every other
 //! crate reaches a cloud (object store, compute, quotas, logs, image registry and builder,
-//! network, clock), the one error type they return, in-memory fakes of each, and the shared
+//! network, provisioning, clock), the one error type they return, in-memory fakes of each, and the shared
 //! conformance suites every implementation runs.
 //!
 //! This crate knows no cloud: no AWS SDK type, no file system layout, no R. It depends on no
@@ -18,6 +18,7 @@ mod ids;
 mod image;
 mod logs;
 mod network;
+mod provision;
 mod quotas;
 mod store;
 
@@ -31,6 +32,10 @@ pub use ids::{ObjectPath, SessionId, TaskId, WorkerId};
 pub use image::{BuildRequest, ImageBuilder, ImageRef, Registry, RegistryLogin};
 pub use logs::{LogLine, LogQuery, Logs};
 pub use network::{Network, NetworkConfig, NetworkRequest};
+pub use provision::{
+    Account, BucketSpec, Change, Ensured, EnsuredNetwork, LogGroupSpec, MANAGED_TAG, Provisioner,
+    RepositorySpec, Resource, ResourceKind, RoleSpec, SETUP_TAG, Tags,
+};
 pub use quotas::{
     FARGATE_ON_DEMAND_VCPU, FARGATE_SPOT_VCPU, Quota, QuotaRequest, Quotas, RequestState,
 };
@@ -43,6 +48,7 @@ pub mod mocks {
     pub use crate::image::{MockImageBuilder, MockRegistry};
     pub use crate::logs::MockLogs;
     pub use crate::network::MockNetwork;
+    pub use crate::provision::MockProvisioner;
     pub use crate::quotas::MockQuotas;
     pub use crate::store::MockObjectStore;
 }
