@@ -47,22 +47,31 @@ fn check_spec(case: &str, spec: &EnvironmentSpec) {
 #[test]
 fn renv_lock_with_cran_universe_and_github_packages() {
     let dir = tempfile::tempdir().unwrap();
-    let spec =
-        EnvironmentSpec::from_renv_lock(&support::renv_lock(), Arch::X86_64, support::starburst(dir.path()))
-            .unwrap();
+    let spec = EnvironmentSpec::from_renv_lock(
+        &support::renv_lock(),
+        Arch::X86_64,
+        support::starburst(dir.path()),
+    )
+    .unwrap();
     check_spec("renv-amd64", &spec);
 }
 
 #[test]
 fn session_packages_amd64() {
     let dir = tempfile::tempdir().unwrap();
-    check_spec("session-amd64", &support::session_spec(dir.path(), Arch::X86_64));
+    check_spec(
+        "session-amd64",
+        &support::session_spec(dir.path(), Arch::X86_64),
+    );
 }
 
 #[test]
 fn session_packages_arm64() {
     let dir = tempfile::tempdir().unwrap();
-    check_spec("session-arm64", &support::session_spec(dir.path(), Arch::Arm64));
+    check_spec(
+        "session-arm64",
+        &support::session_spec(dir.path(), Arch::Arm64),
+    );
 }
 
 #[test]
@@ -83,9 +92,12 @@ fn session_without_packages_r_4_3() {
 #[test]
 fn rendered_lockfile_reads_back_into_the_same_spec() {
     let dir = tempfile::tempdir().unwrap();
-    let spec =
-        EnvironmentSpec::from_renv_lock(&support::renv_lock(), Arch::X86_64, support::starburst(dir.path()))
-            .unwrap();
+    let spec = EnvironmentSpec::from_renv_lock(
+        &support::renv_lock(),
+        Arch::X86_64,
+        support::starburst(dir.path()),
+    )
+    .unwrap();
     let again = EnvironmentSpec::from_renv_lock(
         &render_lockfile(&spec).unwrap(),
         Arch::X86_64,
@@ -131,15 +143,18 @@ fn write_context_refuses_a_tarball_changed_since_the_spec() {
         matches!(err, starburst_cloud::Error::InvalidInput { .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("changed since the spec was made"), "{err}");
+    assert!(
+        err.to_string().contains("changed since the spec was made"),
+        "{err}"
+    );
 }
 
 /// The crate embeds its own copy of the template (the R tarball holds the crate without the
 /// repository's `templates/`); it must equal the repository's.
 #[test]
 fn embedded_template_equals_the_repository_template() {
-    let repo_template = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../templates/Dockerfile.template");
+    let repo_template =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates/Dockerfile.template");
     let repo = std::fs::read_to_string(&repo_template).unwrap();
     assert!(
         repo == DOCKERFILE_TEMPLATE,

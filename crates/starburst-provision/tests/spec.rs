@@ -24,7 +24,10 @@ fn renv_lock_pins_repository_and_github_packages() {
     let spec = from_lock(&support::renv_lock()).unwrap();
     assert_eq!(spec.r_version, "4.4.1");
     assert_eq!(spec.repositories.len(), 2);
-    assert_eq!(spec.repositories["universe"], "https://futureverse.r-universe.dev");
+    assert_eq!(
+        spec.repositories["universe"],
+        "https://futureverse.r-universe.dev"
+    );
     assert_eq!(spec.packages["future"].version, "1.34.0");
     assert_eq!(
         spec.packages["parallelly"].source,
@@ -144,11 +147,10 @@ fn session_packages_skip_base_recommended_and_starburst() {
     let spec = support::session_spec(dir.path(), Arch::X86_64);
     let names: Vec<&str> = spec.packages.keys().map(String::as_str).collect();
     assert_eq!(names, ["data.table", "future", "globals", "jsonlite"]);
-    assert!(
-        spec.packages
-            .values()
-            .all(|p| p.source == PackageSource::Repository { name: "CRAN".into() })
-    );
+    assert!(spec.packages.values().all(|p| p.source
+        == PackageSource::Repository {
+            name: "CRAN".into()
+        }));
 }
 
 #[test]
@@ -161,7 +163,10 @@ fn session_package_given_twice_with_two_versions_is_an_error() {
         support::cran(),
         support::starburst(dir.path()),
     ));
-    assert!(message.contains("package future is given twice"), "{message}");
+    assert!(
+        message.contains("package future is given twice"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -190,7 +195,11 @@ fn tag_is_a_valid_ecr_tag_with_version_and_platform() {
     let dir = tempfile::tempdir().unwrap();
     for arch in [Arch::X86_64, Arch::Arm64] {
         let tag = support::session_spec(dir.path(), arch).tag();
-        let platform = if arch == Arch::X86_64 { "amd64" } else { "arm64" };
+        let platform = if arch == Arch::X86_64 {
+            "amd64"
+        } else {
+            "arm64"
+        };
         assert!(tag.starts_with(&format!("r4.4.1-{platform}-")), "{tag}");
         assert!(tag.len() <= 128);
         assert!(
@@ -227,8 +236,10 @@ fn tag_changes_with_r_version_platform_repository_and_source() {
     r.r_version = "4.4.2".into();
     variants.push(r);
     let mut repo = base.clone();
-    repo.repositories
-        .insert("CRAN".into(), "https://packagemanager.posit.co/cran/2024-10-01".into());
+    repo.repositories.insert(
+        "CRAN".into(),
+        "https://packagemanager.posit.co/cran/2024-10-01".into(),
+    );
     variants.push(repo);
     let mut github = base.clone();
     github.packages.get_mut("future").unwrap().source = PackageSource::GitHub {

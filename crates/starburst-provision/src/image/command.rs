@@ -68,7 +68,10 @@ impl fmt::Debug for Command {
         f.debug_struct("Command")
             .field("program", &self.program)
             .field("args", &self.args)
-            .field("stdin", &self.stdin.as_ref().map(|b| format!("<{} bytes>", b.len())))
+            .field(
+                "stdin",
+                &self.stdin.as_ref().map(|b| format!("<{} bytes>", b.len())),
+            )
             .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .finish()
     }
@@ -116,7 +119,8 @@ pub trait CommandRunner: Send + Sync + fmt::Debug + 'static {
     /// Runs `command` to completion, passing each output line to `on_line` as it arrives. An
     /// `Err` means the program could not be started (e.g. not installed); a program that ran
     /// and failed is an `Ok` with `success == false`.
-    async fn run(&self, command: &Command, on_line: Progress<'_>) -> std::io::Result<CommandOutput>;
+    async fn run(&self, command: &Command, on_line: Progress<'_>)
+    -> std::io::Result<CommandOutput>;
 }
 
 /// Runs programs as child processes (tokio), stdout and stderr merged line by line.
@@ -125,7 +129,11 @@ pub struct ProcessRunner;
 
 #[async_trait]
 impl CommandRunner for ProcessRunner {
-    async fn run(&self, command: &Command, on_line: Progress<'_>) -> std::io::Result<CommandOutput> {
+    async fn run(
+        &self,
+        command: &Command,
+        on_line: Progress<'_>,
+    ) -> std::io::Result<CommandOutput> {
         let mut child = tokio::process::Command::new(&command.program)
             .args(&command.args)
             .envs(command.env.iter().map(|(k, v)| (k, v)))
@@ -180,10 +188,7 @@ impl CommandRunner for ProcessRunner {
     }
 }
 
-async fn pump(
-    stream: impl AsyncRead + Unpin,
-    tx: tokio::sync::mpsc::UnboundedSender<String>,
-) {
+async fn pump(stream: impl AsyncRead + Unpin, tx: tokio::sync::mpsc::UnboundedSender<String>) {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
@@ -207,8 +212,11 @@ async fn pump(
 #[derive(Debug, Default, Clone)]
 pub struct RecordingRunner {
     calls: Arc<Mutex<Vec<Command>>>,
-    script: Arc<Mutex<VecDeque<(Vec<String>, Scripted)>>>,
+    script: Arc<Mutex<VecDeque<Rule>>>,
 }
+
+/// A scripted response: the command prefix it answers, and the answer.
+type Rule = (Vec<String>, Scripted);
 
 #[derive(Debug, Clone)]
 enum Scripted {
@@ -250,7 +258,11 @@ impl RecordingRunner {
 
 #[async_trait]
 impl CommandRunner for RecordingRunner {
-    async fn run(&self, command: &Command, on_line: Progress<'_>) -> std::io::Result<CommandOutput> {
+    async fn run(
+        &self,
+        command: &Command,
+        on_line: Progress<'_>,
+    ) -> std::io::Result<CommandOutput> {
         lock(&self.calls).push(command.clone());
         let words: Vec<&str> = std::iter::once(command.program.as_str())
             .chain(command.args.iter().map(String::as_str))

@@ -138,7 +138,7 @@ impl DockerBuilder {
                 "the registry refused the login: check the AWS credentials may call \
                  ecr:GetAuthorizationToken and the Docker daemon is running"
             }
-            _ => "the image build or push failed: read the output above, fix the cause and retry",
+            _ => "the image build or push failed: fix the cause its output shows and retry",
         };
         Error::other(
             op,
@@ -157,8 +157,8 @@ impl DockerBuilder {
 impl ImageBuilder for DockerBuilder {
     async fn build_and_push(&self, request: &BuildRequest, login: &RegistryLogin) -> Result<()> {
         let image = request.image.to_string();
-        let [version, log_in, build] = <[Command; 3]>::try_from(self.commands(request, login))
-            .expect("three commands");
+        let [version, log_in, build] =
+            <[Command; 3]>::try_from(self.commands(request, login)).expect("three commands");
         self.run("docker buildx version", &self.program, &version)
             .await?;
         self.run("docker login", &login.server, &log_in).await?;

@@ -10,7 +10,9 @@ mod ensure;
 mod render;
 mod spec;
 
-pub use command::{Command, CommandOutput, CommandRunner, Progress, ProcessRunner, RecordingRunner};
+pub use command::{
+    Command, CommandOutput, CommandRunner, ProcessRunner, Progress, RecordingRunner,
+};
 pub use docker::{DockerBuilder, OUTPUT_TAIL_LINES, ProgressSink};
 pub use ensure::{EnsuredImage, ensure_image};
 pub use render::{

@@ -111,7 +111,11 @@ impl StarburstSource {
     pub fn from_tarball(version: impl Into<String>, path: impl Into<PathBuf>) -> Result<Self> {
         let version = version.into();
         let tarball = path.into();
-        check_version("StarburstSource::from_tarball", "starburst version", &version)?;
+        check_version(
+            "StarburstSource::from_tarball",
+            "starburst version",
+            &version,
+        )?;
         let blake3 = hash_file(&tarball)?;
         Ok(Self {
             version,
@@ -229,10 +233,8 @@ impl EnvironmentSpec {
                                 ),
                             )
                         })?,
-                        Some(_) => {
-                            string_field(entry, "Repository", &format!("{at}.Repository"))?
-                                .to_owned()
-                        }
+                        Some(_) => string_field(entry, "Repository", &format!("{at}.Repository"))?
+                            .to_owned(),
                     },
                 },
                 "GitHub" => PackageSource::GitHub {
@@ -374,12 +376,17 @@ impl EnvironmentSpec {
             }
             check_version(op, &format!("version of package {name}"), &package.version)?;
             if let PackageSource::GitHub { user, repo, sha } = &package.source {
-                let ok_part =
-                    |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                let ok_part = |s: &str| {
+                    !s.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                };
                 if !ok_part(user) || !ok_part(repo) {
                     return Err(Error::invalid(
                         op,
-                        format!("package {name}: GitHub remote {user}/{repo} is not a valid user/repo"),
+                        format!(
+                            "package {name}: GitHub remote {user}/{repo} is not a valid user/repo"
+                        ),
                     ));
                 }
                 if sha.len() != 40 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
