@@ -89,3 +89,38 @@ pub async fn ensure_image(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Callers run `ensure_image` on a multi-threaded runtime (`tokio::spawn`), so its future
+    /// must be `Send`.
+    #[test]
+    fn ensure_image_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let registry = starburst_cloud::fake::FakeRegistry::new();
+        let builder = starburst_cloud::fake::FakeImageBuilder::new(registry.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let tarball = dir.path().join("starburst_0.1.0.tar.gz");
+        std::fs::write(&tarball, b"x").unwrap();
+        let spec = EnvironmentSpec::from_packages(
+            "4.4.1",
+            starburst_cloud::Arch::X86_64,
+            [("future", "1.34.0")],
+            [("CRAN".to_owned(), "https://cloud.r-project.org".to_owned())],
+            crate::image::StarburstSource::from_tarball("0.1.0", &tarball).unwrap(),
+        )
+        .unwrap();
+        let future = ensure_image(
+            &spec,
+            &registry,
+            &builder,
+            "r/s",
+            dir.path(),
+            false,
+            &|_| {},
+        );
+        assert_send(&future);
+    }
+}
