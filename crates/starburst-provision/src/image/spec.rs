@@ -178,9 +178,11 @@ struct Canonical<'a> {
 
 impl EnvironmentSpec {
     /// The spec of a project with a `renv.lock` (its JSON text). `R.Version`, `R.Repositories`
-    /// and every package's version and source come from the lockfile; starburst itself, if
-    /// listed, is left out (it comes from `starburst`). Packages from a repository and from
-    /// GitHub are supported; any other source is rejected.
+    /// and every package's version and source come from the lockfile; starburst itself (it
+    /// comes from `starburst`) and base packages, if listed, are left out; recommended packages
+    /// stay pinned as locked. Packages from a repository (by renv's `Repository` name, the first
+    /// of `R.Repositories` when absent) and from GitHub are supported; any other source
+    /// (Bioconductor, local, URL) is rejected with the field that says so.
     pub fn from_renv_lock(json: &str, arch: Arch, starburst: StarburstSource) -> Result<Self> {
         const OP: &str = "read renv.lock";
         let root: Value = serde_json::from_str(json).map_err(|e| {
