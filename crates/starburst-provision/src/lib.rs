@@ -2,8 +2,14 @@
 //! needs (bucket, registry, cluster, log group, network, roles), and environment images (the
 //! spec of R version, platform and packages, its hash as the image tag, the rendered
 //! Dockerfile and the build through the `ImageBuilder` port). It works through the ports of
-//! `starburst-cloud` only and knows no SDK.
-//!
+//! `starburst-cloud` only and knows no SDK; the only program it runs is the docker CLI, through
+//! the [`image::CommandRunner`] seam.
+
 #![deny(missing_docs)]
 
+mod error;
+pub mod image;
 pub mod setup;
+
+pub use error::CommandFailed;
+pub use image::{DockerBuilder, EnsuredImage, EnvironmentSpec, ensure_image};
