@@ -1,11 +1,29 @@
-//! starburst's quota arithmetic: given a vCPU quota, the vCPUs already in use and a worker
-//! size, how many workers can run at once and in how many waves a number of tasks runs. Quota
-//! look-ups and increase requests go through the `Quotas` port of `starburst-cloud`; this crate
-//! holds the decisions, not the I/O. It depends only on `starburst-cloud`.
+//! starburst's quota arithmetic and decisions: given a vCPU quota, the vCPUs already in use and
+//! a worker size, how many workers can run at once and in how many waves a number of tasks
+//! runs ([`plan_waves`]); the status of the Fargate vCPU quotas with a stated fallback when
+//! Service Quotas cannot answer ([`quota_status`]); the quota to ask for so that every
+//! requested worker fits ([`suggest_quota`]); and the persisted history of increase requests
+//! ([`RequestHistory`]). Quota look-ups and requests go through the `Quotas` port of
+//! `starburst-cloud`; the only I/O here is the history file. Depends only on `starburst-cloud`.
 
 #![deny(missing_docs)]
 
+mod error;
+mod history;
+mod status;
+
+pub use error::{Error, Result};
+pub use history::{RequestHistory, is_open, refresh, request_increase};
+pub use status::{
+    KNOWN_QUOTAS, KnownQuota, QuotaStatus, fargate_quota_statuses, known_quota, quota_for,
+    quota_status, quota_status_for,
+};
+
 use starburst_cloud::{Quota, WorkerSize};
+
+/// Suggested quotas are rounded up to a multiple of this many vCPU: Service Quotas accepts
+/// any value, but round numbers read better in a request and leave a little room.
+pub const QUOTA_STEP: f64 = 10.0;
 
 /// How a run fits into the quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +62,18 @@ pub fn plan_waves(
         waves,
         quota_bound: fit < workers,
     }
+}
+
+/// The quota value to ask for so that `workers` workers of `size` run at once besides the
+/// `usage` vCPUs already in use: `usage + workers × vCPU`, rounded up to a multiple of
+/// [`QUOTA_STEP`]. `None` when they already fit in `current` (the value in force).
+pub fn suggest_quota(workers: u32, size: WorkerSize, usage: f64, current: f64) -> Option<f64> {
+    let needed = usage.max(0.0) + f64::from(workers) * size.vcpu();
+    // The same tolerance as `plan_waves`, so "fits" means the same in both.
+    if needed <= current + 1e-9 * size.vcpu() {
+        return None;
+    }
+    Some((needed / QUOTA_STEP).ceil() * QUOTA_STEP)
 }
 
 #[cfg(test)]
@@ -89,6 +119,27 @@ mod tests {
         assert_eq!(plan_waves(10, one, &q(6.0), 6.0, 5).waves, u64::MAX);
     }
 
+    #[test]
+    fn suggestions_hand_computed() {
+        let one = WorkerSize {
+            millicpu: 1000,
+            memory_mib: 2048,
+        };
+        let quarter = WorkerSize {
+            millicpu: 250,
+            memory_mib: 512,
+        };
+        // 50 × 1 vCPU with 6 in force and none in use: 50 → 50.
+        assert_eq!(suggest_quota(50, one, 0.0, 6.0), Some(50.0));
+        // 50 × 1 vCPU with 3 in use: 53 → 60.
+        assert_eq!(suggest_quota(50, one, 3.0, 6.0), Some(60.0));
+        // 6 × 1 vCPU already fit in 6.
+        assert_eq!(suggest_quota(6, one, 0.0, 6.0), None);
+        // 100 × 0.25 vCPU: 25 → 30.
+        assert_eq!(suggest_quota(100, quarter, 0.0, 6.0), Some(30.0));
+        assert_eq!(suggest_quota(0, one, 0.0, 6.0), None);
+    }
+
     proptest! {
         #[test]
         fn never_exceeds_quota_or_workers(workers in 1u32..1000, m in 1u32..64, quota in 0.0f64..5000.0, usage in 0.0f64..5000.0, tasks in 0u64..100_000) {
@@ -99,6 +150,32 @@ mod tests {
             if p.concurrent > 0 {
                 prop_assert!(p.waves * u64::from(p.concurrent) >= tasks);
                 prop_assert!(tasks == 0 || (p.waves - 1) * u64::from(p.concurrent) < tasks);
+            } else {
+                prop_assert!(tasks == 0 || p.waves == u64::MAX);
+            }
+            prop_assert_eq!(p.quota_bound, p.concurrent < workers);
+        }
+
+        #[test]
+        fn suggested_quotas_fit_every_worker(workers in 0u32..10_000, m in 0usize..7, usage_quarters in 0u32..40_000, current in 0.0f64..10_000.0, tasks in 0u64..1_000_000) {
+            let millicpu = [250, 500, 1000, 2000, 4000, 8000, 16000][m];
+            let size = WorkerSize { millicpu, memory_mib: 2 * millicpu };
+            // Usage is a sum of Fargate task sizes: a multiple of 0.25 vCPU.
+            let usage = f64::from(usage_quarters) / 4.0;
+            match suggest_quota(workers, size, usage, current) {
+                None => {
+                    let p = plan_waves(workers, size, &q(current), usage, tasks);
+                    prop_assert_eq!(p.concurrent, workers);
+                }
+                Some(s) => {
+                    prop_assert!(s > current);
+                    prop_assert_eq!(s % QUOTA_STEP, 0.0);
+                    prop_assert!(s - QUOTA_STEP < usage + f64::from(workers) * size.vcpu());
+                    let p = plan_waves(workers, size, &q(s), usage, tasks);
+                    prop_assert_eq!(p.concurrent, workers);
+                    prop_assert!(!p.quota_bound);
+                    prop_assert!(p.waves.saturating_mul(u64::from(workers.max(1))) >= tasks);
+                }
             }
         }
     }
