@@ -295,3 +295,154 @@ pub async fn clock(clock: Arc<dyn crate::Clock>, advance: impl Fn(std::time::Dur
         "sleep returned early"
     );
 }
+
+/// The [`crate::Provisioner`] contract. `prefix` makes this run's names unique (lower-case
+/// letters, digits and dashes; a bucket name is derived from it). Creates one resource of
+/// every kind for set-up `<prefix>-a`, checks idempotency, drift repair, that another set-up
+/// can neither adopt nor see them, then deletes them all.
+pub async fn provisioner(p: Arc<dyn crate::Provisioner>, prefix: &str) {
+    use crate::{
+        BucketSpec, Change, LogGroupSpec, MANAGED_TAG, NetworkRequest, RepositorySpec,
+        ResourceKind, RoleSpec, SETUP_TAG, Tags,
+    };
+    let tags_of = |id: &str| -> Tags {
+        [(MANAGED_TAG, "true"), (SETUP_TAG, id)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (id, other) = (format!("{prefix}-a"), format!("{prefix}-b"));
+    let tags = tags_of(&id);
+    let account = p.account().await.unwrap();
+    assert!(!account.id.is_empty() && !account.region.is_empty());
+
+    let bucket = BucketSpec {
+        name: format!("{prefix}-bucket"),
+        expire_prefix: "starburst/".into(),
+        expire_days: 7,
+    };
+    let repo = RepositorySpec {
+        name: format!("{prefix}-repo"),
+        keep_images: 10,
+    };
+    let cluster = format!("{prefix}-cluster");
+    let logs = LogGroupSpec {
+        name: format!("/{prefix}/workers"),
+        retention_days: 14,
+    };
+    let net = NetworkRequest {
+        security_group_name: format!("{prefix}-workers"),
+        ..NetworkRequest::default()
+    };
+    let role = RoleSpec {
+        name: format!("{prefix}-task"),
+        description: "conformance test role".into(),
+        service: "ecs-tasks.amazonaws.com".into(),
+        policy_name: "starburst".into(),
+        policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/p/*"}]}"#.into(),
+    };
+
+    // Everything is created, then left alone.
+    for round in [Change::Created, Change::Unchanged] {
+        let mut changes = vec![
+            p.ensure_bucket(&bucket, &tags).await.unwrap().change,
+            p.ensure_repository(&repo, &tags).await.unwrap().change,
+            p.ensure_cluster(&cluster, &tags).await.unwrap().change,
+            p.ensure_log_group(&logs, &tags).await.unwrap().change,
+            p.ensure_role(&role, &tags).await.unwrap().change,
+        ];
+        let network = p.ensure_network(&net, &tags).await.unwrap();
+        assert!(
+            !network.config.subnets.is_empty(),
+            "the network has subnets"
+        );
+        assert_eq!(
+            network.config.security_groups,
+            vec![network.group.resource.id.clone()],
+            "workers use the set-up's group"
+        );
+        changes.push(network.group.change);
+        assert!(
+            changes.iter().all(|c| *c == round),
+            "expected every ensure to report {round:?}, got {changes:?}"
+        );
+    }
+
+    // Drift is repaired, once.
+    let longer = LogGroupSpec {
+        retention_days: 30,
+        ..logs.clone()
+    };
+    assert_eq!(
+        p.ensure_log_group(&longer, &tags).await.unwrap().change,
+        Change::Updated
+    );
+    assert_eq!(
+        p.ensure_log_group(&longer, &tags).await.unwrap().change,
+        Change::Unchanged
+    );
+    let wider = RoleSpec {
+        policy: role.policy.replace("s3:GetObject", "s3:PutObject"),
+        ..role.clone()
+    };
+    assert_eq!(
+        p.ensure_role(&wider, &tags).await.unwrap().change,
+        Change::Updated
+    );
+    let fewer = RepositorySpec {
+        keep_images: 3,
+        ..repo.clone()
+    };
+    assert_eq!(
+        p.ensure_repository(&fewer, &tags).await.unwrap().change,
+        Change::Updated
+    );
+    let shorter = BucketSpec {
+        expire_days: 3,
+        ..bucket.clone()
+    };
+    assert_eq!(
+        p.ensure_bucket(&shorter, &tags).await.unwrap().change,
+        Change::Updated
+    );
+
+    // Another set-up neither adopts these names nor sees the resources.
+    let theirs = tags_of(&other);
+    let err = p.ensure_cluster(&cluster, &theirs).await.unwrap_err();
+    assert!(err.is_already_exists(), "cluster adopted: {err}");
+    let err = p.ensure_role(&role, &theirs).await.unwrap_err();
+    assert!(err.is_already_exists(), "role adopted: {err}");
+    let err = p.ensure_log_group(&logs, &theirs).await.unwrap_err();
+    assert!(err.is_already_exists(), "log group adopted: {err}");
+    assert!(
+        p.find_tagged(SETUP_TAG, &other).await.unwrap().is_empty(),
+        "another set-up id finds nothing"
+    );
+
+    let mut found = p.find_tagged(SETUP_TAG, &id).await.unwrap();
+    found.sort();
+    let kinds: Vec<ResourceKind> = found.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ResourceKind::Bucket,
+            ResourceKind::Repository,
+            ResourceKind::Cluster,
+            ResourceKind::LogGroup,
+            ResourceKind::SecurityGroup,
+            ResourceKind::Role,
+        ],
+        "find_tagged returns exactly the set-up's resources: {found:?}"
+    );
+
+    for r in &found {
+        p.delete(r).await.unwrap();
+        p.delete(r)
+            .await
+            .unwrap_or_else(|e| panic!("second delete of {r:?}: {e}"));
+    }
+    assert!(
+        p.find_tagged(SETUP_TAG, &id).await.unwrap().is_empty(),
+        "nothing tagged is left after deleting"
+    );
+}

@@ -478,3 +478,255 @@ impl Network for FakeNetwork {
         })
     }
 }
+
+/// One resource of a [`FakeProvisioner`]'s account: its tags and the settings it was made with.
+#[derive(Debug, Clone)]
+struct FakeResource {
+    id: String,
+    tags: crate::Tags,
+    settings: String,
+}
+
+/// An account in memory for the [`crate::Provisioner`] port: resources with tags and settings,
+/// one default VPC, a count of writes, and failures injected by operation name.
+#[derive(Debug)]
+pub struct FakeProvisioner {
+    region: String,
+    resources: Mutex<BTreeMap<(crate::ResourceKind, String), FakeResource>>,
+    writes: AtomicU64,
+    failures: Mutex<Vec<String>>,
+}
+
+impl Default for FakeProvisioner {
+    fn default() -> Self {
+        Self::new("us-east-1")
+    }
+}
+
+impl FakeProvisioner {
+    /// An empty account `000000000000` in `region`.
+    pub fn new(region: &str) -> Self {
+        Self {
+            region: region.to_string(),
+            resources: Mutex::default(),
+            writes: AtomicU64::new(0),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The next call of `op` (a method name such as `"ensure_cluster"`) fails with a transient
+    /// error, as an interrupted run would.
+    pub fn fail_next(&self, op: &str) {
+        lock(&self.failures).push(op.to_string());
+    }
+
+    /// Creates a resource outside starburst (another tool's, or another set-up's).
+    pub fn insert(&self, kind: crate::ResourceKind, name: &str, tags: crate::Tags) {
+        lock(&self.resources).insert(
+            (kind, name.to_string()),
+            FakeResource {
+                id: format!("{kind}/{name}").replace(' ', "-"),
+                tags,
+                settings: String::new(),
+            },
+        );
+    }
+
+    /// Every resource in the account.
+    pub fn resources(&self) -> Vec<crate::Resource> {
+        lock(&self.resources)
+            .iter()
+            .map(|((kind, name), r)| crate::Resource {
+                kind: *kind,
+                name: name.clone(),
+                id: r.id.clone(),
+            })
+            .collect()
+    }
+
+    /// Calls that created, changed or deleted something.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    fn check_failure(&self, op: &'static str) -> Result<()> {
+        let mut failures = lock(&self.failures);
+        match failures.iter().position(|f| f == op) {
+            Some(i) => {
+                failures.remove(i);
+                Err(Error::Transient {
+                    op,
+                    resource: "fake account".into(),
+                    source: "injected failure".into(),
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn ensure(
+        &self,
+        op: &'static str,
+        kind: crate::ResourceKind,
+        name: &str,
+        settings: String,
+        tags: &crate::Tags,
+    ) -> Result<crate::Ensured> {
+        self.check_failure(op)?;
+        let mut resources = lock(&self.resources);
+        let key = (kind, name.to_string());
+        let change = match resources.get_mut(&key) {
+            Some(r) if r.tags.get(crate::SETUP_TAG) != tags.get(crate::SETUP_TAG) => {
+                return Err(Error::already_exists(
+                    op,
+                    format!(
+                        "{kind} {name}: it exists and was not made by this set-up; \
+                         choose another name"
+                    ),
+                ));
+            }
+            Some(r) if r.settings == settings && r.tags == *tags => crate::Change::Unchanged,
+            Some(r) => {
+                r.settings = settings;
+                r.tags = tags.clone();
+                crate::Change::Updated
+            }
+            None => {
+                let id = match kind {
+                    crate::ResourceKind::SecurityGroup => {
+                        format!("sg-{:08x}", resources.len() + 1)
+                    }
+                    crate::ResourceKind::Bucket => name.to_string(),
+                    _ => format!("arn:aws:fake:{}:000000000000:{kind}/{name}", self.region)
+                        .replace(' ', "-"),
+                };
+                resources.insert(
+                    key.clone(),
+                    FakeResource {
+                        id,
+                        tags: tags.clone(),
+                        settings,
+                    },
+                );
+                crate::Change::Created
+            }
+        };
+        if change != crate::Change::Unchanged {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(crate::Ensured {
+            resource: crate::Resource {
+                kind,
+                name: name.to_string(),
+                id: resources[&key].id.clone(),
+            },
+            change,
+        })
+    }
+}
+
+fn settings_of(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("specs serialize")
+}
+
+#[async_trait]
+impl crate::Provisioner for FakeProvisioner {
+    async fn account(&self) -> Result<crate::Account> {
+        self.check_failure("account")?;
+        Ok(crate::Account {
+            id: "000000000000".into(),
+            region: self.region.clone(),
+            partition: "aws".into(),
+        })
+    }
+    async fn ensure_bucket(
+        &self,
+        spec: &crate::BucketSpec,
+        tags: &crate::Tags,
+    ) -> Result<crate::Ensured> {
+        let kind = crate::ResourceKind::Bucket;
+        self.ensure("ensure_bucket", kind, &spec.name, settings_of(spec), tags)
+    }
+    async fn ensure_repository(
+        &self,
+        spec: &crate::RepositorySpec,
+        tags: &crate::Tags,
+    ) -> Result<crate::Ensured> {
+        let kind = crate::ResourceKind::Repository;
+        self.ensure(
+            "ensure_repository",
+            kind,
+            &spec.name,
+            settings_of(spec),
+            tags,
+        )
+    }
+    async fn ensure_cluster(&self, name: &str, tags: &crate::Tags) -> Result<crate::Ensured> {
+        let kind = crate::ResourceKind::Cluster;
+        self.ensure("ensure_cluster", kind, name, String::new(), tags)
+    }
+    async fn ensure_log_group(
+        &self,
+        spec: &crate::LogGroupSpec,
+        tags: &crate::Tags,
+    ) -> Result<crate::Ensured> {
+        let kind = crate::ResourceKind::LogGroup;
+        self.ensure(
+            "ensure_log_group",
+            kind,
+            &spec.name,
+            settings_of(spec),
+            tags,
+        )
+    }
+    async fn ensure_network(
+        &self,
+        request: &NetworkRequest,
+        tags: &crate::Tags,
+    ) -> Result<crate::EnsuredNetwork> {
+        let kind = crate::ResourceKind::SecurityGroup;
+        let name = &request.security_group_name;
+        let group = self.ensure("ensure_network", kind, name, String::new(), tags)?;
+        let subnets = if request.subnets.is_empty() {
+            vec!["subnet-a".into(), "subnet-b".into()]
+        } else {
+            request.subnets.clone()
+        };
+        Ok(crate::EnsuredNetwork {
+            config: NetworkConfig {
+                vpc: request.vpc.clone().unwrap_or_else(|| "vpc-default".into()),
+                subnets,
+                security_groups: vec![group.resource.id.clone()],
+            },
+            group,
+        })
+    }
+    async fn ensure_role(
+        &self,
+        spec: &crate::RoleSpec,
+        tags: &crate::Tags,
+    ) -> Result<crate::Ensured> {
+        let kind = crate::ResourceKind::Role;
+        self.ensure("ensure_role", kind, &spec.name, settings_of(spec), tags)
+    }
+    async fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<crate::Resource>> {
+        self.check_failure("find_tagged")?;
+        Ok(lock(&self.resources)
+            .iter()
+            .filter(|(_, r)| r.tags.get(key).map(String::as_str) == Some(value))
+            .map(|((kind, name), r)| crate::Resource {
+                kind: *kind,
+                name: name.clone(),
+                id: r.id.clone(),
+            })
+            .collect())
+    }
+    async fn delete(&self, resource: &crate::Resource) -> Result<()> {
+        self.check_failure("delete")?;
+        let key = (resource.kind, resource.name.clone());
+        if lock(&self.resources).remove(&key).is_some() {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}

@@ -107,6 +107,38 @@ async fn fake_network_conforms() {
 }
 
 #[tokio::test]
+async fn fake_provisioner_conforms() {
+    let p = Arc::new(starburst_cloud::fake::FakeProvisioner::new("eu-west-1"));
+    conformance::provisioner(p.clone(), "sbconf").await;
+    assert!(p.resources().is_empty(), "{:?}", p.resources());
+}
+
+#[tokio::test]
+async fn fake_provisioner_fails_on_demand_and_never_adopts_foreign_resources() {
+    use starburst_cloud::{Provisioner, ResourceKind, SETUP_TAG, Tags};
+    let p = starburst_cloud::fake::FakeProvisioner::default();
+    let tags: Tags = [(SETUP_TAG.to_string(), "s1".to_string())].into();
+    p.fail_next("ensure_cluster");
+    assert!(
+        p.ensure_cluster("c", &tags)
+            .await
+            .unwrap_err()
+            .is_retryable()
+    );
+    assert_eq!(p.writes(), 0);
+    p.ensure_cluster("c", &tags).await.unwrap();
+    assert_eq!(p.writes(), 1);
+    p.insert(ResourceKind::Cluster, "mine", Tags::new());
+    assert!(
+        p.ensure_cluster("mine", &tags)
+            .await
+            .unwrap_err()
+            .is_already_exists()
+    );
+    assert_eq!(p.find_tagged(SETUP_TAG, "s1").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn clocks_conform() {
     let manual = starburst_cloud::ManualClock::new();
     let m2 = manual.clone();

@@ -4,7 +4,6 @@
 //! Dockerfile and the build through the `ImageBuilder` port). It works through the ports of
 //! `starburst-cloud` only and knows no SDK.
 //!
-//! Status: not implemented yet; `starburst_setup()` and environment images arrive with the
-//! set-up work. The crate exists so the layering is in place.
-
 #![deny(missing_docs)]
+
+pub mod setup;

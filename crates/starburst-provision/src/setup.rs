@@ -1,0 +1,503 @@
+//! The one-time set-up and its teardown, through the [`Provisioner`] port.
+//!
+//! A set-up is named by its id, `<name>-<region>` (e.g. `starburst-us-east-1`): the same
+//! account, region and name always give the same id and the same resource names, so running
+//! set-up again — after it finished, after it was interrupted, or from another machine — finds
+//! what exists (reported unchanged) and creates only what is missing. Every resource carries
+//! [`MANAGED_TAG`] and [`SETUP_TAG`]` = <id>`; teardown deletes exactly what carries this
+//! set-up's id.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use starburst_cloud::{
+    Account, BucketSpec, Change, Error, LogGroupSpec, MANAGED_TAG, NetworkConfig, NetworkRequest,
+    Provisioner, RepositorySpec, Resource, ResourceKind, Result, RoleSpec, SETUP_TAG, Tags,
+};
+
+/// Retention values CloudWatch Logs accepts, in days.
+pub const LOG_RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+/// What the user chooses; everything else follows from the account and region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupOptions {
+    /// Name of the set-up and prefix of its resources' names (lower-case letters, digits, `-`).
+    pub name: String,
+    /// Key prefix of session data in the bucket.
+    pub prefix: String,
+    /// Session data expires after this many days.
+    pub data_retention_days: u32,
+    /// Worker logs are kept this many days (a CloudWatch Logs retention value).
+    pub log_retention_days: u32,
+    /// Environment images kept in the repository (older ones expire).
+    pub keep_images: u32,
+    /// Place workers in these subnets instead of the default VPC's.
+    pub subnets: Vec<String>,
+    /// Use this VPC instead of the default one.
+    pub vpc: Option<String>,
+    /// Use this bucket name instead of `<name>-<account>-<region>`.
+    pub bucket: Option<String>,
+}
+
+impl Default for SetupOptions {
+    fn default() -> Self {
+        Self {
+            name: "starburst".into(),
+            prefix: "starburst".into(),
+            data_retention_days: 7,
+            log_retention_days: 30,
+            keep_images: 20,
+            subnets: Vec::new(),
+            vpc: None,
+            bucket: None,
+        }
+    }
+}
+
+impl SetupOptions {
+    /// Checks every option; the error names the option and its valid values.
+    pub fn validate(&self) -> Result<()> {
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 24
+                && s.starts_with(|c: char| c.is_ascii_lowercase())
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        if !name_ok(&self.name) {
+            return Err(invalid(format!(
+                "name = {:?}: use 1 to 24 lower-case letters, digits or '-', starting with a letter",
+                self.name
+            )));
+        }
+        let prefix = self.prefix.trim_matches('/');
+        if prefix.is_empty()
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            return Err(invalid(format!(
+                "prefix = {:?}: use letters, digits, '-', '_', '.' or '/'",
+                self.prefix
+            )));
+        }
+        if !(1..=3650).contains(&self.data_retention_days) {
+            return Err(invalid(format!(
+                "data_retention_days = {}: use 1 to 3650 days",
+                self.data_retention_days
+            )));
+        }
+        if !LOG_RETENTION_DAYS.contains(&self.log_retention_days) {
+            return Err(invalid(format!(
+                "log_retention_days = {}: CloudWatch Logs accepts {:?}",
+                self.log_retention_days, LOG_RETENTION_DAYS
+            )));
+        }
+        if !(1..=1000).contains(&self.keep_images) {
+            return Err(invalid(format!(
+                "keep_images = {}: use 1 to 1000",
+                self.keep_images
+            )));
+        }
+        if let Some(bucket) = &self.bucket
+            && !bucket_name_ok(bucket)
+        {
+            return Err(invalid(format!(
+                "bucket = {bucket:?}: S3 bucket names have 3 to 63 lower-case letters, digits, \
+                 '-' or '.', and start and end with a letter or digit"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: String) -> Error {
+    Error::invalid("starburst_setup", message)
+}
+
+fn bucket_name_ok(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// One step of the plan: a resource, its name, and why it is needed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// What kind of resource.
+    pub kind: ResourceKind,
+    /// Its name.
+    pub name: String,
+    /// Why starburst needs it (one line, for the plan shown before acting).
+    pub why: String,
+    /// True when it already exists with this set-up's tag (found before acting).
+    pub exists: bool,
+}
+
+/// What set-up will do (and, once applied, did): every resource with its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupPlan {
+    /// The set-up id (value of the `starburst:setup` tag).
+    pub setup_id: String,
+    /// Where.
+    pub account: Account,
+    /// The options it was made from.
+    pub options: SetupOptions,
+    /// Bucket name.
+    pub bucket: String,
+    /// Repository name.
+    pub repository: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// Log group name.
+    pub log_group: String,
+    /// Security group name.
+    pub security_group: String,
+    /// Execution role name (ECS pulls the image and writes logs with it).
+    pub execution_role: String,
+    /// Task role name (workers read and write session data with it).
+    pub task_role: String,
+    /// The steps in order.
+    pub steps: Vec<Step>,
+}
+
+impl SetupPlan {
+    /// The tags every resource of this set-up carries.
+    pub fn tags(&self) -> Tags {
+        [
+            (MANAGED_TAG.to_string(), "true".to_string()),
+            (SETUP_TAG.to_string(), self.setup_id.clone()),
+        ]
+        .into()
+    }
+
+    /// The bucket's key prefix, without slashes around it.
+    pub fn prefix(&self) -> &str {
+        self.options.prefix.trim_matches('/')
+    }
+
+    /// The inline policy of the execution role: pull this set-up's images, write its logs.
+    pub fn execution_policy(&self) -> String {
+        let a = &self.account;
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "RegistryToken",
+                    "Effect": "Allow",
+                    "Action": "ecr:GetAuthorizationToken",
+                    "Resource": "*"
+                },
+                {
+                    "Sid": "PullImages",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchGetImage"
+                    ],
+                    "Resource": format!(
+                        "arn:{}:ecr:{}:{}:repository/{}",
+                        a.partition, a.region, a.id, self.repository
+                    )
+                },
+                {
+                    "Sid": "WriteLogs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": format!(
+                        "arn:{}:logs:{}:{}:log-group:{}:*",
+                        a.partition, a.region, a.id, self.log_group
+                    )
+                }
+            ]
+        })
+        .to_string()
+    }
+
+    /// The inline policy of the task role: session data under the prefix, nothing else.
+    /// Listing (restricted to the prefix) is granted so that reading a missing key is a 404,
+    /// not a 403: workers poll for keys that do not exist yet.
+    pub fn task_policy(&self) -> String {
+        let p = &self.account.partition;
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "SessionData",
+                    "Effect": "Allow",
+                    "Action": [
+                        "s3:GetObject",
+                        "s3:PutObject",
+                        "s3:DeleteObject",
+                        "s3:AbortMultipartUpload"
+                    ],
+                    "Resource": format!("arn:{p}:s3:::{}/{}/*", self.bucket, self.prefix())
+                },
+                {
+                    "Sid": "ListSessionData",
+                    "Effect": "Allow",
+                    "Action": "s3:ListBucket",
+                    "Resource": format!("arn:{p}:s3:::{}", self.bucket),
+                    "Condition": {"StringLike": {"s3:prefix": [format!("{}/*", self.prefix())]}}
+                }
+            ]
+        })
+        .to_string()
+    }
+
+    fn role(&self, name: &str, description: &str, policy: String) -> RoleSpec {
+        RoleSpec {
+            name: name.to_string(),
+            description: description.to_string(),
+            service: "ecs-tasks.amazonaws.com".into(),
+            policy_name: "starburst".into(),
+            policy,
+        }
+    }
+}
+
+/// The plan for `options` in the provisioner's account: names, reasons, and which resources
+/// already exist (one read-only look-up by tag).
+pub async fn plan(p: &dyn Provisioner, options: &SetupOptions) -> Result<SetupPlan> {
+    options.validate()?;
+    let account = p.account().await?;
+    let name = &options.name;
+    let setup_id = format!("{name}-{}", account.region);
+    let bucket = options
+        .bucket
+        .clone()
+        .unwrap_or_else(|| format!("{name}-{}-{}", account.id, account.region));
+    if !bucket_name_ok(&bucket) {
+        return Err(invalid(format!(
+            "the bucket name {bucket:?} is not a valid S3 name; pass bucket = a valid name"
+        )));
+    }
+    let mut plan = SetupPlan {
+        repository: name.clone(),
+        cluster: name.clone(),
+        log_group: format!("/{name}/workers"),
+        security_group: format!("{name}-workers"),
+        // IAM is global: the region keeps set-ups of several regions apart.
+        execution_role: format!("{name}-{}-execution", account.region),
+        task_role: format!("{name}-{}-task", account.region),
+        setup_id,
+        account,
+        options: options.clone(),
+        bucket,
+        steps: Vec::new(),
+    };
+    let existing = p.find_tagged(SETUP_TAG, &plan.setup_id).await?;
+    let exists =
+        |kind: ResourceKind, name: &str| existing.iter().any(|r| r.kind == kind && r.name == name);
+    let days = options.data_retention_days;
+    let steps = [
+        (
+            ResourceKind::Bucket,
+            plan.bucket.clone(),
+            format!(
+                "session data (private, encrypted, deleted after {days} day{})",
+                if days == 1 { "" } else { "s" }
+            ),
+        ),
+        (
+            ResourceKind::Repository,
+            plan.repository.clone(),
+            format!(
+                "worker images built from your R environment (scanned on push, newest {} kept)",
+                options.keep_images
+            ),
+        ),
+        (
+            ResourceKind::Cluster,
+            plan.cluster.clone(),
+            "runs the workers on Fargate and Fargate Spot".to_string(),
+        ),
+        (
+            ResourceKind::LogGroup,
+            plan.log_group.clone(),
+            format!("worker logs (kept {} days)", options.log_retention_days),
+        ),
+        (
+            ResourceKind::SecurityGroup,
+            plan.security_group.clone(),
+            "lets workers reach S3 and ECR; nothing can connect to them".to_string(),
+        ),
+        (
+            ResourceKind::Role,
+            plan.execution_role.clone(),
+            "lets ECS pull the worker image and write its logs".to_string(),
+        ),
+        (
+            ResourceKind::Role,
+            plan.task_role.clone(),
+            format!(
+                "what workers may do: read and write s3://{}/{}/ only",
+                plan.bucket,
+                plan.prefix()
+            ),
+        ),
+    ];
+    plan.steps = steps
+        .into_iter()
+        .map(|(kind, name, why)| Step {
+            exists: exists(kind, &name),
+            kind,
+            name,
+            why,
+        })
+        .collect();
+    Ok(plan)
+}
+
+/// One applied step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// The resource.
+    pub resource: Resource,
+    /// What was done.
+    pub change: Change,
+}
+
+/// What `apply` made: everything the configuration file needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupResult {
+    /// The plan that was applied.
+    pub plan: SetupPlan,
+    /// Where workers run.
+    pub network: NetworkConfig,
+    /// ARN of the execution role.
+    pub execution_role_arn: String,
+    /// ARN of the task role.
+    pub task_role_arn: String,
+    /// The repository's id (its ARN).
+    pub repository_arn: String,
+    /// Each step's outcome, in order.
+    pub applied: Vec<Applied>,
+}
+
+impl SetupResult {
+    /// True when the run created or changed nothing.
+    pub fn unchanged(&self) -> bool {
+        self.applied.iter().all(|a| a.change == Change::Unchanged)
+    }
+
+    /// The repository URI images are pushed to, `<account>.dkr.ecr.<region>.amazonaws.com/<name>`.
+    pub fn repository_uri(&self) -> String {
+        let a = &self.plan.account;
+        let domain = if a.region.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
+        format!(
+            "{}.dkr.ecr.{}.{domain}/{}",
+            a.id, a.region, self.plan.repository
+        )
+    }
+}
+
+/// Creates (or finds) every resource of `plan`, in order, calling `progress` after each.
+/// Idempotent: a second run reports every step unchanged; a run interrupted by an error is
+/// resumed by running it again.
+pub async fn apply(
+    p: &dyn Provisioner,
+    plan: &SetupPlan,
+    progress: &mut dyn FnMut(&Applied),
+) -> Result<SetupResult> {
+    let tags = plan.tags();
+    let o = &plan.options;
+    let mut applied = Vec::new();
+    let mut record = |e: starburst_cloud::Ensured, applied: &mut Vec<Applied>| {
+        let a = Applied {
+            resource: e.resource,
+            change: e.change,
+        };
+        progress(&a);
+        applied.push(a);
+    };
+    let bucket = BucketSpec {
+        name: plan.bucket.clone(),
+        expire_prefix: format!("{}/", plan.prefix()),
+        expire_days: o.data_retention_days,
+    };
+    record(p.ensure_bucket(&bucket, &tags).await?, &mut applied);
+    let repository = RepositorySpec {
+        name: plan.repository.clone(),
+        keep_images: o.keep_images,
+    };
+    let repo = p.ensure_repository(&repository, &tags).await?;
+    let repository_arn = repo.resource.id.clone();
+    record(repo, &mut applied);
+    record(p.ensure_cluster(&plan.cluster, &tags).await?, &mut applied);
+    let logs = LogGroupSpec {
+        name: plan.log_group.clone(),
+        retention_days: o.log_retention_days,
+    };
+    record(p.ensure_log_group(&logs, &tags).await?, &mut applied);
+    let request = NetworkRequest {
+        subnets: o.subnets.clone(),
+        vpc: o.vpc.clone(),
+        security_group_name: plan.security_group.clone(),
+    };
+    let network = p.ensure_network(&request, &tags).await?;
+    record(network.group, &mut applied);
+    let execution = plan.role(
+        &plan.execution_role,
+        "starburst: ECS pulls worker images and writes their logs",
+        plan.execution_policy(),
+    );
+    let execution = p.ensure_role(&execution, &tags).await?;
+    let execution_role_arn = execution.resource.id.clone();
+    record(execution, &mut applied);
+    let task = plan.role(
+        &plan.task_role,
+        "starburst: workers read and write session data",
+        plan.task_policy(),
+    );
+    let task = p.ensure_role(&task, &tags).await?;
+    let task_role_arn = task.resource.id.clone();
+    record(task, &mut applied);
+    Ok(SetupResult {
+        plan: plan.clone(),
+        network: network.config,
+        execution_role_arn,
+        task_role_arn,
+        repository_arn,
+        applied,
+    })
+}
+
+/// What teardown would delete: every resource tagged with `setup_id`, in deletion order
+/// (the cluster first, so its tasks stop before the network and roles go; the bucket last).
+pub async fn teardown_plan(p: &dyn Provisioner, setup_id: &str) -> Result<Vec<Resource>> {
+    let mut found = p.find_tagged(SETUP_TAG, setup_id).await?;
+    let rank = |k: ResourceKind| match k {
+        ResourceKind::Cluster => 0,
+        ResourceKind::SecurityGroup => 1,
+        ResourceKind::Role => 2,
+        ResourceKind::LogGroup => 3,
+        ResourceKind::Repository => 4,
+        ResourceKind::Bucket => 5,
+    };
+    found.sort_by(|a, b| (rank(a.kind), &a.name).cmp(&(rank(b.kind), &b.name)));
+    Ok(found)
+}
+
+/// Deletes `resources` (from [`teardown_plan`]) in order, calling `progress` after each.
+pub async fn teardown(
+    p: &dyn Provisioner,
+    resources: &[Resource],
+    progress: &mut dyn FnMut(&Resource),
+) -> Result<()> {
+    for r in resources {
+        p.delete(r).await?;
+        progress(r);
+    }
+    Ok(())
+}
