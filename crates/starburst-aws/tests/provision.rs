@@ -651,7 +651,7 @@ async fn the_security_group_is_egress_only_and_tagged() {
     assert_eq!(made.group.change, Change::Created);
     assert!(!made.config.subnets.is_empty());
     let id = made.group.resource.id.clone();
-    assert_eq!(made.config.security_groups, [id.clone()]);
+    assert_eq!(made.config.security_groups, vec![id.clone()]);
     let group = || async {
         ec2.describe_security_groups()
             .group_ids(&id)
