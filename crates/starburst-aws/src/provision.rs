@@ -451,6 +451,8 @@ fn lifecycle(spec: &BucketSpec) -> Result<s3t::BucketLifecycleConfiguration> {
 
 impl AwsProvisioner {
     /// True when this account owns bucket `name` (ListBuckets lists only the caller's own).
+    /// Not HeadBucket: it succeeds on another account's bucket that grants us access (and moto
+    /// serves any account's bucket there, ignoring ExpectedBucketOwner).
     async fn owns_bucket(&self, name: &str) -> Result<bool> {
         let mut pages = self.s3.list_buckets().prefix(name).into_paginator().send();
         while let Some(page) = pages.next().await {
