@@ -96,6 +96,26 @@ fn classify(
             Error::not_found(op, resource)
         }
         (_, Some(code)) if is_not_found(code) => Error::not_found(op, resource),
+        (_, Some(code)) if is_already_exists(code) => Error::already_exists(op, resource),
+        (_, Some(code)) if is_invalid(code) => Error::invalid(
+            op,
+            format!(
+                "{resource}: {}",
+                if message.is_empty() { code } else { &message }
+            ),
+        ),
+        // IAM: the entity still has dependents (policies, instance profiles) or is being
+        // changed by another request.
+        (_, Some("DeleteConflict")) => Error::other(
+            op,
+            resource,
+            format!("{message} (it still has dependents; remove them, then retry)"),
+        ),
+        (_, Some("ConcurrentModification" | "ServiceFailure")) => Error::Transient {
+            op,
+            resource,
+            source,
+        },
         (Some(412), _) | (_, Some("PreconditionFailed")) => {
             Error::PreconditionFailed { op, resource }
         }
@@ -147,6 +167,8 @@ fn is_quota(code: &str) -> bool {
             | "QuotaExceededException"
             | "TooManyBuckets"
             | "VcpuLimitExceeded"
+            // IAM
+            | "LimitExceeded"
     )
 }
 
@@ -158,6 +180,34 @@ fn is_not_found(code: &str) -> bool {
             code,
             "NoSuchResourceException" | "NoSuchEntity" | "NoSuchEntityException"
         )
+}
+
+/// Error codes of a create that found the resource there (IAM's, and the other services' that
+/// set-up meets).
+fn is_already_exists(code: &str) -> bool {
+    matches!(
+        code,
+        "EntityAlreadyExists"
+            | "BucketAlreadyExists"
+            | "BucketAlreadyOwnedByYou"
+            | "RepositoryAlreadyExistsException"
+            | "ResourceAlreadyExistsException"
+            | "InvalidGroup.Duplicate"
+    )
+}
+
+/// Error codes of requests the service refuses as malformed (IAM's and STS's).
+fn is_invalid(code: &str) -> bool {
+    matches!(
+        code,
+        "MalformedPolicyDocument"
+            | "MalformedPolicyDocumentException"
+            | "InvalidInput"
+            | "ValidationError"
+            | "UnmodifiableEntity"
+            | "PackedPolicyTooLarge"
+            | "PackedPolicyTooLargeException"
+    )
 }
 
 /// A 401/403, or an error code of missing permissions or bad credentials.
@@ -175,6 +225,8 @@ fn is_denied(f: &Failure) -> bool {
                     | "InvalidClientTokenId"
                     | "ExpiredToken"
                     | "ExpiredTokenException"
+                    // STS in a region the account has not enabled
+                    | "RegionDisabledException"
             )
         })
 }
@@ -245,6 +297,38 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    #[test]
+    fn iam_and_sts_codes_map_onto_port_errors() {
+        assert!(class(Some(404), Some("NoSuchEntity")).is_not_found());
+        for code in [
+            "EntityAlreadyExists",
+            "BucketAlreadyExists",
+            "RepositoryAlreadyExistsException",
+            "InvalidGroup.Duplicate",
+        ] {
+            assert!(class(Some(409), Some(code)).is_already_exists(), "{code}");
+        }
+        for code in ["MalformedPolicyDocument", "InvalidInput", "ValidationError"] {
+            assert!(
+                matches!(class(Some(400), Some(code)), Error::InvalidInput { message, .. } if message.contains("msg")),
+                "{code}"
+            );
+        }
+        assert!(matches!(
+            class(Some(409), Some("LimitExceeded")),
+            Error::QuotaExceeded { .. }
+        ));
+        assert!(matches!(
+            class(Some(409), Some("DeleteConflict")),
+            Error::Other { .. }
+        ));
+        assert!(class(Some(409), Some("ConcurrentModification")).is_retryable());
+        assert!(matches!(
+            class(Some(403), Some("RegionDisabledException")),
+            Error::AccessDenied { .. }
+        ));
     }
 
     #[test]

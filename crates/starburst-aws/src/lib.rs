@@ -13,6 +13,7 @@
 //! | `Quotas` | [`ServiceQuotas`] | Service Quotas (`fargate`), usage counted from ECS tasks |
 //! | `Registry` | [`EcrRegistry`] | ECR |
 //! | `Network` | `Ec2Network` (feature `network`) | EC2 (VPCs, subnets, security groups) |
+//! | `Provisioner` | `AwsProvisioner` (feature `provision`) | S3, ECR, ECS, CloudWatch Logs, EC2, IAM, STS |
 //!
 //! The adapters are tested against a local moto server (`tests/`), in the same conformance
 //! suites the in-memory fakes pass.
@@ -26,6 +27,8 @@ mod metadata;
 #[cfg(feature = "network")]
 mod network;
 mod pace;
+#[cfg(feature = "provision")]
+mod provision;
 mod quotas;
 mod registry;
 mod sdk;
@@ -40,6 +43,8 @@ pub use metadata::{METADATA_ENV, ecs_task_id};
 #[cfg(feature = "network")]
 pub use network::Ec2Network;
 pub use pace::Pace;
+#[cfg(feature = "provision")]
+pub use provision::AwsProvisioner;
 pub use quotas::ServiceQuotas;
 pub use registry::{EcrRegistry, EcrRepository};
 pub use sdk::{Aws, AwsOptions};

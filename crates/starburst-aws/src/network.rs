@@ -14,7 +14,7 @@ const MANAGED_TAG: (&str, &str) = ("starburst:managed", "true");
 /// What a created group says it is for.
 const GROUP_DESCRIPTION: &str = "starburst workers: no inbound rules, all outbound traffic";
 
-const OP: &str = "ensure the worker network";
+pub(crate) const OP: &str = "ensure the worker network";
 
 /// Worker networking in EC2.
 ///
@@ -166,7 +166,7 @@ impl Ec2Network {
     }
 
     /// The group named `name` in `vpc`, if there is one.
-    async fn find_group(&self, vpc: &str, name: &str) -> Result<Option<SecurityGroup>> {
+    pub(crate) async fn find_group(&self, vpc: &str, name: &str) -> Result<Option<SecurityGroup>> {
         let out = self
             .client
             .describe_security_groups()
@@ -178,19 +178,24 @@ impl Ec2Network {
         Ok(out.security_groups().first().cloned())
     }
 
-    /// The id of the egress-only group named `name` in `vpc`, created when missing.
-    async fn ensure_group(&self, vpc: &str, name: &str) -> Result<String> {
+    /// The group named `name` in `vpc`: found, or created (with EC2's allow-all outbound rule,
+    /// no inbound rule, and `tags`) when missing.
+    pub(crate) async fn find_or_create_group(
+        &self,
+        vpc: &str,
+        name: &str,
+        tags: &[(&str, &str)],
+    ) -> Result<Group> {
         if let Some(found) = self.find_group(vpc, name).await? {
-            return egress_only(&found, &group(vpc, name));
+            return Ok(Group::Found(found));
         }
         let tags = TagSpecification::builder()
             .resource_type(ResourceType::SecurityGroup)
-            .tags(
-                Tag::builder()
-                    .key(MANAGED_TAG.0)
-                    .value(MANAGED_TAG.1)
-                    .build(),
-            )
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                    .collect(),
+            ))
             .build();
         let created = self
             .client
@@ -202,33 +207,38 @@ impl Ec2Network {
             .send()
             .await;
         match created {
-            Ok(out) => out.group_id().map(str::to_owned).ok_or_else(|| {
-                Error::other(
-                    "create security group",
-                    group(vpc, name),
-                    "EC2 answered without the group id",
-                )
-            }),
+            Ok(out) => out
+                .group_id()
+                .map(|id| Group::Created(id.to_owned()))
+                .ok_or_else(|| {
+                    Error::other(
+                        "create security group",
+                        group(vpc, name),
+                        "EC2 answered without the group id",
+                    )
+                }),
             // Another set-up created it meanwhile.
             Err(err) if err.code() == Some("InvalidGroup.Duplicate") => {
                 match self.find_group(vpc, name).await? {
-                    Some(found) => egress_only(&found, &group(vpc, name)),
+                    Some(found) => Ok(Group::Found(found)),
                     None => Err(map("create security group", group(vpc, name), err)),
                 }
             }
             Err(err) => Err(map("create security group", group(vpc, name), err)),
         }
     }
-}
 
-#[async_trait]
-impl Network for Ec2Network {
-    async fn ensure(&self, request: &NetworkRequest) -> Result<NetworkConfig> {
-        let name = request.security_group_name.trim();
-        if name.is_empty() {
-            return Err(Error::invalid(OP, "the security group name is empty"));
+    /// The id of the egress-only group named `name` in `vpc`, created when missing.
+    async fn ensure_group(&self, vpc: &str, name: &str) -> Result<String> {
+        match self.find_or_create_group(vpc, name, &[MANAGED_TAG]).await? {
+            Group::Created(id) => Ok(id),
+            Group::Found(found) => egress_only(&found, &group(vpc, name)),
         }
-        let (vpc, subnets) = if !request.subnets.is_empty() {
+    }
+
+    /// The VPC and subnets `request` asks for (see [`Ec2Network`]).
+    pub(crate) async fn locate(&self, request: &NetworkRequest) -> Result<(String, Vec<String>)> {
+        if !request.subnets.is_empty() {
             let (vpc, subnets) = self.explicit_subnets(&request.subnets).await?;
             if let Some(wanted) = request.vpc.as_deref().filter(|w| *w != vpc) {
                 return Err(Error::invalid(
@@ -239,7 +249,7 @@ impl Network for Ec2Network {
                     ),
                 ));
             }
-            (vpc, subnets)
+            Ok((vpc, subnets))
         } else {
             let vpc = match &request.vpc {
                 Some(vpc) => {
@@ -249,8 +259,28 @@ impl Network for Ec2Network {
                 None => self.default_vpc().await?,
             };
             let subnets = self.subnets_of(&vpc).await?;
-            (vpc, subnets)
-        };
+            Ok((vpc, subnets))
+        }
+    }
+}
+
+/// A security group found or made by [`Ec2Network::find_or_create_group`].
+#[derive(Debug)]
+pub(crate) enum Group {
+    /// Created now; its id.
+    Created(String),
+    /// It was there already.
+    Found(SecurityGroup),
+}
+
+#[async_trait]
+impl Network for Ec2Network {
+    async fn ensure(&self, request: &NetworkRequest) -> Result<NetworkConfig> {
+        let name = request.security_group_name.trim();
+        if name.is_empty() {
+            return Err(Error::invalid(OP, "the security group name is empty"));
+        }
+        let (vpc, subnets) = self.locate(request).await?;
         let group_id = self.ensure_group(&vpc, name).await?;
         Ok(NetworkConfig {
             vpc,
@@ -261,17 +291,17 @@ impl Network for Ec2Network {
 }
 
 /// An EC2 filter on one value.
-fn filter(name: &str, value: &str) -> Filter {
+pub(crate) fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
 /// How a group is named in errors.
-fn group(vpc: &str, name: &str) -> String {
+pub(crate) fn group(vpc: &str, name: &str) -> String {
     format!("security group {name} in VPC {vpc}")
 }
 
 /// The id of `found`, if it lets nothing in.
-fn egress_only(found: &SecurityGroup, named: &str) -> Result<String> {
+pub(crate) fn egress_only(found: &SecurityGroup, named: &str) -> Result<String> {
     if !found.ip_permissions().is_empty() {
         return Err(Error::invalid(
             OP,
