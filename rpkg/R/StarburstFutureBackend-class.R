@@ -24,8 +24,8 @@
 #' @keywords internal
 #' @export
 StarburstFutureBackend <- function(expr, envir, substitute, lazy, seed, globals, packages, stdout, conditions, label,
-                                   workers = NULL, cpu = 1, memory = "2GB", backend = c("aws", "local"),
-                                   spot = FALSE, arch = c("x86_64", "arm64"), idle_timeout = 600,
+                                   workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"),
+                                   spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL,
                                    max_retries = 2, earlySignal = FALSE, gc = FALSE,
                                    maxSizeOfObjects = getOption("future.globals.maxSize", +Inf),
                                    interrupts = TRUE, hooks = FALSE, ...) {

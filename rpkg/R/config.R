@@ -188,6 +188,7 @@ check_max_retries <- function(max_retries) {
 ## Checks every backend option without resolving defaults that depend on
 ## the machine; used by tweak() so that plan() fails early
 check_backend_options <- function(args) {
+  args <- args[!vapply(args, is.null, NA)]
   if ("workers" %in% names(args)) check_workers(args[["workers"]])
   if ("cpu" %in% names(args)) check_cpu(args[["cpu"]])
   if ("memory" %in% names(args)) parse_memory(args[["memory"]])
@@ -223,9 +224,17 @@ check_option_names <- function(names, allowed = c(backend_option_names, future_t
 
 ## Validates the backend options and resolves defaults into a configuration.
 ## Errors are classed; the AWS backend needs a set-up (read_aws_setup()).
-resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c("aws", "local"),
-                           spot = FALSE, arch = c("x86_64", "arm64"), idle_timeout = 600,
+## NULL (and arch's default vector) means: the preference (starburst_config()),
+## else the built-in default.
+resolve_config <- function(workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"),
+                           spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL,
                            max_retries = 2, read_setup = TRUE) {
+  prefs <- read_preferences()
+  cpu <- cpu %||% prefs[["cpu"]] %||% 1
+  memory <- memory %||% prefs[["memory"]] %||% "2GB"
+  spot <- spot %||% prefs[["spot"]] %||% FALSE
+  if (identical(arch, c("x86_64", "arm64"))) arch <- prefs[["arch"]] %||% "x86_64"
+  idle_timeout <- idle_timeout %||% prefs[["idle_timeout"]] %||% 600
   millicpu <- check_cpu(cpu)
   memory_mib <- parse_memory(memory)
   backend <- check_backend(backend)
@@ -253,6 +262,7 @@ resolve_config <- function(workers = NULL, cpu = 1, memory = "2GB", backend = c(
     setup_file <- NULL
   }
 
+  if (is.null(workers)) workers <- getOption("starburst.workers", prefs[["workers"]])
   workers <- resolve_workers(workers, backend = backend)
 
   list(

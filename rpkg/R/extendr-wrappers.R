@@ -41,3 +41,31 @@ sb_session_close <- function(session) invisible(sb_check(.Call(wrap__sb_session_
 sb_validate_size <- function(millicpu, memory_mib) {
   .Call(wrap__sb_validate_size, as.numeric(millicpu), as.numeric(memory_mib))
 }
+
+sb_setup_plan <- function(options_json, region, endpoint) {
+  sb_check(.Call(wrap__sb_setup_plan, options_json, region, endpoint))
+}
+
+sb_setup_apply <- function(plan_json, endpoint, assign_public_ip, progress) {
+  sb_check(.Call(wrap__sb_setup_apply, plan_json, endpoint, assign_public_ip, progress))
+}
+
+sb_teardown_plan <- function(setup_id, region, endpoint) {
+  sb_check(.Call(wrap__sb_teardown_plan, setup_id, region, endpoint))
+}
+
+sb_teardown <- function(resources_json, region, endpoint, progress) {
+  invisible(sb_check(.Call(wrap__sb_teardown, resources_json, region, endpoint, progress)))
+}
+
+sb_environment_spec <- function(lock_json, r_version, arch, names, versions, repo_names, repo_urls,
+                                tarball, version) {
+  sb_check(.Call(wrap__sb_environment_spec, lock_json, r_version, arch, as.character(names),
+                 as.character(versions), as.character(repo_names), as.character(repo_urls),
+                 tarball, version))
+}
+
+sb_environment_image <- function(spec_json, repository, region, endpoint, workdir, force, progress) {
+  sb_check(.Call(wrap__sb_environment_image, spec_json, repository, region, endpoint, workdir,
+                 force, progress))
+}

@@ -35,8 +35,8 @@
 #'   \item{`STARBURST_CONFIG`}{Path of the AWS set-up file to use instead of
 #'     the one under `tools::R_user_dir("starburst", "config")`.}
 #'   \item{`starburst.workers`}{Default number of workers when `workers` is
-#'     `NULL`. Default: `parallelly::availableCores()` for the local backend,
-#'     10 for AWS.}
+#'     `NULL`. Default: the `workers` of [starburst_config()], else
+#'     `parallelly::availableCores()` for the local backend and 10 for AWS.}
 #'   \item{`starburst.blob_threshold`}{Globals whose serialized size is above
 #'     this many bytes are sent as content-addressed blobs, uploaded once per
 #'     session however many futures use them. Default: `1048576` (1 MB).}
@@ -74,27 +74,31 @@
 #'
 #' @param workers (positive whole number, function, or `NULL`) Maximum number
 #' of workers, each evaluating one future at a time. Futures beyond that
-#' are queued. `NULL` (default) means option `starburst.workers`, else
-#' `parallelly::availableCores()` for local workers and 10 for AWS. A
+#' are queued. `NULL` (default) means option `starburst.workers`, else the
+#' `workers` of [starburst_config()], else `parallelly::availableCores()` for
+#' local workers and 10 for AWS. A
 #' function is called without arguments when the plan is used.
 #'
 #' @param cpu (numeric) vCPUs per worker: 0.25, 0.5, 1, 2, 4, 8, or 16
-#' on AWS. Default: 1.
+#' on AWS. Default (`NULL`): the `cpu` of [starburst_config()], else 1.
 #'
 #' @param memory Memory per worker, as a string such as `"2GB"` or `"512MB"`,
 #' or a number of GB. On AWS it must fit `cpu` (Fargate's table, e.g. 2GB to
-#' 8GB for 1 vCPU). Default: `"2GB"`.
+#' 8GB for 1 vCPU). Default (`NULL`): the `memory` of [starburst_config()],
+#' else `"2GB"`.
 #'
 #' @param backend `"aws"` or `"local"`. Default: AWS when an AWS set-up exists,
 #' else local.
 #'
-#' @param spot (logical) Use Fargate Spot capacity on AWS. Default: `FALSE`.
+#' @param spot (logical) Use Fargate Spot capacity on AWS. Default (`NULL`):
+#' the `spot` of [starburst_config()], else `FALSE`.
 #'
-#' @param arch `"x86_64"` (default) or `"arm64"`; the CPU architecture of AWS
-#' workers.
+#' @param arch `"x86_64"` or `"arm64"`; the CPU architecture of AWS
+#' workers. Default: the `arch` of [starburst_config()], else `"x86_64"`.
 #'
 #' @param idle_timeout (numeric) Seconds a worker stays without work before it
-#' stops. Default: 600.
+#' stops. Default (`NULL`): the `idle_timeout` of [starburst_config()], else
+#' 600.
 #'
 #' @param max_retries (whole number) How many times a future whose worker was
 #' lost is run again on another worker before it fails. Default: 2.
@@ -125,7 +129,7 @@
 #'
 #' @aliases future_starburst
 #' @export
-starburst <- function(expr, envir = parent.frame(), substitute = TRUE, lazy = FALSE, seed = FALSE, globals = TRUE, packages = NULL, stdout = TRUE, conditions = "condition", label = NULL, workers = NULL, cpu = 1, memory = "2GB", backend = c("aws", "local"), spot = FALSE, arch = c("x86_64", "arm64"), idle_timeout = 600, max_retries = 2, ...) {
+starburst <- function(expr, envir = parent.frame(), substitute = TRUE, lazy = FALSE, seed = FALSE, globals = TRUE, packages = NULL, stdout = TRUE, conditions = "condition", label = NULL, workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"), spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL, max_retries = 2, ...) {
   if (substitute) expr <- substitute(expr)
 
   if (use_backend_api()) {

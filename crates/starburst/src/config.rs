@@ -73,8 +73,15 @@ pub struct AwsSettings {
     /// CloudWatch log group of the workers' logs.
     #[serde(default)]
     pub log_group: Option<String>,
-    /// The worker image.
+    /// The worker image; empty until an environment image was built for this set-up.
+    #[serde(default)]
     pub image: String,
+    /// The image repository URI environment images are pushed to.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// The set-up id (the `starburst:setup` tag of its resources).
+    #[serde(default)]
+    pub setup_id: Option<String>,
     /// The role the workers run as (access to the bucket's prefix only).
     #[serde(default)]
     pub task_role_arn: Option<String>,

@@ -41,6 +41,11 @@ impl Error {
             Self::Scheduler(starburst_scheduler::Error::InvalidTask(_)) => {
                 "starburst_invalid_argument"
             }
+            Self::Cloud(starburst_cloud::Error::InvalidInput { .. }) => {
+                "starburst_invalid_argument"
+            }
+            Self::Cloud(starburst_cloud::Error::AccessDenied { .. }) => "starburst_access_denied",
+            Self::Cloud(starburst_cloud::Error::AlreadyExists { .. }) => "starburst_conflict",
             _ => "starburst_error",
         }
     }

@@ -4,16 +4,17 @@
 //! backend selection, and [`Session`] (a scheduler wired to the backend's ports). The R package
 //! talks to this crate only. Each underlying crate is re-exported whole as a module.
 //!
-//! It is the only crate besides the binaries that depends on the adapters. It uses
-//! `starburst-aws` without its EC2-backed network port (set-up's), the half of the SDK's build
-//! time that sessions do not need.
+//! It is the only crate besides the binaries that depends on the adapters. [`Admin`] runs the
+//! one-time set-up and teardown.
 
 #![deny(missing_docs)]
 
+mod admin;
 mod config;
 mod error;
 mod session;
 
+pub use admin::{Admin, AwsTarget};
 pub use config::{AwsSettings, Backend, Config};
 pub use error::{Error, Result};
 pub use session::{Session, env};

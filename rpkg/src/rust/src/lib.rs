@@ -262,6 +262,196 @@ fn sb_validate_size(millicpu: f64, memory_mib: f64) -> Robj {
     }
 }
 
+/// A connection for set-up and teardown: `region`/`endpoint` are `NULL` or a string.
+fn admin(region: &Robj, endpoint: &Robj) -> std::result::Result<starburst::Admin, Robj> {
+    let target = starburst::AwsTarget {
+        region: region
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        endpoint_url: endpoint
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+    };
+    starburst::Admin::connect(&target).map_err(facade_error)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Robj {
+    match serde_json::to_string(value) {
+        Ok(s) => r!(s),
+        Err(e) => rust_error("starburst_error", e),
+    }
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    json: &str,
+) -> std::result::Result<T, Robj> {
+    serde_json::from_str(json)
+        .map_err(|e| rust_error("starburst_invalid_argument", format!("{what}: {e}")))
+}
+
+/// Calls the R function `progress` with one argument (a JSON string); an R error in it is
+/// reported once, not raised through Rust.
+fn notify<T: serde::Serialize>(progress: &Function, value: &T) {
+    if let Ok(json) = serde_json::to_string(value)
+        && let Err(e) = progress.call(pairlist!(json))
+    {
+        rprintln!("starburst: progress callback failed: {e}");
+    }
+}
+
+/// The set-up plan for `options_json` (set-up options), as JSON.
+#[extendr]
+fn sb_setup_plan(options_json: &str, region: Robj, endpoint: Robj) -> Robj {
+    let result = from_json("the set-up options", options_json).and_then(|options| {
+        let admin = admin(&region, &endpoint)?;
+        admin.plan(&options).map_err(facade_error)
+    });
+    match result {
+        Ok(plan) => to_json(&plan),
+        Err(e) => e,
+    }
+}
+
+/// Applies a plan from `sb_setup_plan()`; `progress` gets each step (JSON). Returns the
+/// set-up file's contents and each step's outcome, as JSON.
+#[extendr]
+fn sb_setup_apply(
+    plan_json: &str,
+    endpoint: Robj,
+    assign_public_ip: bool,
+    progress: Function,
+) -> Robj {
+    let result = from_json::<starburst::provision::setup::SetupPlan>("the set-up plan", plan_json)
+        .and_then(|plan| {
+            let region = r!(plan.account.region.clone());
+            let admin = admin(&region, &endpoint)?;
+            let done = admin
+                .apply(&plan, &mut |step| notify(&progress, step))
+                .map_err(facade_error)?;
+            let settings = admin.settings(&done, assign_public_ip);
+            Ok(serde_json::json!({ "settings": settings, "applied": done.applied }))
+        });
+    match result {
+        Ok(v) => to_json(&v),
+        Err(e) => e,
+    }
+}
+
+/// What teardown of `setup_id` would delete, in order, as JSON.
+#[extendr]
+fn sb_teardown_plan(setup_id: &str, region: Robj, endpoint: Robj) -> Robj {
+    match admin(&region, &endpoint).and_then(|a| a.teardown_plan(setup_id).map_err(facade_error)) {
+        Ok(resources) => to_json(&resources),
+        Err(e) => e,
+    }
+}
+
+/// Deletes the resources (JSON from `sb_teardown_plan()`); `progress` gets each deleted one.
+#[extendr]
+fn sb_teardown(resources_json: &str, region: Robj, endpoint: Robj, progress: Function) -> Robj {
+    let result = from_json::<Vec<starburst::cloud::Resource>>("the resources", resources_json)
+        .and_then(|resources| {
+            let admin = admin(&region, &endpoint)?;
+            admin
+                .teardown(&resources, &mut |r| notify(&progress, r))
+                .map_err(facade_error)
+        });
+    match result {
+        Ok(()) => ().into(),
+        Err(e) => e,
+    }
+}
+
+/// The environment spec of a worker image and its tag, as JSON `{spec, tag}`: from the text
+/// of a `renv.lock` when `lock_json` is a string, else from the session's packages
+/// (`names`/`versions`) pinned to the first of the repositories (`repo_names`/`repo_urls`).
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn sb_environment_spec(
+    lock_json: Robj,
+    r_version: &str,
+    arch: &str,
+    names: Strings,
+    versions: Strings,
+    repo_names: Strings,
+    repo_urls: Strings,
+    tarball: &str,
+    version: &str,
+) -> Robj {
+    use starburst::provision::EnvironmentSpec;
+    use starburst::provision::image::StarburstSource;
+    let result = (|| {
+        let arch: starburst::cloud::Arch = from_json("arch", &format!("{arch:?}"))?;
+        let source =
+            StarburstSource::from_tarball(version, tarball).map_err(|e| facade_error(e.into()))?;
+        let spec = match lock_json.as_str() {
+            Some(lock) => EnvironmentSpec::from_renv_lock(lock, arch, source),
+            None => EnvironmentSpec::from_packages(
+                r_version,
+                arch,
+                names
+                    .iter()
+                    .zip(versions.iter())
+                    .map(|(n, v)| (n.to_string(), v.to_string())),
+                repo_names
+                    .iter()
+                    .zip(repo_urls.iter())
+                    .map(|(n, u)| (n.to_string(), u.to_string())),
+                source,
+            ),
+        }
+        .map_err(|e| facade_error(e.into()))?;
+        let tag = spec.tag();
+        Ok(serde_json::json!({ "spec": spec, "tag": tag }))
+    })();
+    match result {
+        Ok(v) => to_json(&v),
+        Err(e) => e,
+    }
+}
+
+/// Makes sure the image of `spec_json` is in `repository` (built with docker buildx when
+/// missing, or when `force`); `progress` gets each line of progress. JSON `{image, built}`.
+#[extendr]
+fn sb_environment_image(
+    spec_json: &str,
+    repository: &str,
+    region: Robj,
+    endpoint: Robj,
+    workdir: &str,
+    force: bool,
+    progress: Function,
+) -> Robj {
+    let result = from_json::<starburst::provision::EnvironmentSpec>(
+        "the environment spec",
+        spec_json,
+    )
+    .and_then(|spec| {
+        let admin = admin(&region, &endpoint)?;
+        let ensured = admin
+            .ensure_image(
+                &spec,
+                repository,
+                std::path::Path::new(workdir),
+                force,
+                &mut |line| {
+                    if let Err(e) = progress.call(pairlist!(line)) {
+                        rprintln!("starburst: progress callback failed: {e}");
+                    }
+                },
+            )
+            .map_err(facade_error)?;
+        Ok(serde_json::json!({ "image": ensured.image.to_string(), "built": ensured.built }))
+    });
+    match result {
+        Ok(v) => to_json(&v),
+        Err(e) => e,
+    }
+}
+
 extendr_module! {
     mod starburst;
     fn sb_session_new;
@@ -273,4 +463,10 @@ extendr_module! {
     fn sb_worker_log;
     fn sb_session_close;
     fn sb_validate_size;
+    fn sb_setup_plan;
+    fn sb_setup_apply;
+    fn sb_teardown_plan;
+    fn sb_teardown;
+    fn sb_environment_spec;
+    fn sb_environment_image;
 }
