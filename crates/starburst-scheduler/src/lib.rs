@@ -534,7 +534,9 @@ impl Scheduler {
                         log_tail: vec![],
                     });
                 }
-                Err(e) => tracing::warn!(error = %e, "the session's workers cannot be priced; no cost meter"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the session's workers cannot be priced; no cost meter")
+                }
             }
         }
         let shared = Arc::new(Shared {
@@ -1296,9 +1298,13 @@ async fn launch(sh: &Shared, count: u32) -> Result<bool> {
     let spec = &sh.config.spec;
     for id in &report.launched {
         if let Some(m) = st.meter.as_mut() {
-            if let Err(e) =
-                m.worker_started(id.clone(), spec.size, spec.arch, spec.capacity, requested_at)
-            {
+            if let Err(e) = m.worker_started(
+                id.clone(),
+                spec.size,
+                spec.arch,
+                spec.capacity,
+                requested_at,
+            ) {
                 tracing::warn!(worker = %id, error = %e, "the cost meter cannot price a worker");
                 continue;
             }
@@ -1461,7 +1467,10 @@ fn meter_statuses(sh: &Shared, statuses: &[WorkerStatus], now: Duration) {
             continue;
         };
         if s.phase == WorkerPhase::Stopped {
-            let lo = b.last_alive.max(b.stop_requested.unwrap_or_default()).min(now);
+            let lo = b
+                .last_alive
+                .max(b.stop_requested.unwrap_or_default())
+                .min(now);
             let at = s
                 .stopped_at
                 .map_or(now, |t| session_time(now, wall, t))
