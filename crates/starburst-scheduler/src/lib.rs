@@ -558,7 +558,10 @@ impl Scheduler {
     }
 
     /// Queues a task: uploads its blobs that this session has not stored yet and returns its id
-    /// at once; a worker picks it up when one is free.
+    /// at once; a worker picks it up when one is free. In a session that can run nothing more
+    /// (it reached a spending cap, or its workers cannot start) the task is accepted and ends
+    /// failed at once, with the failure of the futures before it (class [`BUDGET_EXCEEDED`]
+    /// at a cap), so the caller learns why through [`Scheduler::collect`] as for any future.
     pub fn submit(
         &self,
         payload: Bytes,
@@ -1509,9 +1512,9 @@ async fn budget_check(sh: &Shared) -> bool {
     let now = sh.ports.clock.now();
     let decided = budget_decide(sh, &budget, now);
     let Some((stopped, failure)) = decided else {
-        return retry_stops(sh).await;
+        return retry_stops(sh, "stop requested earlier").await;
     };
-    retry_stops(sh).await;
+    retry_stops(sh, "budget cap reached").await;
     for (worker, tasks) in &stopped {
         tracing::info!(worker = %worker, tasks = ?tasks, "stopped a worker at the budget cap");
         for t in tasks {
@@ -1581,7 +1584,7 @@ fn budget_decide(sh: &Shared, budget: &Budget, now: Duration) -> Option<BudgetSt
 }
 
 /// Sends the stop requests recorded but not yet sent; true when one was sent.
-async fn retry_stops(sh: &Shared) -> bool {
+async fn retry_stops(sh: &Shared, reason: &str) -> bool {
     let ids: Vec<WorkerId> = sh
         .lock()
         .billing
@@ -1592,7 +1595,7 @@ async fn retry_stops(sh: &Shared) -> bool {
     if ids.is_empty() {
         return false;
     }
-    match sh.ports.compute.stop(&ids, "budget cap reached").await {
+    match sh.ports.compute.stop(&ids, reason).await {
         Ok(()) => {
             let mut st = sh.lock();
             for id in &ids {
@@ -1603,7 +1606,7 @@ async fn retry_stops(sh: &Shared) -> bool {
             true
         }
         Err(e) => {
-            tracing::warn!(error = %e, workers = ?ids, "stopping workers at the budget cap failed; retrying");
+            tracing::warn!(error = %e, workers = ?ids, "stopping workers failed; retrying");
             false
         }
     }
