@@ -6,6 +6,13 @@
 //! task of a lost worker up to a retry limit, and fails it with a classed cause and the worker's
 //! log tail after that. Callers wait for results on a condition variable, never by sleeping.
 //!
+//! It also keeps the session's live cost meter ([`Scheduler::cost`]) from its workers' launch
+//! and stop times, and enforces the hard spending caps of [`BudgetConfig`] with the decisions
+//! of [`starburst_cost::Budget`]: a launch that could push the projected spend past `max_cost`
+//! (or the hourly price past `max_hourly_cost`) does not happen, workers are stopped before the
+//! spend can pass the cap, and the futures the session can no longer afford fail with the class
+//! `starburst_budget_exceeded`.
+//!
 //! Every timed decision goes through the [`Clock`] port, so tests drive time by hand. The
 //! scheduler knows ports only: no AWS, no file system, no R.
 
@@ -20,14 +27,104 @@ use std::time::Duration;
 use bytes::Bytes;
 use starburst_cloud::{
     Clock, Compute, LogQuery, Logs, ObjectPath, ObjectStore, ObjectStoreExt, SessionId, StopCause,
-    TaskId, WorkerId, WorkerPhase, WorkerSpec,
+    TaskId, WorkerId, WorkerPhase, WorkerSpec, WorkerStatus,
 };
+use starburst_cost::{Budget, Meter};
 use starburst_serialization::{
     self as wire, BlobHash, BlobRef, EncodeOptions, FailureKind, InboxMeta, Limits, Outcome,
     SessionLayout, TaskMeta, unix_ms,
 };
 
 pub use error::{Error, Result};
+pub use starburst_cost::{Catalog, MeterReport};
+
+/// The R condition class of futures that fail because the session reached a spending cap.
+pub const BUDGET_EXCEEDED: &str = "starburst_budget_exceeded";
+
+/// A session's prices and hard spending caps.
+///
+/// The guarantee (see [`starburst_cost::Budget`]): the session's billed spend never passes
+/// `max_cost` as long as `check_interval` and `stop_latency` are true upper bounds. The
+/// scheduler checks the caps every [`SchedulerConfig::health_interval`] and uses the larger of
+/// that and `check_interval` as the bound, so `check_interval` is the margin for a slow round
+/// of the scheduler (a store or compute call that hangs).
+#[derive(Debug, Clone)]
+pub struct BudgetConfig {
+    /// The prices.
+    pub catalog: Catalog,
+    /// The region whose prices apply (`us-east-1`). A local session is priced as if its workers
+    /// ran on Fargate in this region.
+    pub region: String,
+    /// USD per session, a hard cap; `None` for no cap.
+    pub max_cost: Option<f64>,
+    /// USD per hour summed over the billed workers, a hard cap; `None` for no cap.
+    pub max_hourly_cost: Option<f64>,
+    /// The longest time between two checks of the caps the guarantee may assume. Default 30 s.
+    pub check_interval: Duration,
+    /// The longest time from a stop request to the end of a worker's billing, the stop call
+    /// itself included. Default 60 s, safe for Fargate: ECS sends SIGTERM, waits the task's stop
+    /// timeout (30 s by default) before SIGKILL, and then needs a few seconds to end the task.
+    /// Local workers stop within 5 s (a 3 s grace period, then SIGKILL).
+    pub stop_latency: Duration,
+}
+
+impl BudgetConfig {
+    /// No caps, `catalog`'s prices for `region`, and the default timing bounds.
+    pub fn new(catalog: Catalog, region: impl Into<String>) -> Self {
+        Self {
+            catalog,
+            region: region.into(),
+            max_cost: None,
+            max_hourly_cost: None,
+            check_interval: Duration::from_secs(30),
+            stop_latency: Duration::from_secs(60),
+        }
+    }
+
+    /// The same with the caps `max_cost` (USD per session) and `max_hourly_cost` (USD per hour).
+    pub fn with_caps(mut self, max_cost: Option<f64>, max_hourly_cost: Option<f64>) -> Self {
+        self.max_cost = max_cost;
+        self.max_hourly_cost = max_hourly_cost;
+        self
+    }
+
+    /// The USD per hour of one worker of `spec`; fails when the caps are impossible or the
+    /// catalog cannot price `spec` in the region (the error says what to do).
+    pub fn validate(&self, spec: &WorkerSpec) -> starburst_cost::Result<f64> {
+        self.budget(Duration::ZERO)?;
+        Meter::new(&self.catalog, &self.region)?.hourly(spec.size, spec.arch, spec.capacity)
+    }
+
+    fn budget(&self, health_interval: Duration) -> starburst_cost::Result<Budget> {
+        Budget::new(
+            self.max_cost,
+            self.max_hourly_cost,
+            self.check_interval.max(health_interval),
+            self.stop_latency,
+        )
+    }
+}
+
+/// A session's spend so far ([`Scheduler::cost`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostReport {
+    /// The region whose prices apply.
+    pub region: String,
+    /// The session cap, USD.
+    pub max_cost: Option<f64>,
+    /// The hourly cap, USD per hour.
+    pub max_hourly_cost: Option<f64>,
+    /// USD per hour of one worker of the session's size, architecture and capacity.
+    pub worker_hourly: f64,
+    /// Workers, billed vCPU- and GB-seconds, USD (at the workers' capacity and on-demand) and
+    /// the current hourly rate, from the workers' launch and stop times.
+    pub meter: MeterReport,
+    /// True once the session reached a cap: its pending futures failed with
+    /// [`BUDGET_EXCEEDED`] and new ones fail at once.
+    pub exceeded: bool,
+    /// When the caps were last checked, on the session clock.
+    pub last_check: Option<Duration>,
+}
 
 /// How a session schedules.
 #[derive(Debug, Clone)]
@@ -60,6 +157,9 @@ pub struct SchedulerConfig {
     pub launch_batch: u32,
     /// Compression of what the scheduler writes.
     pub encode: EncodeOptions,
+    /// Prices of the cost meter and spending caps; `None` for a session whose workers cannot
+    /// be priced (no meter, no caps).
+    pub budget: Option<BudgetConfig>,
 }
 
 impl SchedulerConfig {
@@ -78,6 +178,7 @@ impl SchedulerConfig {
             start_timeout: Duration::from_secs(600),
             launch_batch: 10,
             encode: EncodeOptions::PLAIN,
+            budget: Some(BudgetConfig::new(Catalog::builtin(), "us-east-1")),
         }
     }
 }
@@ -230,6 +331,17 @@ struct Slot {
     busy_since: Duration,
 }
 
+/// What the meter needs to know about a billed worker beyond the meter's own record.
+#[derive(Debug, Clone, Copy)]
+struct Billing {
+    /// When the platform last reported it not stopped (or when it was launched).
+    last_alive: Duration,
+    /// When a stop was asked for.
+    stop_requested: Option<Duration>,
+    /// The stop request reached the compute port.
+    stop_sent: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
     next_task: u64,
@@ -246,6 +358,14 @@ struct State {
     /// Moving average of how long tasks take on a worker (from their results' timing), for the
     /// first read of a running task's result on stores that cannot notify.
     estimate: Option<Duration>,
+    /// The cost meter (`None` when the session cannot be priced).
+    meter: Option<Meter>,
+    /// Workers the meter counts as billed.
+    billing: BTreeMap<WorkerId, Billing>,
+    /// When the caps were last checked.
+    last_budget_check: Option<Duration>,
+    /// The session reached a cap; `fatal` holds the failure of every future it cannot run.
+    budget_exceeded: bool,
 }
 
 impl State {
@@ -290,6 +410,20 @@ impl State {
         }
     }
 
+    /// Records that a stop of `ids` is asked for at `now` (the meter bills them until the
+    /// platform reports them stopped).
+    fn stopping(&mut self, ids: &[WorkerId], now: Duration, sent: bool) {
+        for id in ids {
+            if let Some(b) = self.billing.get_mut(id) {
+                b.stop_requested.get_or_insert(now);
+                b.stop_sent |= sent;
+            }
+            if let Some(m) = self.meter.as_mut() {
+                m.worker_stopping(id, now);
+            }
+        }
+    }
+
     /// The task at the head of `worker`'s inbox.
     fn head(&self, worker: &WorkerId) -> Option<&TaskId> {
         self.workers.get(worker).and_then(|s| s.tasks.front())
@@ -327,6 +461,10 @@ struct Shared {
     ports: Ports,
     config: SchedulerConfig,
     layout: SessionLayout,
+    /// The caps (`None` when the session cannot be priced).
+    budget: Option<Budget>,
+    /// USD per hour of one worker of the session's spec.
+    worker_hourly: f64,
 }
 
 impl Shared {
@@ -369,13 +507,47 @@ impl Scheduler {
     /// synchronous calls wait for work that runs on it.
     pub fn start(config: SchedulerConfig, ports: Ports, runtime: tokio::runtime::Handle) -> Self {
         let layout = SessionLayout::new(config.session_id.as_str());
+        let mut state = State::default();
+        let mut budget = None;
+        let mut worker_hourly = 0.0;
+        if let Some(b) = &config.budget {
+            let priced = b.validate(&config.spec).and_then(|hourly| {
+                Ok((
+                    b.budget(config.health_interval)?,
+                    Meter::new(&b.catalog, &b.region)?,
+                    hourly,
+                ))
+            });
+            match priced {
+                Ok((caps, meter, hourly)) => {
+                    budget = Some(caps);
+                    state.meter = Some(meter);
+                    worker_hourly = hourly;
+                }
+                // Caps that cannot be enforced: run nothing rather than run unbounded.
+                Err(e) if b.max_cost.is_some() || b.max_hourly_cost.is_some() => {
+                    state.fatal = Some(TaskFailure {
+                        class: "starburst_invalid_argument".into(),
+                        message: format!(
+                            "the session's spending caps cannot be enforced: {e}; no future runs in this session"
+                        ),
+                        log_tail: vec![],
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the session's workers cannot be priced; no cost meter")
+                }
+            }
+        }
         let shared = Arc::new(Shared {
-            state: Mutex::default(),
+            state: Mutex::new(state),
             cv: Condvar::new(),
             wake: tokio::sync::Notify::new(),
             ports,
             config,
             layout,
+            budget,
+            worker_hourly,
         });
         let driver = runtime.spawn(drive(shared.clone()));
         Self {
@@ -386,7 +558,10 @@ impl Scheduler {
     }
 
     /// Queues a task: uploads its blobs that this session has not stored yet and returns its id
-    /// at once; a worker picks it up when one is free.
+    /// at once; a worker picks it up when one is free. In a session that can run nothing more
+    /// (it reached a spending cap, or its workers cannot start) the task is accepted and ends
+    /// failed at once, with the failure of the futures before it (class [`BUDGET_EXCEEDED`]
+    /// at a cap), so the caller learns why through [`Scheduler::collect`] as for any future.
     pub fn submit(
         &self,
         payload: Bytes,
@@ -567,6 +742,27 @@ impl Scheduler {
         }
     }
 
+    /// The session's spend so far from its workers' launch and stop times, and its caps;
+    /// `None` when the session's workers cannot be priced (see [`SchedulerConfig::budget`]).
+    /// It stays available after [`Scheduler::close`]; workers the platform had not reported
+    /// stopped by then are counted until their stop request plus the stop-latency bound.
+    pub fn cost(&self) -> Option<CostReport> {
+        let sh = &self.shared;
+        let b = sh.config.budget.as_ref()?;
+        let now = sh.ports.clock.now();
+        let st = sh.lock();
+        let meter = st.meter.as_ref()?;
+        Some(CostReport {
+            region: b.region.clone(),
+            max_cost: b.max_cost,
+            max_hourly_cost: b.max_hourly_cost,
+            worker_hourly: sh.worker_hourly,
+            meter: meter.report(now),
+            exceeded: st.budget_exceeded,
+            last_check: st.last_budget_check,
+        })
+    }
+
     /// Stops every worker and ends the session; pending tasks end cancelled. Idempotent.
     pub fn close(&self) {
         {
@@ -638,6 +834,8 @@ async fn drive(sh: Arc<Shared>) {
                 Ok(p) => progressed |= p,
                 Err(e) => tracing::warn!(error = %e, "worker health check failed; retrying"),
             }
+            // The caps are checked as often as health, whether or not that succeeded.
+            progressed |= budget_check(&sh).await;
             next_health = clock.now() + sh.config.health_interval;
         }
         {
@@ -824,6 +1022,7 @@ async fn step(sh: &Shared, watching: bool) -> Result<bool> {
             .saturating_sub(st.workers.len() as u32);
         need.min(room).min(sh.config.launch_batch)
     };
+    let want = if want > 0 { affordable(sh, want) } else { 0 };
     if want > 0 {
         progressed |= launch(sh, want).await?;
     }
@@ -1054,7 +1253,32 @@ fn complete(
     }
 }
 
+/// How many of `want` workers the caps allow to launch now.
+fn affordable(sh: &Shared, want: u32) -> u32 {
+    let st = sh.lock();
+    if st.budget_exceeded {
+        return 0;
+    }
+    let (Some(budget), Some(meter)) = (&sh.budget, &st.meter) else {
+        return want;
+    };
+    let spec = &sh.config.spec;
+    let now = sh.ports.clock.now();
+    match budget.may_launch(meter, now, want, spec.size, spec.arch, spec.capacity) {
+        Ok(n) => n,
+        // Checked at start: the spec has prices.
+        Err(e) => {
+            tracing::warn!(error = %e, "pricing a launch failed");
+            0
+        }
+    }
+}
+
 async fn launch(sh: &Shared, count: u32) -> Result<bool> {
+    // Billing starts after the launch request: its time is a safe start for the meter. The
+    // platform's `started_at` (the container running) is later than Fargate's billing start
+    // (the image pull) and would under-count.
+    let requested_at = sh.ports.clock.now();
     let report = match sh.ports.compute.launch(&sh.config.spec, count).await {
         Ok(r) => r,
         Err(e) if e.is_retryable() => {
@@ -1074,6 +1298,29 @@ async fn launch(sh: &Shared, count: u32) -> Result<bool> {
     let now = sh.ports.clock.now();
     let mut st = sh.lock();
     st.launched.extend(report.launched.iter().cloned());
+    let spec = &sh.config.spec;
+    for id in &report.launched {
+        if let Some(m) = st.meter.as_mut() {
+            if let Err(e) = m.worker_started(
+                id.clone(),
+                spec.size,
+                spec.arch,
+                spec.capacity,
+                requested_at,
+            ) {
+                tracing::warn!(worker = %id, error = %e, "the cost meter cannot price a worker");
+                continue;
+            }
+            st.billing.insert(
+                id.clone(),
+                Billing {
+                    last_alive: requested_at,
+                    stop_requested: None,
+                    stop_sent: false,
+                },
+            );
+        }
+    }
     for id in &report.launched {
         st.workers.insert(
             id.clone(),
@@ -1106,16 +1353,29 @@ async fn launch(sh: &Shared, count: u32) -> Result<bool> {
 /// worker's beat also says how many events its task has written and which task it runs: true
 /// when that told something new (events to read, a result to read now).
 async fn health(sh: &Shared) -> Result<bool> {
-    let ids: Vec<WorkerId> = sh.lock().workers.keys().cloned().collect();
+    // The session's workers, and the stopping ones the meter still bills.
+    let ids: Vec<WorkerId> = {
+        let st = sh.lock();
+        let mut ids: Vec<WorkerId> = st.workers.keys().cloned().collect();
+        ids.extend(
+            st.billing
+                .keys()
+                .filter(|id| !st.workers.contains_key(*id))
+                .cloned(),
+        );
+        ids
+    };
     if ids.is_empty() {
         return Ok(false);
     }
     let statuses = sh.ports.compute.describe(&ids).await?;
     let now = sh.ports.clock.now();
+    meter_statuses(sh, &statuses, now);
     let mut lost = Vec::new();
     let mut learned = false;
+    let live: HashSet<WorkerId> = sh.lock().workers.keys().cloned().collect();
     for s in statuses {
-        if s.phase == WorkerPhase::Stopped {
+        if s.phase == WorkerPhase::Stopped && live.contains(&s.id) {
             let stop = s.stop.unwrap_or(starburst_cloud::StopInfo {
                 cause: StopCause::Other,
                 exit_code: None,
@@ -1170,10 +1430,13 @@ async fn health(sh: &Shared) -> Result<bool> {
             } else {
                 format!("it did not start within {:?}", sh.config.start_timeout)
             };
+            let stop = std::slice::from_ref(&id);
+            sh.lock().stopping(stop, now, false);
             sh.ports
                 .compute
-                .stop(std::slice::from_ref(&id), "heartbeat lease expired")
+                .stop(stop, "heartbeat lease expired")
                 .await?;
+            sh.lock().stopping(stop, now, true);
             lost.push((id, StopCause::Other, why));
         }
     }
@@ -1182,6 +1445,196 @@ async fn health(sh: &Shared) -> Result<bool> {
         learned = true;
     }
     Ok(learned)
+}
+
+/// A platform time as session time: `at` is `wall - t` before `now` (clamped to the origin;
+/// `now` for a time ahead of `wall`).
+fn session_time(now: Duration, wall: std::time::SystemTime, t: std::time::SystemTime) -> Duration {
+    now.saturating_sub(wall.duration_since(t).unwrap_or(Duration::ZERO))
+}
+
+/// Feeds the platform's view of billed workers to the meter: a stopped worker's stop time (the
+/// platform's, clamped into the window the scheduler observed: not before it was last seen
+/// alive or asked to stop, not after now, so a skewed clock cannot move it), and for one the
+/// platform no longer reports that was asked to stop, the stop-latency bound.
+fn meter_statuses(sh: &Shared, statuses: &[WorkerStatus], now: Duration) {
+    let wall = sh.ports.clock.wall();
+    let latency = sh.budget.map_or(Duration::ZERO, |b| b.stop_latency);
+    let mut st = sh.lock();
+    let State { meter, billing, .. } = &mut *st;
+    let Some(meter) = meter.as_mut() else {
+        return;
+    };
+    for s in statuses {
+        let Some(b) = billing.get_mut(&s.id) else {
+            continue;
+        };
+        if s.phase == WorkerPhase::Stopped {
+            let lo = b
+                .last_alive
+                .max(b.stop_requested.unwrap_or_default())
+                .min(now);
+            let at = s
+                .stopped_at
+                .map_or(now, |t| session_time(now, wall, t))
+                .clamp(lo, now);
+            meter.worker_stopped(&s.id, at);
+            billing.remove(&s.id);
+        } else {
+            b.last_alive = now;
+        }
+    }
+    let reported: HashSet<&WorkerId> = statuses.iter().map(|s| &s.id).collect();
+    let gone: Vec<(WorkerId, Duration)> = billing
+        .iter()
+        .filter(|(id, _)| !reported.contains(id))
+        .filter_map(|(id, b)| {
+            b.stop_requested
+                .map(|r| (id.clone(), r + latency))
+                .filter(|(_, end)| *end <= now)
+        })
+        .collect();
+    for (id, end) in gone {
+        meter.worker_stopped(&id, end);
+        billing.remove(&id);
+    }
+}
+
+/// Enforces the caps now: stops the workers [`Budget::must_stop`] names; once the session
+/// reached a cap (or can afford no worker at all), fails what waits and every future that was
+/// on a stopped worker with [`BUDGET_EXCEEDED`], fails new futures at once, and stops idle
+/// workers. Retries stop requests that did not reach the platform. True when it changed
+/// something.
+async fn budget_check(sh: &Shared) -> bool {
+    let Some(budget) = sh.budget else {
+        return false;
+    };
+    let now = sh.ports.clock.now();
+    let decided = budget_decide(sh, &budget, now);
+    let Some((stopped, failure)) = decided else {
+        return retry_stops(sh, "stop requested earlier").await;
+    };
+    retry_stops(sh, "budget cap reached").await;
+    for (worker, tasks) in &stopped {
+        tracing::info!(worker = %worker, tasks = ?tasks, "stopped a worker at the budget cap");
+        for t in tasks {
+            // A result committed before the stop is kept.
+            if let Err(e) = poll_task(sh, t, true, false).await {
+                tracing::warn!(task = %t, error = %e, "reading a stopped worker's result failed");
+            }
+            sh.lock()
+                .finish(t, TaskState::Failed, None, Some(failure.clone()));
+        }
+    }
+    let mut st = sh.lock();
+    st.dirty = true;
+    sh.notify_waiters(&mut st);
+    true
+}
+
+/// The state changes of [`budget_check`]: the workers to stop (with the tasks they had) and
+/// the failure of the futures that cannot run, or `None` when nothing changes.
+type BudgetStops = (Vec<(WorkerId, Vec<TaskId>)>, TaskFailure);
+
+fn budget_decide(sh: &Shared, budget: &Budget, now: Duration) -> Option<BudgetStops> {
+    let spec = &sh.config.spec;
+    {
+        let mut st = sh.lock();
+        st.last_budget_check = Some(now);
+        let meter = st.meter.as_ref()?;
+        let mut stop = budget.must_stop(meter, now);
+        let exhausted = budget
+            .exhausted(meter, now, spec.size, spec.arch, spec.capacity)
+            .unwrap_or(true);
+        let newly = !st.budget_exceeded && (exhausted || !stop.is_empty());
+        let failure = match (&st.fatal, newly) {
+            (_, true) => budget_failure(sh, budget, meter, now),
+            (Some(f), false) if st.budget_exceeded => f.clone(),
+            _ => return None,
+        };
+        if newly {
+            tracing::warn!(message = %failure.message, "budget cap reached");
+            st.budget_exceeded = true;
+            st.fatal = Some(failure.clone());
+            let queued: Vec<TaskId> = st.queue.iter().cloned().collect();
+            for id in queued {
+                st.finish(&id, TaskState::Failed, None, Some(failure.clone()));
+            }
+        }
+        // Nothing new will run: idle workers only cost money.
+        for id in st.idle() {
+            if !stop.contains(&id) {
+                stop.push(id);
+            }
+        }
+        st.stopping(&stop, now, false);
+        let stopped: Vec<(WorkerId, Vec<TaskId>)> = stop
+            .into_iter()
+            .map(|id| {
+                let tasks = st
+                    .workers
+                    .remove(&id)
+                    .map(|s| s.tasks.into())
+                    .unwrap_or_default();
+                (id, tasks)
+            })
+            .collect();
+        (newly || !stopped.is_empty()).then_some((stopped, failure))
+    }
+}
+
+/// Sends the stop requests recorded but not yet sent; true when one was sent.
+async fn retry_stops(sh: &Shared, reason: &str) -> bool {
+    let ids: Vec<WorkerId> = sh
+        .lock()
+        .billing
+        .iter()
+        .filter(|(_, b)| b.stop_requested.is_some() && !b.stop_sent)
+        .map(|(id, _)| id.clone())
+        .collect();
+    if ids.is_empty() {
+        return false;
+    }
+    match sh.ports.compute.stop(&ids, reason).await {
+        Ok(()) => {
+            let mut st = sh.lock();
+            for id in &ids {
+                if let Some(b) = st.billing.get_mut(id) {
+                    b.stop_sent = true;
+                }
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, workers = ?ids, "stopping workers failed; retrying");
+            false
+        }
+    }
+}
+
+/// The failure of the futures a session at its cap cannot run: the caps, the spend, and what
+/// to do.
+fn budget_failure(sh: &Shared, budget: &Budget, meter: &Meter, now: Duration) -> TaskFailure {
+    let spent = meter.report(now).usd;
+    let projected = budget.projected(meter, now);
+    let hourly = sh.worker_hourly;
+    let message = match (budget.max_cost, budget.max_hourly_cost) {
+        (_, Some(h)) if hourly > h => format!(
+            "the session's max_hourly_cost of ${h:.4} per hour is below the price of one worker (${hourly:.4} per hour); no worker can run. Raise max_hourly_cost (plan(starburst, max_hourly_cost = ...) or starburst_config()) or choose smaller workers"
+        ),
+        (Some(cap), _) => format!(
+            "the session reached its budget cap: max_cost is ${cap:.4}, ${spent:.4} is spent so far (${projected:.4} with the workers still stopping), and every worker is billed at least a minute; this future could not be run within the cap. Raise max_cost (plan(starburst, max_cost = ...) or starburst_config(max_cost = ...)) or run fewer futures"
+        ),
+        (None, h) => format!(
+            "the session reached its budget cap: max_hourly_cost is ${:.4} per hour, ${spent:.4} is spent so far; this future could not be run within the cap. Raise max_hourly_cost (plan(starburst, max_hourly_cost = ...) or starburst_config()) or run fewer futures",
+            h.unwrap_or_default()
+        ),
+    };
+    TaskFailure {
+        class: BUDGET_EXCEEDED.into(),
+        message,
+        log_tail: vec![],
+    }
 }
 
 /// What a busy worker's beat says about its assignments: new events of the task it runs, and,
@@ -1385,10 +1838,41 @@ async fn shutdown(sh: &Shared) {
             let _ = sh.ports.store.put(&k, Bytes::from(frame)).await;
         }
     }
-    if !ids.is_empty()
-        && let Err(e) = sh.ports.compute.stop(&ids, "session closed").await
+    // Every billed worker is stopped, the session's and those still stopping.
+    let now = sh.ports.clock.now();
+    let billed: Vec<WorkerId> = {
+        let mut st = sh.lock();
+        let mut all = ids.clone();
+        all.extend(st.billing.keys().filter(|id| !ids.contains(id)).cloned());
+        st.stopping(&all, now, false);
+        all
+    };
+    if !billed.is_empty()
+        && let Err(e) = sh.ports.compute.stop(&billed, "session closed").await
     {
         tracing::warn!(error = %e, "stopping workers failed");
     }
     sh.lock().workers.clear();
+    close_meter(sh, &billed).await;
+}
+
+/// The engine stops watching workers at close: the meter takes the stop times the platform
+/// reports now, and the stop-latency bound for the workers still stopping.
+async fn close_meter(sh: &Shared, billed: &[WorkerId]) {
+    if billed.is_empty() || sh.budget.is_none() {
+        return;
+    }
+    match sh.ports.compute.describe(billed).await {
+        Ok(statuses) => meter_statuses(sh, &statuses, sh.ports.clock.now()),
+        Err(e) => tracing::warn!(error = %e, "reading the stopped workers' status failed"),
+    }
+    let latency = sh.budget.map_or(Duration::ZERO, |b| b.stop_latency);
+    let mut st = sh.lock();
+    let State { meter, billing, .. } = &mut *st;
+    if let Some(meter) = meter.as_mut() {
+        for (id, b) in std::mem::take(billing) {
+            let end = b.stop_requested.map_or(b.last_alive, |r| r + latency);
+            meter.worker_stopped(&id, end);
+        }
+    }
 }

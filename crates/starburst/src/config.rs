@@ -163,6 +163,22 @@ pub struct Config {
     /// The AWS set-up (required by the aws backend).
     #[serde(default)]
     pub aws: Option<AwsSettings>,
+    /// USD per session, a hard cap (see [`starburst_scheduler::BudgetConfig`]); `None` for no
+    /// cap. Enforced by both backends: a local session is capped on what it would have cost
+    /// on Fargate.
+    #[serde(default)]
+    pub max_cost: Option<f64>,
+    /// USD per hour summed over the session's workers, a hard cap; `None` for no cap.
+    #[serde(default)]
+    pub max_hourly_cost: Option<f64>,
+    /// The region whose Fargate prices the cost meter and caps use; by default the AWS
+    /// set-up's region (aws backend) or `us-east-1` (local backend).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A user price catalog (JSON in the format of starburst-cost's `data/fargate-prices.json`,
+    /// any subset of regions and architectures) laid over the built-in one.
+    #[serde(default)]
+    pub price_catalog: Option<String>,
 }
 
 impl Config {
@@ -191,6 +207,10 @@ impl Config {
             max_retries: default_retries(),
             env: BTreeMap::new(),
             aws: None,
+            max_cost: None,
+            max_hourly_cost: None,
+            region: None,
+            price_catalog: None,
         }
     }
 
@@ -207,6 +227,19 @@ impl Config {
                 "idle_timeout must be a positive number of seconds".into(),
             ));
         }
+        for (name, cap) in [
+            ("max_cost", self.max_cost),
+            ("max_hourly_cost", self.max_hourly_cost),
+        ] {
+            if let Some(v) = cap
+                && !(v.is_finite() && v > 0.0)
+            {
+                return Err(Error::InvalidConfig(format!(
+                    "{name} is {v}; give a positive number of USD, or leave it out for no cap"
+                )));
+            }
+        }
+        self.catalog()?;
         if self.backend == Backend::Aws {
             self.size().validate_fargate().map_err(|e| match e {
                 starburst_cloud::Error::InvalidInput { message, .. } => {
@@ -231,6 +264,25 @@ impl Config {
         WorkerSize {
             millicpu: self.millicpu,
             memory_mib: self.memory_mib,
+        }
+    }
+
+    /// The price catalog: the built-in one with [`Config::price_catalog`] laid over it.
+    pub fn catalog(&self) -> Result<starburst_scheduler::Catalog> {
+        let catalog = match &self.price_catalog {
+            Some(json) => starburst_scheduler::Catalog::builtin_with(json),
+            None => Ok(starburst_scheduler::Catalog::builtin()),
+        };
+        catalog.map_err(|e| Error::InvalidConfig(format!("price_catalog: {e}")))
+    }
+
+    /// The region whose prices apply: [`Config::region`], else the AWS set-up's region for the
+    /// aws backend, else `us-east-1`.
+    pub fn price_region(&self) -> String {
+        match (&self.region, &self.aws, self.backend) {
+            (Some(r), _, _) => r.clone(),
+            (None, Some(aws), Backend::Aws) => aws.region.clone(),
+            _ => "us-east-1".into(),
         }
     }
 
@@ -281,6 +333,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("lacks bucket, subnets"), "{e}");
+    }
+
+    #[test]
+    fn budget_caps_and_prices_are_understood() {
+        let c = Config::from_json(
+            r#"{"backend":"local","max_cost":2.5,"max_hourly_cost":1,"region":"eu-west-1"}"#,
+        )
+        .unwrap();
+        assert_eq!((c.max_cost, c.max_hourly_cost), (Some(2.5), Some(1.0)));
+        assert_eq!(c.price_region(), "eu-west-1");
+        assert_eq!(Config::local(1).price_region(), "us-east-1");
+        let aws = Config::from_json(
+            r#"{"backend":"aws","aws":{"region":"eu-central-1","bucket":"b","cluster":"c","subnets":["s"],"image":"i"}}"#,
+        )
+        .unwrap();
+        assert_eq!(aws.price_region(), "eu-central-1");
+        let user = Config::from_json(
+            r#"{"backend":"local","region":"xx-1","price_catalog":"{\"regions\":{\"xx-1\":{\"x86_64\":{\"vcpu_hour\":1,\"gb_hour\":0,\"spot_factor\":1}}}}"}"#,
+        )
+        .unwrap();
+        assert!(user.catalog().unwrap().prices("xx-1", Arch::X86_64).is_ok());
+
+        let e = Config::from_json(r#"{"backend":"local","max_cost":0}"#).unwrap_err();
+        assert!(e.to_string().contains("max_cost is 0"), "{e}");
+        assert_eq!(e.class(), "starburst_invalid_argument");
+        let e = Config::from_json(r#"{"backend":"local","max_hourly_cost":-1}"#).unwrap_err();
+        assert!(e.to_string().contains("max_hourly_cost is -1"), "{e}");
+        let e = Config::from_json(r#"{"backend":"local","price_catalog":"{}"}"#).unwrap_err();
+        assert!(e.to_string().contains("price_catalog"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,9 @@ use starburst_cloud::{
     LogLine, LogQuery, Logs, ObjectStore, SessionId, SystemClock, TaskId, WorkerId, WorkerSpec,
 };
 use starburst_local::{DirStore, FileLogs, LocalCompute};
-use starburst_scheduler::{Collected, Ports, Scheduler, SchedulerConfig, SessionInfo};
+use starburst_scheduler::{
+    BudgetConfig, Collected, CostReport, Ports, Scheduler, SchedulerConfig, SessionInfo,
+};
 
 use crate::config::{Backend, Config};
 use crate::{Error, Result};
@@ -54,6 +56,8 @@ pub struct Session {
     backend: Backend,
     root: PathBuf,
     owns_root: bool,
+    /// Why the session has no cost meter, when it has none.
+    unpriced: Option<String>,
     // Runs the scheduler's driver (and log reads). Declared last, so it is dropped after the
     // scheduler has stopped its workers.
     runtime: tokio::runtime::Runtime,
@@ -86,6 +90,28 @@ fn base_env(config: &Config, session_id: &SessionId, store: String) -> BTreeMap<
         config.idle_timeout_secs.to_string(),
     );
     env
+}
+
+/// The meter's prices and the caps of `config` for workers of `spec`, whose stops take at
+/// most `stop_latency`. A session whose workers cannot be priced has no meter (and the reason),
+/// unless it has caps: caps that cannot be enforced are a configuration error.
+fn budget(
+    config: &Config,
+    spec: &WorkerSpec,
+    stop_latency: Duration,
+) -> Result<(Option<BudgetConfig>, Option<String>)> {
+    let mut b = BudgetConfig::new(config.catalog()?, config.price_region())
+        .with_caps(config.max_cost, config.max_hourly_cost);
+    b.stop_latency = stop_latency;
+    match b.validate(spec) {
+        Ok(_) => Ok((Some(b), None)),
+        Err(e) if config.max_cost.is_some() || config.max_hourly_cost.is_some() => {
+            Err(Error::InvalidConfig(format!(
+                "max_cost and max_hourly_cost cannot be enforced: {e}"
+            )))
+        }
+        Err(e) => Ok((None, Some(e.to_string()))),
+    }
 }
 
 fn tags(session_id: &SessionId) -> BTreeMap<String, String> {
@@ -158,7 +184,10 @@ impl Session {
             env,
             tags: tags(&session_id),
         };
+        // Local workers stop within LocalCompute's 3 s grace period (then SIGKILL).
+        let (budget, unpriced) = budget(&config, &spec, Duration::from_secs(5))?;
         let mut sc = SchedulerConfig::new(session_id, config.workers, spec);
+        sc.budget = budget;
         sc.max_retries = config.max_retries;
         sc.health_interval = Duration::from_millis(250);
         sc.lease = Duration::from_secs(60);
@@ -177,6 +206,7 @@ impl Session {
             backend: Backend::Local,
             root,
             owns_root,
+            unpriced,
             runtime,
         })
     }
@@ -224,7 +254,10 @@ impl Session {
             env,
             tags: tags(&session_id),
         };
+        // ECS sends SIGTERM, waits the stop timeout (30 s by default), then SIGKILL.
+        let (budget, unpriced) = budget(&config, &spec, Duration::from_secs(60))?;
         let mut sc = SchedulerConfig::new(session_id, config.workers, spec);
+        sc.budget = budget;
         sc.max_retries = config.max_retries;
         // Fargate takes tens of seconds to place a task and pull its image.
         sc.health_interval = Duration::from_secs(2);
@@ -245,6 +278,7 @@ impl Session {
             backend: Backend::Aws,
             root: PathBuf::new(),
             owns_root: false,
+            unpriced,
             runtime,
         })
     }
@@ -272,6 +306,18 @@ impl Session {
     /// Counts.
     pub fn info(&self) -> SessionInfo {
         self.scheduler.info()
+    }
+
+    /// The session's spend so far and its caps; see [`Scheduler::cost`]. A local session
+    /// reports what its workers would have cost on Fargate. Fails when the session's workers
+    /// cannot be priced (a region or architecture the price catalog lacks).
+    pub fn cost(&self) -> Result<CostReport> {
+        self.scheduler.cost().ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "this session's workers cannot be priced: {}",
+                self.unpriced.as_deref().unwrap_or("no price catalog")
+            ))
+        })
     }
 
     /// Every worker this session started, oldest first.
@@ -308,5 +354,50 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A local session that launches no worker (nothing is submitted): any existing file will
+    /// do as the worker binary.
+    fn local(config: impl FnOnce(&mut Config)) -> Result<Session> {
+        let mut c = Config::local(2);
+        c.worker_bin = Some(std::env::current_exe().unwrap());
+        config(&mut c);
+        Session::start(c)
+    }
+
+    #[test]
+    fn a_local_session_reports_its_fargate_cost_and_caps() {
+        let s = local(|c| c.max_cost = Some(1.5)).unwrap();
+        let r = s.cost().unwrap();
+        assert_eq!(r.region, "us-east-1");
+        assert_eq!((r.max_cost, r.max_hourly_cost), (Some(1.5), None));
+        assert_eq!((r.meter.workers, r.meter.usd), (0, 0.0));
+        // 1 vCPU, 2 GB, x86-64, on-demand in us-east-1.
+        assert!((r.worker_hourly - (0.04048 + 2.0 * 0.004445)).abs() < 1e-12);
+        assert!(!r.exceeded);
+        s.close();
+    }
+
+    #[test]
+    fn unpriced_sessions_run_without_a_meter_unless_capped() {
+        let s = local(|c| c.region = Some("mars-north-1".into())).unwrap();
+        let e = s.cost().unwrap_err().to_string();
+        assert!(
+            e.contains("cannot be priced") && e.contains("mars-north-1"),
+            "{e}"
+        );
+        s.close();
+        let e = local(|c| {
+            c.region = Some("mars-north-1".into());
+            c.max_cost = Some(1.0);
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot be enforced"), "{e}");
+        assert_eq!(e.class(), "starburst_invalid_argument");
     }
 }

@@ -287,18 +287,27 @@ impl ObjectStore for AuditStore {
 // A compute port that can be throttled.
 
 /// Passes every call to a [`FakeCompute`], except that the next launches can be refused the way
-/// ECS refuses RunTask when it throttles.
+/// ECS refuses RunTask when it throttles. Records on the session clock when each worker was
+/// launched and when its first stop request came (what Fargate would bill; a worker that exits
+/// by itself is not seen here).
 #[derive(Debug)]
 pub struct ThrottledCompute {
     pub inner: Arc<FakeCompute>,
     throttle: AtomicU32,
     pub launch_calls: AtomicU32,
+    clock: ManualClock,
+    runs: Mutex<BTreeMap<WorkerId, (Duration, Option<Duration>)>>,
 }
 
 impl ThrottledCompute {
     /// Refuses the next `n` launch calls.
     pub fn throttle_launches(&self, n: u32) {
         self.throttle.store(n, Ordering::SeqCst);
+    }
+
+    /// Every launched worker: (launched at, first stop request at).
+    pub fn runs(&self) -> BTreeMap<WorkerId, (Duration, Option<Duration>)> {
+        self.runs.lock().unwrap().clone()
     }
 }
 
@@ -321,7 +330,13 @@ impl Compute for ThrottledCompute {
                 retry_after: None,
             });
         }
-        self.inner.launch(spec, count).await
+        let report = self.inner.launch(spec, count).await?;
+        let now = self.clock.now();
+        let mut runs = self.runs.lock().unwrap();
+        for id in &report.launched {
+            runs.insert(id.clone(), (now, None));
+        }
+        Ok(report)
     }
     async fn describe(
         &self,
@@ -330,6 +345,12 @@ impl Compute for ThrottledCompute {
         self.inner.describe(ids).await
     }
     async fn stop(&self, ids: &[WorkerId], reason: &str) -> starburst_cloud::Result<()> {
+        let now = self.clock.now();
+        for id in ids {
+            if let Some((_, stop)) = self.runs.lock().unwrap().get_mut(id) {
+                stop.get_or_insert(now);
+            }
+        }
         self.inner.stop(ids, reason).await
     }
 }
@@ -552,6 +573,8 @@ impl Sim {
             inner: compute.clone(),
             throttle: AtomicU32::new(0),
             launch_calls: AtomicU32::new(0),
+            clock: clock.clone(),
+            runs: Mutex::default(),
         });
         let sched = Self::scheduler(
             &rt,
