@@ -69,3 +69,5 @@ sb_environment_image <- function(spec_json, repository, region, endpoint, workdi
   sb_check(.Call(wrap__sb_environment_image, spec_json, repository, region, endpoint, workdir,
                  force, progress))
 }
+
+sb_session_cost <- function(session) sb_check(.Call(wrap__sb_session_cost, session))

@@ -452,6 +452,50 @@ fn sb_environment_image(
     }
 }
 
+/// The session's spend so far (the Fargate price of its workers' run times): a named list.
+#[extendr]
+fn sb_session_cost(session: Robj) -> Robj {
+    with_session(session, |s| match s.cost() {
+        Ok(c) => {
+            let m = &c.meter;
+            let na = |v: Option<f64>| v.map_or_else(|| r!(NA_REAL), |v| r!(v));
+            List::from_names_and_values(
+                [
+                    "region",
+                    "max_cost",
+                    "max_hourly_cost",
+                    "worker_hourly",
+                    "workers",
+                    "running",
+                    "vcpu_seconds",
+                    "gb_seconds",
+                    "usd",
+                    "usd_on_demand",
+                    "hourly_rate",
+                    "exceeded",
+                ],
+                [
+                    r!(c.region.clone()),
+                    na(c.max_cost),
+                    na(c.max_hourly_cost),
+                    r!(c.worker_hourly),
+                    r!(m.workers as f64),
+                    r!(m.running as f64),
+                    r!(m.vcpu_seconds),
+                    r!(m.gb_seconds),
+                    r!(m.usd),
+                    r!(m.usd_on_demand),
+                    r!(m.hourly_rate),
+                    r!(c.exceeded),
+                ],
+            )
+            .expect("names match values")
+            .into_robj()
+        }
+        Err(e) => facade_error(e),
+    })
+}
+
 extendr_module! {
     mod starburst;
     fn sb_session_new;
@@ -469,4 +513,5 @@ extendr_module! {
     fn sb_teardown;
     fn sb_environment_spec;
     fn sb_environment_image;
+    fn sb_session_cost;
 }
