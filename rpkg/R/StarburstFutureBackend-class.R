@@ -26,7 +26,7 @@
 StarburstFutureBackend <- function(expr, envir, substitute, lazy, seed, globals, packages, stdout, conditions, label,
                                    workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"),
                                    spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL,
-                                   max_retries = 2, earlySignal = FALSE, gc = FALSE,
+                                   max_retries = 2, max_cost = NULL, max_hourly_cost = NULL, earlySignal = FALSE, gc = FALSE,
                                    maxSizeOfObjects = getOption("future.globals.maxSize", +Inf),
                                    interrupts = TRUE, hooks = FALSE, ...) {
   args <- list(...)
@@ -35,7 +35,8 @@ StarburstFutureBackend <- function(expr, envir, substitute, lazy, seed, globals,
 
   config <- resolve_config(workers = workers, cpu = cpu, memory = memory, backend = backend,
                            spot = spot, arch = arch, idle_timeout = idle_timeout,
-                           max_retries = max_retries)
+                           max_retries = max_retries, max_cost = max_cost,
+                           max_hourly_cost = max_hourly_cost)
   note_local_fallback(config)
 
   FutureBackend <- future_internal("FutureBackend")

@@ -7,7 +7,7 @@
 ## The options of starburst() that configure the backend (as opposed to the
 ## per-future arguments 'expr', 'envir', 'seed', ... that future() passes)
 backend_option_names <- c("workers", "cpu", "memory", "backend", "spot", "arch",
-                          "idle_timeout", "max_retries")
+                          "idle_timeout", "max_retries", "max_cost", "max_hourly_cost")
 
 ## Per-future arguments that plan() / tweak() must not set
 future_argument_names <- c("expr", "envir", "substitute", "lazy", "seed", "globals",
@@ -30,8 +30,9 @@ has_aws_setup <- function() {
   file.exists(aws_setup_file())
 }
 
-## The fields of an AWS set-up that sessions need
-aws_required_fields <- c("region", "bucket", "cluster", "subnets", "image")
+## The fields of an AWS set-up that sessions need (a set-up made by
+## starburst_setup() has a repository and gets its image when plan() needs one)
+aws_required_fields <- c("region", "bucket", "cluster", "subnets")
 
 ## Reads and checks the AWS set-up file
 read_aws_setup <- function(path = aws_setup_file()) {
@@ -50,6 +51,8 @@ read_aws_setup <- function(path = aws_setup_file()) {
     v <- setup[[f]]
     length(v) > 0L && all(nzchar(unlist(v)))
   }, logical(1L))]
+  has <- function(f) length(setup[[f]]) == 1L && nzchar(setup[[f]])
+  if (!has("image") && !has("repository")) missing <- c(missing, "image")
   if (length(missing) > 0L) {
     starburst_abort(sprintf("The AWS set-up file %s lacks %s. Run starburst_setup() again to rewrite it.",
                             path, paste(missing, collapse = ", ")),
@@ -176,6 +179,15 @@ check_idle_timeout <- function(idle_timeout) {
   as.integer(ceiling(idle_timeout))
 }
 
+check_cap <- function(x, name, unit) {
+  if (is.null(x)) return(NULL)
+  if (!is_scalar_number(x) || x <= 0) {
+    invalid_argument("Argument '%s' must be a positive number of %s (or NULL for no cap), not %s",
+                     name, unit, deparse_short(x))
+  }
+  as.numeric(x)
+}
+
 check_max_retries <- function(max_retries) {
   if (!is_whole_number(max_retries) || max_retries < 0) {
     invalid_argument("Argument 'max_retries' must be a non-negative whole number, not %s",
@@ -197,6 +209,8 @@ check_backend_options <- function(args) {
   if ("arch" %in% names(args)) check_arch(args[["arch"]])
   if ("idle_timeout" %in% names(args)) check_idle_timeout(args[["idle_timeout"]])
   if ("max_retries" %in% names(args)) check_max_retries(args[["max_retries"]])
+  check_cap(args[["max_cost"]], "max_cost", "US dollars per session")
+  check_cap(args[["max_hourly_cost"]], "max_hourly_cost", "US dollars per hour")
   invisible(args)
 }
 
@@ -228,8 +242,12 @@ check_option_names <- function(names, allowed = c(backend_option_names, future_t
 ## else the built-in default.
 resolve_config <- function(workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"),
                            spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL,
-                           max_retries = 2, read_setup = TRUE) {
+                           max_retries = 2, max_cost = NULL, max_hourly_cost = NULL,
+                           read_setup = TRUE) {
   prefs <- read_preferences()
+  max_cost <- check_cap(max_cost %||% prefs[["max_cost"]], "max_cost", "US dollars per session")
+  max_hourly_cost <- check_cap(max_hourly_cost %||% prefs[["max_hourly_cost"]], "max_hourly_cost",
+                               "US dollars per hour")
   cpu <- cpu %||% prefs[["cpu"]] %||% 1
   memory <- memory %||% prefs[["memory"]] %||% "2GB"
   spot <- spot %||% prefs[["spot"]] %||% FALSE
@@ -274,6 +292,10 @@ resolve_config <- function(workers = NULL, cpu = NULL, memory = NULL, backend = 
     arch = arch,
     idle_timeout_secs = idle_timeout,
     max_retries = max_retries,
+    max_cost = max_cost,
+    max_hourly_cost = max_hourly_cost,
+    ## Prices of the set-up's region on AWS; locally, what the run would cost there
+    region = if (!is.null(aws)) aws[["region"]] else prefs[["region"]] %||% "us-east-1",
     implicit = implicit,
     setup_file = setup_file,
     aws = aws
@@ -285,7 +307,8 @@ resolve_config <- function(workers = NULL, cpu = NULL, memory = NULL, backend = 
 ## the same key share workers
 config_key <- function(config) {
   keep <- c("backend", "workers", "millicpu", "memory_mib", "spot", "arch",
-            "idle_timeout_secs", "max_retries", "setup_file")
+            "idle_timeout_secs", "max_retries", "max_cost", "max_hourly_cost", "region",
+            "setup_file")
   paste(format(jsonlite::toJSON(config[keep], auto_unbox = TRUE)), collapse = "")
 }
 
@@ -303,13 +326,16 @@ session_config_json <- function(config, root) {
   aws <- identical(config[["backend"]], "aws")
   json <- list(
     backend = config[["backend"]],
-    workers = config[["workers"]],
+    workers = config[["engine_workers"]] %||% config[["workers"]],
     millicpu = config[["millicpu"]],
     memory_mib = config[["memory_mib"]],
     arch = config[["arch"]],
     capacity = if (isTRUE(config[["spot"]])) "spot" else "on_demand",
     idle_timeout_secs = config[["idle_timeout_secs"]],
     max_retries = config[["max_retries"]],
+    max_cost = config[["max_cost"]],
+    max_hourly_cost = config[["max_hourly_cost"]],
+    region = config[["region"]],
     env = env
   )
   if (aws) {
@@ -321,6 +347,7 @@ session_config_json <- function(config, root) {
     json[["worker_bin"]] <- worker_bin_path()
     json[["lib_paths"]] <- I(normalizePath(.libPaths(), mustWork = FALSE))
   }
+  json <- json[!vapply(json, is.null, NA)]
   as.character(jsonlite::toJSON(json, auto_unbox = TRUE, digits = NA))
 }
 

@@ -71,3 +71,23 @@ sb_environment_image <- function(spec_json, repository, region, endpoint, workdi
 }
 
 sb_session_cost <- function(session) sb_check(.Call(wrap__sb_session_cost, session))
+
+sb_quota_status <- function(region, endpoint) sb_check(.Call(wrap__sb_quota_status, region, endpoint))
+
+sb_quota_fit <- function(region, endpoint, capacity, millicpu, memory_mib, workers) {
+  sb_check(.Call(wrap__sb_quota_fit, region, endpoint, capacity, as.numeric(millicpu),
+                 as.numeric(memory_mib), as.numeric(workers)))
+}
+
+sb_quota_request <- function(region, endpoint, code, desired, history) {
+  sb_check(.Call(wrap__sb_quota_request, region, endpoint, code, as.numeric(desired), history))
+}
+
+sb_quota_refresh <- function(region, endpoint, history) {
+  sb_check(.Call(wrap__sb_quota_refresh, region, endpoint, history))
+}
+
+sb_estimate <- function(sample_secs, tasks, workers, millicpu, memory_mib, arch, region, startup_secs) {
+  sb_check(.Call(wrap__sb_estimate, as.numeric(sample_secs), as.numeric(tasks), as.numeric(workers),
+                 as.numeric(millicpu), as.numeric(memory_mib), arch, region, as.numeric(startup_secs)))
+}

@@ -42,6 +42,15 @@ session_acquire <- function(config) {
 
 
 session_open <- function(config, key = config_key(config)) {
+  if (identical(config[["backend"]], "aws") && !is.null(config[["aws"]][["repository"]])) {
+    ## Workers run the image of this R environment: made sure of (built when
+    ## missing) before any worker starts
+    config[["aws"]][["image"]] <- ensure_environment(config[["aws"]], arch = config[["arch"]])$image
+  }
+  if (identical(config[["backend"]], "aws")) {
+    ## Concurrency stays inside the Fargate vCPU quota; futures beyond it queue
+    config[["engine_workers"]] <- fit_workers_in_quota(config)
+  }
   root <- tempfile("starburst-session-")
   dir.create(root, recursive = TRUE, showWarnings = FALSE)
   json <- session_config_json(config, root = root)
@@ -92,7 +101,10 @@ session_close <- function(s, reason = "the starburst session was closed") {
   }
   rm(list = ls(s[["tasks"]], all.names = TRUE), envir = s[["tasks"]])
 
-  tryCatch(sb_session_close(s[["ptr"]]), error = function(e) NULL)
+  ## The final bill, once every worker has stopped (starburst_cost())
+  s[["cost"]] <- tryCatch(sb_session_close(s[["ptr"]]), error = function(e) NULL)
+  s[["closed_at"]] <- Sys.time()
+  .state[["last_session"]] <- s
   unlink(s[["root"]], recursive = TRUE, force = TRUE)
   invisible(TRUE)
 }
@@ -235,6 +247,7 @@ collect_future <- function(future, timeout = 0) {
     return(TRUE)
   }
 
+  if (timeout > 0) show_start_progress(s)
   res <- sb_collect(s[["ptr"]], id, timeout)
   state <- res[["state"]]
   final <- state %in% c("done", "failed", "cancelled")
@@ -373,4 +386,38 @@ cancel_future_task <- function(future) {
     future = future)
   future[["state"]] <- "interrupted"
   invisible(future)
+}
+
+
+## While R waits for a value on AWS and workers are still starting, a status
+## line with the workers by start-up phase (at most once a second; option
+## starburst.progress = FALSE turns it off)
+show_start_progress <- function(s) {
+  if (!identical(s[["config"]][["backend"]], "aws") || isFALSE(getOption("starburst.progress", TRUE))) {
+    return(invisible(NULL))
+  }
+  now <- proc.time()[["elapsed"]]
+  if (!is.null(s[["progress_at"]]) && now - s[["progress_at"]] < 1) return(invisible(NULL))
+  s[["progress_at"]] <- now
+  info <- tryCatch(session_info(s), error = function(e) NULL)
+  if (is.null(info)) return(invisible(NULL))
+  waiting <- info$provisioning + info$pulling + info$starting
+  if (waiting == 0L) {
+    if (!is.null(s[["progress_id"]])) {
+      cli::cli_status_clear(s[["progress_id"]], result = "done",
+                            msg_done = sprintf("starburst: %d workers ready", info$ready))
+      s[["progress_id"]] <- NULL
+    }
+    return(invisible(NULL))
+  }
+  line <- sprintf("starburst: workers %d provisioning, %d pulling image, %d starting R, %d ready; %d futures queued",
+                  info$provisioning, info$pulling, info$starting, info$ready, info$queued)
+  if (identical(line, s[["progress_line"]])) return(invisible(NULL))
+  s[["progress_line"]] <- line
+  if (is.null(s[["progress_id"]])) {
+    s[["progress_id"]] <- cli::cli_status(line, .auto_close = FALSE)
+  } else {
+    cli::cli_status_update(s[["progress_id"]], line)
+  }
+  invisible(NULL)
 }

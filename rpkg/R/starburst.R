@@ -103,6 +103,15 @@
 #' @param max_retries (whole number) How many times a future whose worker was
 #' lost is run again on another worker before it fails. Default: 2.
 #'
+#' @param max_cost,max_hourly_cost Hard caps on the session's spend, in US
+#' dollars (per session) and US dollars per hour (of the workers running at
+#' once), priced from the Fargate list prices of the set-up's region (of
+#' `starburst_config()`'s `region`, else us-east-1, for local workers). No
+#' worker is started whose cost could take projected spend past a cap; at a
+#' cap the workers are stopped and the futures not yet resolved fail with an
+#' error of class `starburst_budget_exceeded`. Default (`NULL`): the caps of
+#' [starburst_config()], else none. See [starburst_cost()].
+#'
 #' @param \ldots Further arguments that future passes along to the future.
 #' Unknown arguments given to `plan(starburst, ...)` are an error of class
 #' `starburst_invalid_argument`.
@@ -129,7 +138,7 @@
 #'
 #' @aliases future_starburst
 #' @export
-starburst <- function(expr, envir = parent.frame(), substitute = TRUE, lazy = FALSE, seed = FALSE, globals = TRUE, packages = NULL, stdout = TRUE, conditions = "condition", label = NULL, workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"), spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL, max_retries = 2, ...) {
+starburst <- function(expr, envir = parent.frame(), substitute = TRUE, lazy = FALSE, seed = FALSE, globals = TRUE, packages = NULL, stdout = TRUE, conditions = "condition", label = NULL, workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"), spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL, max_retries = 2, max_cost = NULL, max_hourly_cost = NULL, ...) {
   if (substitute) expr <- substitute(expr)
 
   if (use_backend_api()) {
@@ -139,7 +148,8 @@ starburst <- function(expr, envir = parent.frame(), substitute = TRUE, lazy = FA
 
   config <- resolve_config(workers = workers, cpu = cpu, memory = memory, backend = backend,
                            spot = spot, arch = arch, idle_timeout = idle_timeout,
-                           max_retries = max_retries)
+                           max_retries = max_retries, max_cost = max_cost,
+                           max_hourly_cost = max_hourly_cost)
   note_local_fallback(config)
 
   future <- StarburstFuture(expr = expr, substitute = FALSE, envir = envir, lazy = lazy,

@@ -60,6 +60,8 @@ from moto.server import (
     create_backend_app,
 )
 
+import moto_fargate_quotas  # noqa: E402,F401  (patches moto's Service Quotas on import)
+
 READY = "STARBURST_EMULATOR_READY"
 LOG = logging.getLogger("starburst-emulator")
 
@@ -84,7 +86,8 @@ Gaps of the Fargate simulator against real ECS Fargate:
   warning instead of 2 minutes; StopTask's SIGKILL comes after --stop-grace (default 5 s)
   instead of the task definition's stopTimeout (30 s).
 - No EventBridge task state-change events, no task throttling or RunTask placement
-  failures, no Fargate vCPU quotas (Service Quotas for fargate are not emulated by moto).
+  failures. Service Quotas has the Fargate vCPU quotas at AWS's default of 6 and increase
+  requests that stay PENDING (moto has neither; moto_fargate_quotas.py adds them).
 - Each task gets a fresh working directory and TMPDIR (deleted when it stops), but shares
   the host's HOME and file system.
 """

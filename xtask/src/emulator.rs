@@ -154,6 +154,7 @@ pub struct Emulator {
     stdin: Option<ChildStdin>,
     url: String,
     config: PathBuf,
+    python: PathBuf,
 }
 
 impl Emulator {
@@ -199,6 +200,7 @@ impl Emulator {
             stdin,
             url: String::new(),
             config: options.config_out.clone(),
+            python: python.to_path_buf(),
         };
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(Some(url)) => emulator.url = url,
@@ -232,6 +234,11 @@ impl Emulator {
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_REGION", REGION.into()),
             ("STARBURST_CONFIG", self.config.display().to_string()),
+            // The Python (with boto3) tests' stand-in docker CLI runs with, to "push" images.
+            (
+                "STARBURST_EMULATOR_PYTHON",
+                self.python.display().to_string(),
+            ),
         ]
     }
 }

@@ -90,6 +90,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "r-cran-callr",
     "r-cran-withr",
     "r-cran-roxygen2",
+    "r-cran-cli",
+    "r-cran-curl",
 ];
 
 fn main() -> Result<()> {

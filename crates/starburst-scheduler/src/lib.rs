@@ -255,6 +255,19 @@ pub struct Collected {
     pub worker: Option<WorkerId>,
 }
 
+/// Live workers by start-up state ([`SessionInfo::starting`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartPhases {
+    /// Asked for, not yet placed.
+    pub provisioning: u32,
+    /// Placed, fetching the image.
+    pub pulling: u32,
+    /// Running, not yet seen working (starting R).
+    pub starting: u32,
+    /// Seen working: a heartbeat or a result.
+    pub ready: u32,
+}
+
 /// Counts for `nbrOfWorkers()`, `nbrOfFreeWorkers()` and status displays.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionInfo {
@@ -266,6 +279,9 @@ pub struct SessionInfo {
     pub live: u32,
     /// Of those, the ones running a task.
     pub busy: u32,
+    /// Live workers by start-up state: asked for and not yet placed, fetching their image,
+    /// running but not yet seen working (R starting), and ready (seen working).
+    pub starting: StartPhases,
     /// Tasks waiting for a worker.
     pub queued: u32,
     /// Tasks completed with a value so far.
@@ -329,6 +345,10 @@ struct Slot {
     beat: Option<(u64, Duration)>,
     /// When the task at the head of `tasks` started, as the client learned it.
     busy_since: Duration,
+    /// The platform's phase, from the last describe.
+    phase: WorkerPhase,
+    /// True once the worker showed it runs tasks (a heartbeat, or a result).
+    ready: bool,
 }
 
 /// What the meter needs to know about a billed worker beyond the meter's own record.
@@ -738,6 +758,18 @@ impl Scheduler {
             max_workers: self.shared.config.max_workers,
             live: st.workers.len() as u32,
             busy: st.workers.values().filter(|s| !s.tasks.is_empty()).count() as u32,
+            starting: st
+                .workers
+                .values()
+                .fold(StartPhases::default(), |mut p, s| {
+                    match (s.ready, s.phase) {
+                        (true, _) => p.ready += 1,
+                        (false, WorkerPhase::Provisioning) => p.provisioning += 1,
+                        (false, WorkerPhase::Pulling) => p.pulling += 1,
+                        (false, _) => p.starting += 1,
+                    }
+                    p
+                }),
             queued: st.queue.len() as u32,
         }
     }
@@ -1192,6 +1224,14 @@ fn complete(
     result: wire::Result<(wire::ResultMeta, Bytes)>,
 ) {
     let now = sh.ports.clock.now();
+    if result.is_ok()
+        && let Some(slot) = st
+            .workers
+            .values_mut()
+            .find(|w| w.tasks.front() == Some(id))
+    {
+        slot.ready = true;
+    }
     st.unassign(id, now, &sh.config);
     match result {
         Ok((meta, payload)) => match meta.outcome {
@@ -1330,6 +1370,8 @@ async fn launch(sh: &Shared, count: u32) -> Result<bool> {
                 launched_at: now,
                 beat: None,
                 busy_since: now,
+                phase: WorkerPhase::Provisioning,
+                ready: false,
             },
         );
     }
@@ -1373,7 +1415,15 @@ async fn health(sh: &Shared) -> Result<bool> {
     meter_statuses(sh, &statuses, now);
     let mut lost = Vec::new();
     let mut learned = false;
-    let live: HashSet<WorkerId> = sh.lock().workers.keys().cloned().collect();
+    let live: HashSet<WorkerId> = {
+        let mut st = sh.lock();
+        for s in &statuses {
+            if let Some(slot) = st.workers.get_mut(&s.id) {
+                slot.phase = s.phase;
+            }
+        }
+        st.workers.keys().cloned().collect()
+    };
     for s in statuses {
         if s.phase == WorkerPhase::Stopped && live.contains(&s.id) {
             let stop = s.stop.unwrap_or(starburst_cloud::StopInfo {
@@ -1417,6 +1467,7 @@ async fn health(sh: &Shared) -> Result<bool> {
         if moved {
             if let Some(slot) = sh.lock().workers.get_mut(&id) {
                 slot.beat = Some((seen.unwrap_or_default(), now));
+                slot.ready = true;
             }
             continue;
         }
@@ -1615,15 +1666,16 @@ async fn retry_stops(sh: &Shared, reason: &str) -> bool {
 /// The failure of the futures a session at its cap cannot run: the caps, the spend, and what
 /// to do.
 fn budget_failure(sh: &Shared, budget: &Budget, meter: &Meter, now: Duration) -> TaskFailure {
-    let spent = meter.report(now).usd;
-    let projected = budget.projected(meter, now);
+    // (max with 0: no "-0.0000" in messages)
+    let spent = meter.report(now).usd.max(0.0);
+    let projected = budget.projected(meter, now).max(spent);
     let hourly = sh.worker_hourly;
     let message = match (budget.max_cost, budget.max_hourly_cost) {
         (_, Some(h)) if hourly > h => format!(
             "the session's max_hourly_cost of ${h:.4} per hour is below the price of one worker (${hourly:.4} per hour); no worker can run. Raise max_hourly_cost (plan(starburst, max_hourly_cost = ...) or starburst_config()) or choose smaller workers"
         ),
         (Some(cap), _) => format!(
-            "the session reached its budget cap: max_cost is ${cap:.4}, ${spent:.4} is spent so far (${projected:.4} with the workers still stopping), and every worker is billed at least a minute; this future could not be run within the cap. Raise max_cost (plan(starburst, max_cost = ...) or starburst_config(max_cost = ...)) or run fewer futures"
+            "the session reached its budget cap: max_cost is ${cap:.4}, ${spent:.4} is spent so far (${projected:.4} counting the workers still running or stopping), and every worker is billed at least a minute; this future could not be run within the cap. Raise max_cost (plan(starburst, max_cost = ...) or starburst_config(max_cost = ...)) or run fewer futures"
         ),
         (None, h) => format!(
             "the session reached its budget cap: max_hourly_cost is ${:.4} per hour, ${spent:.4} is spent so far; this future could not be run within the cap. Raise max_hourly_cost (plan(starburst, max_hourly_cost = ...) or starburst_config()) or run fewer futures",

@@ -774,3 +774,23 @@ fn a_huge_label_is_cut_instead_of_breaking_the_engine() {
     let c = sim.finish(&sim.submit("value:next"));
     assert_eq!(c.value, Some(Bytes::from_static(b"next")));
 }
+
+#[test]
+fn session_info_counts_workers_by_start_up_phase() {
+    let sim = Sim::new(2);
+    let fresh = sim.sched.info().starting;
+    assert_eq!(fresh, starburst_scheduler::StartPhases::default());
+    let a = sim.submit("value:a");
+    sim.finish(&a);
+    let info = sim.sched.info();
+    let p = info.starting;
+    assert_eq!(
+        p.provisioning + p.pulling + p.starting + p.ready,
+        info.live,
+        "every live worker is in one phase: {p:?}"
+    );
+    assert!(
+        p.ready >= 1,
+        "the worker that returned a result is ready: {p:?}"
+    );
+}

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use starburst_aws::{Aws, AwsOptions, AwsProvisioner, EcrRegistry};
-use starburst_cloud::{Provisioner, Registry, Resource};
+use starburst_aws::{Aws, AwsOptions, AwsProvisioner, EcrRegistry, ServiceQuotas};
+use starburst_cloud::{Provisioner, QuotaRequest, Quotas, Registry, Resource};
 use starburst_provision::image::ProgressSink;
 use starburst_provision::setup::{self, Applied, SetupOptions, SetupPlan, SetupResult};
 use starburst_provision::{DockerBuilder, EnsuredImage, EnvironmentSpec};
+use starburst_quota::{QuotaStatus, RequestHistory};
 
 use crate::{AwsSettings, Error, Result};
 
@@ -28,6 +29,7 @@ pub struct AwsTarget {
 pub struct Admin {
     provisioner: Arc<dyn Provisioner>,
     registry: Arc<dyn Registry>,
+    quotas: Arc<dyn Quotas>,
     endpoint_url: Option<String>,
     runtime: tokio::runtime::Runtime,
 }
@@ -71,19 +73,22 @@ impl Admin {
         Ok(Self {
             provisioner: Arc::new(AwsProvisioner::new(&aws)),
             registry: Arc::new(EcrRegistry::new(&aws)),
+            quotas: Arc::new(ServiceQuotas::new(&aws)),
             endpoint_url,
             runtime,
         })
     }
 
-    /// Administration through any provisioner and registry (tests use the in-memory ones).
+    /// Administration through any ports (tests use the in-memory ones).
     pub fn with_ports(
         provisioner: Arc<dyn Provisioner>,
         registry: Arc<dyn Registry>,
+        quotas: Arc<dyn Quotas>,
     ) -> Result<Self> {
         Ok(Self {
             provisioner,
             registry,
+            quotas,
             endpoint_url: None,
             runtime: runtime()?,
         })
@@ -204,5 +209,53 @@ impl Admin {
             source: std::io::Error::other(e),
         })?;
         Ok(outcome?)
+    }
+
+    /// The Fargate On-Demand and Spot vCPU quotas: applied value, default, usage, headroom.
+    /// Never fails: what Service Quotas cannot answer falls back to the default, with the
+    /// reason in `fallback_warning`.
+    pub fn quota_statuses(&self) -> Vec<QuotaStatus> {
+        self.runtime
+            .block_on(starburst_quota::fargate_quota_statuses(
+                self.quotas.as_ref(),
+            ))
+    }
+
+    /// The status of the vCPU quota `capacity` draws on.
+    pub fn quota_status(&self, capacity: starburst_cloud::Capacity) -> QuotaStatus {
+        self.runtime.block_on(starburst_quota::quota_status_for(
+            self.quotas.as_ref(),
+            capacity,
+        ))
+    }
+
+    /// Asks for quota `code` to be raised to `desired` vCPUs, recorded in the history file
+    /// `history` (an open request asking for as much is returned instead of a new one).
+    pub fn request_quota_increase(
+        &self,
+        code: &str,
+        desired: f64,
+        history: &Path,
+    ) -> Result<QuotaRequest> {
+        let mut known = RequestHistory::load(history)?;
+        let request = self.runtime.block_on(starburst_quota::request_increase(
+            self.quotas.as_ref(),
+            &mut known,
+            code,
+            desired,
+        ))?;
+        known.save(history)?;
+        Ok(request)
+    }
+
+    /// Brings the open requests of the history file `history` up to date; returns the
+    /// history and a warning for each request whose state could not be read.
+    pub fn refresh_quota_requests(&self, history: &Path) -> Result<(RequestHistory, Vec<String>)> {
+        let mut known = RequestHistory::load(history)?;
+        let warnings = self
+            .runtime
+            .block_on(starburst_quota::refresh(self.quotas.as_ref(), &mut known));
+        known.save(history)?;
+        Ok((known, warnings))
     }
 }

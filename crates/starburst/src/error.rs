@@ -16,6 +16,9 @@ pub enum Error {
     /// A cloud port failed.
     #[error(transparent)]
     Cloud(#[from] starburst_cloud::Error),
+    /// A quota look-up, request or its history failed.
+    #[error(transparent)]
+    Quota(#[from] starburst_quota::Error),
     /// The scheduler refused the call.
     #[error(transparent)]
     Scheduler(#[from] starburst_scheduler::Error),

@@ -136,3 +136,93 @@ test_that("set-up refuses a bad option before touching AWS", {
   expect_error(starburst_setup(region = "moon", confirm = FALSE), class = "starburst_invalid_argument")
   expect_identical(writes_since(before), character(0))
 })
+
+## A stand-in docker CLI: records its calls, and "pushes" an image by putting a
+## manifest with that tag into the emulator's ECR
+local_fake_docker <- function(.env = parent.frame()) {
+  python <- Sys.getenv("STARBURST_EMULATOR_PYTHON")
+  testthat::skip_if_not(nzchar(python), "needs STARBURST_EMULATOR_PYTHON (set by cargo xtask test)")
+  dir <- withr::local_tempdir(.local_envir = .env)
+  log <- file.path(dir, "calls.jsonl")
+  script <- file.path(dir, "docker")
+  writeLines(c(
+    paste0("#!", python),
+    "import json, os, sys",
+    "args = sys.argv[1:]",
+    "stdin = sys.stdin.read() if args[:1] == ['login'] else ''",
+    sprintf("open(%s, 'a').write(json.dumps({'args': args, 'stdin': len(stdin)}) + '\\n')", deparse(log)),
+    "if args[:2] == ['buildx', 'version']:",
+    "    print('github.com/docker/buildx v0.17.1 (stand-in)'); sys.exit(0)",
+    "if args[:1] == ['login']:",
+    "    print('Login Succeeded'); sys.exit(0)",
+    "if args[:2] == ['buildx', 'build']:",
+    "    import boto3",
+    "    context = args[-1]",
+    "    assert os.path.isfile(os.path.join(context, 'Dockerfile')), 'no Dockerfile'",
+    "    uri, tag = args[args.index('--tag') + 1].rsplit(':', 1)",
+    "    host, name = uri.split('/', 1)",
+    "    ecr = boto3.client('ecr', endpoint_url=os.environ['AWS_ENDPOINT_URL'], region_name=host.split('.')[3])",
+    "    manifest = {'schemaVersion': 2, 'mediaType': 'application/vnd.docker.distribution.manifest.v2+json',",
+    "                'config': {'mediaType': 'application/vnd.docker.container.image.v1+json', 'size': 2, 'digest': 'sha256:' + '0' * 64},",
+    "                'layers': []}",
+    "    print('#1 [internal] load build definition from Dockerfile')",
+    "    ecr.put_image(repositoryName=name, imageManifest=json.dumps(manifest), imageTag=tag)",
+    "    print('#9 pushing ' + uri + ':' + tag + ' done')",
+    "    sys.exit(0)",
+    "print('unexpected docker call: ' + ' '.join(args), file=sys.stderr)",
+    "sys.exit(1)"
+  ), script)
+  Sys.chmod(script, "0755")
+  withr::local_envvar(STARBURST_DOCKER = script, .local_envir = .env)
+  list(calls = function() {
+    if (!file.exists(log)) return(list())
+    lapply(readLines(log), jsonlite::fromJSON, simplifyVector = FALSE)
+  })
+}
+
+test_that("after set-up, plan() builds the environment's image once and runs futures on it", {
+  skip_unless_emulator()
+  path <- local_setup_file()
+  docker <- local_fake_docker()
+  source <- file.path(withr::local_tempdir(), "starburst_0.1.0.tar.gz")
+  writeBin(charToRaw("starburst source stand-in"), source)
+  withr::local_envvar(STARBURST_SOURCE = source,
+                      STARBURST_PREFERENCES = withr::local_tempfile(fileext = ".json"))
+  withr::local_options(starburst.renv_lock = tempfile())
+  suppressMessages(starburst_setup(region = "us-east-1", name = "sbimage", confirm = FALSE))
+  withr::defer(suppressMessages(starburst_teardown(confirm = FALSE)))
+  expect_false(nzchar(jsonlite::fromJSON(path)$image %||% ""))
+
+  msgs <- testthat::capture_messages({
+    future::plan(starburst, backend = "aws", workers = 2L)
+    y <- future.apply::future_sapply(1:4, function(i) i * 10)
+  })
+  expect_equal(y, c(10, 20, 30, 40))
+  expect_true(any(grepl("building image", msgs)), info = paste(msgs, collapse = ""))
+  expect_true(any(grepl("#9 pushing", msgs)), info = "docker's output is shown while it builds")
+  image <- jsonlite::fromJSON(path)$image
+  expect_match(image, "dkr\\.ecr\\.us-east-1\\.amazonaws\\.com/sbimage:r[0-9.]+-amd64-[0-9a-f]{16}$")
+
+  calls <- docker$calls()
+  verbs <- vapply(calls, function(c) paste(unlist(c$args)[1:2], collapse = " "), "")
+  expect_equal(verbs, c("buildx version", "login --username", "buildx build"))
+  expect_gt(calls[[2]]$stdin, 0)   # the ECR token went through stdin
+  build <- unlist(calls[[3]]$args)
+  expect_true(all(c("--platform", "linux/amd64", "--push", "--provenance=false") %in% build))
+
+  cost <- starburst_cost()
+  expect_equal(cost$backend, "aws")
+  expect_gte(cost$workers, 1)
+  future::plan(future::sequential)
+
+  ## Same environment, new session: the image is reused, nothing is built
+  starburst_rebuild_environment()
+  future::plan(starburst, backend = "aws", workers = 1L)
+  expect_equal(future::value(future::future(6 * 7)), 42)
+  future::plan(future::sequential)
+  expect_length(docker$calls(), 3L)
+  ## force = TRUE builds again
+  suppressMessages(res <- starburst_rebuild_environment(force = TRUE))
+  expect_true(res$built)
+  expect_length(docker$calls(), 6L)
+})

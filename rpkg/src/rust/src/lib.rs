@@ -178,6 +178,10 @@ fn sb_session_info(session: Robj) -> Robj {
                 "completed",
                 "mean_roundtrip_ms",
                 "mean_worker_ms",
+                "provisioning",
+                "pulling",
+                "starting",
+                "ready",
             ],
             [
                 r!(i.session_id.to_string()),
@@ -191,6 +195,10 @@ fn sb_session_info(session: Robj) -> Robj {
                 r!(i.completed as f64),
                 r!(i.mean_roundtrip.as_secs_f64() * 1000.0),
                 r!(i.mean_worker_ms),
+                r!(i.starting.provisioning as i32),
+                r!(i.starting.pulling as i32),
+                r!(i.starting.starting as i32),
+                r!(i.starting.ready as i32),
             ],
         )
         .expect("names match values")
@@ -235,17 +243,22 @@ fn sb_worker_log(session: Robj, worker: &str, n: f64) -> Robj {
     })
 }
 
-/// Stops the session's workers; idempotent.
+/// Stops the session's workers and returns its final cost (see `cost_list`); idempotent
+/// (`NULL` once closed).
 #[extendr]
 fn sb_session_close(session: Robj) -> Robj {
     let mut handle: ExternalPtr<Handle> = match session.try_into() {
         Ok(h) => h,
         Err(_) => return rust_error("starburst_invalid_argument", "not a starburst session"),
     };
-    if let Some(s) = handle.0.take() {
-        s.close();
+    match handle.0.take() {
+        Some(s) => {
+            s.close();
+            // The final bill: every worker has been stopped.
+            cost_list(&s)
+        }
+        None => ().into(),
     }
-    ().into()
 }
 
 /// NULL when `millicpu`/`memory_mib` is a Fargate size, else a message naming the valid ones.
@@ -452,10 +465,9 @@ fn sb_environment_image(
     }
 }
 
-/// The session's spend so far (the Fargate price of its workers' run times): a named list.
-#[extendr]
-fn sb_session_cost(session: Robj) -> Robj {
-    with_session(session, |s| match s.cost() {
+/// A session's spend so far (the Fargate price of its workers' run times) as a named list.
+fn cost_list(s: &Session) -> Robj {
+    match s.cost() {
         Ok(c) => {
             let m = &c.meter;
             let na = |v: Option<f64>| v.map_or_else(|| r!(NA_REAL), |v| r!(v));
@@ -479,8 +491,8 @@ fn sb_session_cost(session: Robj) -> Robj {
                     na(c.max_cost),
                     na(c.max_hourly_cost),
                     r!(c.worker_hourly),
-                    r!(m.workers as f64),
-                    r!(m.running as f64),
+                    r!(f64::from(m.workers)),
+                    r!(f64::from(m.running)),
                     r!(m.vcpu_seconds),
                     r!(m.gb_seconds),
                     r!(m.usd),
@@ -493,7 +505,201 @@ fn sb_session_cost(session: Robj) -> Robj {
             .into_robj()
         }
         Err(e) => facade_error(e),
-    })
+    }
+}
+
+/// The session's spend so far: see `cost_list`.
+#[extendr]
+fn sb_session_cost(session: Robj) -> Robj {
+    with_session(session, cost_list)
+}
+
+fn na_or(v: Option<f64>) -> Robj {
+    v.map_or_else(|| r!(NA_REAL), |v| r!(v))
+}
+
+fn na_str(v: Option<&str>) -> Robj {
+    v.map_or_else(|| r!(NA_STRING), |v| r!(v))
+}
+
+fn named(names: &[&str], values: Vec<Robj>) -> Robj {
+    List::from_names_and_values(names, values)
+        .expect("names match values")
+        .into_robj()
+}
+
+fn quota_list(q: &starburst::quota::QuotaStatus) -> Robj {
+    named(
+        &[
+            "code", "name", "applied", "default", "usage", "headroom", "warning",
+        ],
+        vec![
+            r!(q.code.clone()),
+            r!(q.name.clone()),
+            na_or(q.applied),
+            r!(q.default),
+            r!(q.usage),
+            r!(q.headroom),
+            na_str(q.fallback_warning.as_deref()),
+        ],
+    )
+}
+
+fn request_list(r: &starburst::cloud::QuotaRequest) -> Robj {
+    let created = r
+        .created
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(f64::NAN, |d| d.as_secs_f64());
+    named(
+        &["id", "code", "desired", "state", "created"],
+        vec![
+            r!(r.id.clone()),
+            r!(r.code.clone()),
+            r!(r.desired),
+            r!(format!("{:?}", r.state)),
+            r!(created),
+        ],
+    )
+}
+
+/// The Fargate On-Demand and Spot vCPU quotas, each a named list (see `quota_list`).
+#[extendr]
+fn sb_quota_status(region: Robj, endpoint: Robj) -> Robj {
+    match admin(&region, &endpoint) {
+        Ok(a) => {
+            let all: Vec<Robj> = a.quota_statuses().iter().map(quota_list).collect();
+            List::from_values(all).into_robj()
+        }
+        Err(e) => e,
+    }
+}
+
+/// How `workers` workers of `millicpu` fit in the quota of `capacity` (`"on_demand"` or
+/// `"spot"`): the quota (see `quota_list`) plus `concurrent`, `quota_bound`, `suggested`.
+#[extendr]
+fn sb_quota_fit(
+    region: Robj,
+    endpoint: Robj,
+    capacity: &str,
+    millicpu: f64,
+    memory_mib: f64,
+    workers: f64,
+) -> Robj {
+    let result = from_json::<starburst::cloud::Capacity>("capacity", &format!("{capacity:?}"))
+        .and_then(|capacity| {
+            let a = admin(&region, &endpoint)?;
+            let q = a.quota_status(capacity);
+            let size = starburst::cloud::WorkerSize {
+                millicpu: millicpu.round() as u32,
+                memory_mib: memory_mib.round() as u32,
+            };
+            let workers = workers.round() as u32;
+            let plan = q.plan(workers, size, u64::from(workers));
+            Ok(named(
+                &["quota", "concurrent", "quota_bound", "suggested"],
+                vec![
+                    quota_list(&q),
+                    r!(f64::from(plan.concurrent)),
+                    r!(plan.quota_bound),
+                    na_or(q.suggest(workers, size)),
+                ],
+            ))
+        });
+    result.unwrap_or_else(|e| e)
+}
+
+/// Asks for the quota `code` to be raised to `desired` vCPUs; the request (see
+/// `request_list`), recorded in the history file `history`.
+#[extendr]
+fn sb_quota_request(region: Robj, endpoint: Robj, code: &str, desired: f64, history: &str) -> Robj {
+    match admin(&region, &endpoint).and_then(|a| {
+        a.request_quota_increase(code, desired, std::path::Path::new(history))
+            .map_err(facade_error)
+    }) {
+        Ok(r) => request_list(&r),
+        Err(e) => e,
+    }
+}
+
+/// Updates the open requests of the history file `history`: list(requests, warnings).
+#[extendr]
+fn sb_quota_refresh(region: Robj, endpoint: Robj, history: &str) -> Robj {
+    match admin(&region, &endpoint).and_then(|a| {
+        a.refresh_quota_requests(std::path::Path::new(history))
+            .map_err(facade_error)
+    }) {
+        Ok((known, warnings)) => {
+            let requests: Vec<Robj> = known.list().iter().map(request_list).collect();
+            named(
+                &["requests", "warnings"],
+                vec![List::from_values(requests).into_robj(), r!(warnings)],
+            )
+        }
+        Err(e) => e,
+    }
+}
+
+/// Projects wall time and cost of `tasks` tasks from sampled task times (seconds), on
+/// `workers` workers (already fitted to the quota), priced in `region`.
+#[extendr]
+#[allow(clippy::too_many_arguments)]
+fn sb_estimate(
+    sample_secs: &[f64],
+    tasks: f64,
+    workers: f64,
+    millicpu: f64,
+    memory_mib: f64,
+    arch: &str,
+    region: &str,
+    startup_secs: f64,
+) -> Robj {
+    use starburst::cost::{Catalog, EstimateRequest, Sample, estimate};
+    let result = (|| {
+        let arch: starburst::cloud::Arch = from_json("arch", &format!("{arch:?}"))?;
+        let times: Vec<Duration> = sample_secs
+            .iter()
+            .map(|s| Duration::from_secs_f64(s.max(0.0)))
+            .collect();
+        let invalid = |e: starburst::cost::Error| rust_error("starburst_invalid_argument", e);
+        let sample = Sample::from_durations(&times).map_err(invalid)?;
+        let size = starburst::cloud::WorkerSize {
+            millicpu: millicpu.round() as u32,
+            memory_mib: memory_mib.round() as u32,
+        };
+        let mut request = EstimateRequest::new(sample, tasks as u64, workers as u32, size, region);
+        request.arch = arch;
+        request.startup = Duration::from_secs_f64(startup_secs.max(0.0));
+        let e = estimate(&Catalog::builtin(), &request).map_err(invalid)?;
+        Ok(named(
+            &[
+                "tasks",
+                "workers",
+                "waves",
+                "per_task_secs",
+                "wall_secs",
+                "wall_secs_high",
+                "worker_seconds",
+                "vcpu_seconds",
+                "gb_seconds",
+                "cost_on_demand",
+                "cost_spot",
+            ],
+            vec![
+                r!(e.tasks as f64),
+                r!(f64::from(e.workers_used)),
+                r!(e.waves as f64),
+                r!(e.per_task_secs),
+                r!(e.wall_secs),
+                r!(e.wall_secs_high),
+                r!(e.worker_seconds),
+                r!(e.vcpu_seconds),
+                r!(e.gb_seconds),
+                r!(e.cost_on_demand),
+                r!(e.cost_spot),
+            ],
+        ))
+    })();
+    result.unwrap_or_else(|e| e)
 }
 
 extendr_module! {
@@ -514,4 +720,9 @@ extendr_module! {
     fn sb_environment_spec;
     fn sb_environment_image;
     fn sb_session_cost;
+    fn sb_quota_status;
+    fn sb_quota_fit;
+    fn sb_quota_request;
+    fn sb_quota_refresh;
+    fn sb_estimate;
 }
