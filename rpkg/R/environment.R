@@ -21,6 +21,9 @@
 #' The image is recorded in the set-up file, and `plan(starburst)` makes sure
 #' the image of the current environment exists before it starts workers.
 #'
+#' While it builds, docker's output is shown on the console (standard
+#' error); option `starburst.progress = FALSE` silences it.
+#'
 #' Building needs Docker with the buildx plugin (environment variable
 #' `STARBURST_DOCKER` names another docker CLI) and starburst's source
 #' tarball: argument `source`, option `starburst.source` or environment
@@ -146,8 +149,11 @@ ensure_environment <- function(setup, packages = NULL, arch = NULL, source = NUL
     return(list(image = image, tag = spec$tag, built = FALSE))
   }
   workdir <- file.path(tools::R_user_dir("starburst", which = "cache"), "builds")
+  ## Live build output on stderr (option starburst.progress = FALSE silences it)
+  progress <- if (isFALSE(getOption("starburst.progress", TRUE))) function(line) NULL else
+    function(line) cat("starburst: ", line, "\n", sep = "", file = stderr())
   res <- sb_environment_image(spec$json, setup$repository, setup$region, setup$endpoint_url,
-                              workdir, force, function(line) message("starburst: ", line))
+                              workdir, force, progress)
   res <- jsonlite::fromJSON(res, simplifyVector = FALSE)
   .state[["images"]] <- unique(c(known, res$image))
   if (!identical(setup$image, res$image)) {

@@ -107,12 +107,14 @@ starburst_setup <- function(region = NULL, name = "starburst", prefix = "starbur
     return(invisible(NULL))
   }
 
-  progress <- function(json) {
-    step <- jsonlite::fromJSON(json, simplifyVector = FALSE)
-    message(sprintf("  %-9s %-14s %s", step$change, kind_label(step$resource$kind), step$resource$name))
-  }
-  done <- jsonlite::fromJSON(sb_setup_apply(plan_json, NULL, assign_public_ip, progress),
+  ## Steps are reported once done, as messages R's handlers can catch (the
+  ## engine's callback runs where suppressMessages() does not reach)
+  done <- jsonlite::fromJSON(sb_setup_apply(plan_json, NULL, assign_public_ip, function(json) NULL),
                              simplifyVector = FALSE)
+  for (step in done$applied) {
+    message(sprintf("  %-9s %-14s %s", tolower(step$change), kind_label(step$resource$kind),
+                    step$resource$name))
+  }
   settings <- done$settings
   path <- aws_setup_file()
   ## An environment image built for this same set-up stays in use
@@ -203,10 +205,8 @@ starburst_teardown <- function(setup_id = NULL, region = NULL, confirm = interac
       message("Nothing was deleted.")
       return(invisible(NULL))
     }
-    sb_teardown(doomed_json, region, endpoint, function(json) {
-      r <- jsonlite::fromJSON(json, simplifyVector = FALSE)
-      message(sprintf("  deleted   %-14s %s", kind_label(r$kind), r$name))
-    })
+    sb_teardown(doomed_json, region, endpoint, function(json) NULL)
+    for (i in seq_len(nrow(table))) message(sprintf("  deleted   %-14s %s", table$kind[i], table$name[i]))
   }
   if (!is.null(setup) && identical(setup$setup_id, setup_id)) {
     unlink(path)

@@ -42,6 +42,13 @@
 #'     session however many futures use them. Default: `1048576` (1 MB).}
 #'   \item{`starburst.collect_interval`}{Seconds `value()` waits for the
 #'     engine per step; it can be interrupted between steps. Default: `0.2`.}
+#'   \item{`starburst.progress`}{If `FALSE`, no status line counts AWS
+#'     workers by start-up phase while R waits for values, and no docker
+#'     output is shown while an environment image builds. Default: `TRUE`.}
+#'   \item{`starburst.renv_lock`, `starburst.source`}{The lockfile whose
+#'     packages go into the worker image (default `"renv.lock"`, when it
+#'     exists) and starburst's source tarball for image builds; see
+#'     [starburst_rebuild_environment()].}
 #'   \item{`starburst.quiet`}{If `TRUE`, no message says that futures run on
 #'     local workers because no AWS set-up was found. Default: `FALSE`.}
 #'   \item{`starburst.worker_env`}{A named character vector of environment
@@ -131,7 +138,7 @@
 #' plan(sequential)   ## stops the workers
 #'
 #' @examplesIf interactive()
-#' ## On AWS (needs an AWS set-up; not available in this version)
+#' ## On AWS (needs starburst_setup() once)
 #' plan(starburst, workers = 100, cpu = 1, memory = "2GB")
 #'
 #' @seealso [future::plan()], [StarburstFutureError]
