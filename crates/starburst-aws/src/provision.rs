@@ -6,7 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types as s3t;
 use starburst_cloud::{
     Account, BucketSpec, Change, Ensured, EnsuredNetwork, Error, LogGroupSpec, NetworkConfig,
@@ -1660,24 +1661,16 @@ impl AwsProvisioner {
                 inline.extend(page.policy_names().iter().cloned());
             }
             for policy in inline {
-                match self
-                    .iam
-                    .delete_role_policy()
-                    .role_name(name)
-                    .policy_name(&policy)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(err) if err.code() == Some("NoSuchEntity") => {}
-                    Err(err) => {
-                        return Err(map(
-                            "delete an inline policy",
-                            format!("role {name} policy {policy}"),
-                            err,
-                        ));
-                    }
-                }
+                unless_gone(
+                    self.iam
+                        .delete_role_policy()
+                        .role_name(name)
+                        .policy_name(&policy)
+                        .send()
+                        .await,
+                    "delete an inline policy",
+                    || format!("role {name} policy {policy}"),
+                )?;
             }
             let mut attached = Vec::new();
             let mut pages = self
@@ -1696,24 +1689,16 @@ impl AwsProvisioner {
                 );
             }
             for policy in attached {
-                match self
-                    .iam
-                    .detach_role_policy()
-                    .role_name(name)
-                    .policy_arn(&policy)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(err) if err.code() == Some("NoSuchEntity") => {}
-                    Err(err) => {
-                        return Err(map(
-                            "detach a policy",
-                            format!("role {name} policy {policy}"),
-                            err,
-                        ));
-                    }
-                }
+                unless_gone(
+                    self.iam
+                        .detach_role_policy()
+                        .role_name(name)
+                        .policy_arn(&policy)
+                        .send()
+                        .await,
+                    "detach a policy",
+                    || format!("role {name} policy {policy}"),
+                )?;
             }
             let mut profiles = Vec::new();
             let mut pages = self
@@ -1731,24 +1716,16 @@ impl AwsProvisioner {
                 );
             }
             for profile in profiles {
-                match self
-                    .iam
-                    .remove_role_from_instance_profile()
-                    .role_name(name)
-                    .instance_profile_name(&profile)
-                    .send()
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(err) if err.code() == Some("NoSuchEntity") => {}
-                    Err(err) => {
-                        return Err(map(
-                            "remove the role from an instance profile",
-                            format!("role {name} instance profile {profile}"),
-                            err,
-                        ));
-                    }
-                }
+                unless_gone(
+                    self.iam
+                        .remove_role_from_instance_profile()
+                        .role_name(name)
+                        .instance_profile_name(&profile)
+                        .send()
+                        .await,
+                    "remove the role from an instance profile",
+                    || format!("role {name} instance profile {profile}"),
+                )?;
             }
             self.iam
                 .delete_role()
@@ -2127,6 +2104,23 @@ impl Provisioner for AwsProvisioner {
             ResourceKind::SecurityGroup => self.delete_group(id).await,
             ResourceKind::Role => self.delete_role(role_name(id)).await,
         }
+    }
+}
+
+/// `Ok` for a call whose target is already gone (IAM's `NoSuchEntity`), else the mapped
+/// error: deleting what no longer exists succeeds.
+fn unless_gone<T, E>(
+    result: std::result::Result<T, SdkError<E, HttpResponse>>,
+    op: &'static str,
+    resource: impl FnOnce() -> String,
+) -> Result<()>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.code() == Some("NoSuchEntity") => Ok(()),
+        Err(err) => Err(map(op, resource(), err)),
     }
 }
 

@@ -1,19 +1,10 @@
 """moto_server with what moto 5.2.5 lacks for starburst's quota port, added in process.
 
-moto's Service Quotas knows only the `vpc` service and only GetServiceQuota and
-ListAWSDefaultServiceQuotas; its ECS omits a task's task-level `cpu` in DescribeTasks, and moves a
-task on from RUNNING each time it is described. This script adds, following the AWS API
-reference:
-
-- the Fargate vCPU quotas (L-3032A538 On-Demand, L-36FBB829 Spot; default 6, AWS's default for
-  new accounts), for GetServiceQuota and GetAWSDefaultServiceQuota;
-- GetAWSDefaultServiceQuota, RequestServiceQuotaIncrease and GetRequestedServiceQuotaChange,
-  with requests kept per account and region, created PENDING; unknown quotas and request ids
-  are NoSuchResourceException, a second open request for a quota
-  ResourceAlreadyExistsException and a value not above the quota's IllegalArgumentException,
-  as in AWS;
-- a task's `cpu` and `memory` from its task definition (AWS always reports them for Fargate);
-- tasks that stay RUNNING until stopped.
+- Service Quotas: the Fargate vCPU quotas and the increase-request operations, from
+  xtask/emulator/moto_fargate_quotas.py (shared with the emulator; see its docstring);
+- ECS: a task's `cpu` and `memory` from its task definition (moto omits the task-level `cpu`
+  in DescribeTasks; AWS always reports them for Fargate), and tasks that stay RUNNING until
+  stopped (moto moves a task on each time it is described).
 
 Then it runs moto_server with the given arguments (`-H 127.0.0.1 -p PORT`).
 """
