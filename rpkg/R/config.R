@@ -307,8 +307,7 @@ resolve_config <- function(workers = NULL, cpu = NULL, memory = NULL, backend = 
 ## the same key share workers
 config_key <- function(config) {
   keep <- c("backend", "workers", "millicpu", "memory_mib", "spot", "arch",
-            "idle_timeout_secs", "max_retries", "max_cost", "max_hourly_cost", "region",
-            "setup_file")
+            "idle_timeout_secs", "max_retries", "max_cost", "max_hourly_cost", "setup_file")
   paste(format(jsonlite::toJSON(config[keep], auto_unbox = TRUE)), collapse = "")
 }
 

@@ -4,7 +4,8 @@
 #'
 #' Shows, in one place: the configuration (preferences, the AWS set-up file),
 #' the health of the set-up's AWS resources (each of the seven found with the
-#' set-up's tag, or missing), the active session (backend, workers by state,
+#' set-up's tag, or missing), the active session (backend, workers by state
+#' and by start-up phase: provisioning, pulling the image, starting R, ready;
 #' queued futures), its spend so far, and the Fargate vCPU quota headroom.
 #' AWS is only asked when an AWS set-up exists; what cannot be read is shown
 #' as such rather than failing.
@@ -97,6 +98,8 @@ print.starburst_status <- function(x, ...) {
     s <- x$session
     cat(sprintf("  session        #%d on %s: %d of %d workers live (%d busy, %d idle), %d futures queued, %d done\n",
                 s$number, s$backend, s$live, s$workers, s$busy, s$idle, s$queued, as.integer(s$completed)))
+    cat(sprintf("  workers        %d provisioning, %d pulling image, %d starting R, %d ready\n",
+                s$provisioning, s$pulling, s$starting, s$ready))
   } else {
     cat("  session        none active\n")
   }

@@ -25,6 +25,17 @@ test_that("starburst_status() reports without AWS", {
   expect_output(print(st), "AWS set-up +none")
 })
 
+test_that("starburst_status() shows the active session, its workers by phase and its spend", {
+  withr::local_envvar(STARBURST_PREFERENCES = withr::local_tempfile(fileext = ".json"))
+  local_starburst(workers = 1L)
+  expect_equal(future::value(future::future(1 + 1)), 2)
+  st <- starburst_status(aws = FALSE)
+  expect_equal(st$session$backend, test_backend())
+  expect_equal(st$session$ready, 1L)
+  expect_gt(st$cost$usd, 0)
+  expect_output(print(st), "0 provisioning, 0 pulling image, 0 starting R, 1 ready")
+})
+
 test_that("quota status, increase requests and their history on the emulator", {
   testthat::skip_if_not(test_backend() == "aws", "needs the AWS emulator")
   withr::local_envvar(STARBURST_QUOTA_HISTORY = withr::local_tempfile(fileext = ".json"))
