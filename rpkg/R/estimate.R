@@ -112,8 +112,8 @@ print.starburst_estimate <- function(x, ...) {
   cat(sprintf("  per task       %s (timed on %d here)\n", format_secs(x$per_task_secs), length(x$sample)))
   cat(sprintf("  waves          %d\n", as.integer(x$waves)))
   cat(sprintf("  wall time      %s (up to %s)\n", format_secs(x$wall_secs), format_secs(x$wall_secs_high)))
-  cat(sprintf("  cost           $%.2f on demand, $%.2f with Spot (%s vCPU-s)\n", x$cost_on_demand,
-              x$cost_spot, format(round(x$vcpu_seconds), big.mark = ",")))
+  cat(sprintf("  cost           %s on demand, %s with Spot (%s vCPU-s)\n", format_usd(x$cost_on_demand),
+              format_usd(x$cost_spot), format(round(x$vcpu_seconds), big.mark = ",")))
   invisible(x)
 }
 
@@ -122,4 +122,9 @@ format_secs <- function(s) {
   if (s < 120) return(sprintf("%.1f s", s))
   if (s < 7200) return(sprintf("%.1f min", s / 60))
   sprintf("%.1f h", s / 3600)
+}
+
+## Dollars with cents, or four decimals below ten cents
+format_usd <- function(usd) {
+  sprintf(if (abs(usd) < 0.1) "$%.4f" else "$%.2f", usd)
 }

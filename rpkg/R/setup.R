@@ -56,6 +56,10 @@
 #'   ECR. Default: `TRUE`.
 #' @param confirm Ask before creating anything. Default: `interactive()`.
 #'
+#' A failed step is an error of class `starburst_setup_failed` (with
+#' `starburst_conflict` when a resource of the same name exists that this
+#' set-up did not create: it is never adopted or changed).
+#'
 #' @return Invisibly, an object of class `starburst_setup`: the set-up id,
 #'   the set-up file, its settings and what each step did (`created`,
 #'   `updated` or `unchanged`); `NULL` when the plan was declined.
@@ -109,8 +113,19 @@ starburst_setup <- function(region = NULL, name = "starburst", prefix = "starbur
 
   ## Steps are reported once done, as messages R's handlers can catch (the
   ## engine's callback runs where suppressMessages() does not reach)
-  done <- jsonlite::fromJSON(sb_setup_apply(plan_json, NULL, assign_public_ip, function(json) NULL),
-                             simplifyVector = FALSE)
+  applied <- tryCatch(
+    sb_setup_apply(plan_json, NULL, assign_public_ip, function(json) NULL),
+    starburst_conflict = function(e) {
+      starburst_abort(sprintf("%s. To give this set-up's resources other names, pass starburst_setup(name = ...). What was made so far stays, and running starburst_setup() again resumes.",
+                              conditionMessage(e)),
+                      class = c("starburst_conflict", "starburst_setup_failed"))
+    },
+    starburst_error = function(e) {
+      starburst_abort(sprintf("%s. What was made so far stays; run starburst_setup() again to resume once the cause is fixed.",
+                              conditionMessage(e)),
+                      class = c(setdiff(class(e), c("starburst_error", "error", "condition")), "starburst_setup_failed"))
+    })
+  done <- jsonlite::fromJSON(applied, simplifyVector = FALSE)
   for (step in done$applied) {
     message(sprintf("  %-9s %-14s %s", tolower(step$change), kind_label(step$resource$kind),
                     step$resource$name))

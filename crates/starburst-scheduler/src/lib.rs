@@ -1666,9 +1666,9 @@ async fn retry_stops(sh: &Shared, reason: &str) -> bool {
 /// The failure of the futures a session at its cap cannot run: the caps, the spend, and what
 /// to do.
 fn budget_failure(sh: &Shared, budget: &Budget, meter: &Meter, now: Duration) -> TaskFailure {
-    // (max with 0: no "-0.0000" in messages)
-    let spent = meter.report(now).usd.max(0.0);
-    let projected = budget.projected(meter, now).max(spent);
+    // Never "$-0.0000" in messages: `max` keeps a negative zero, adding 0.0 turns it positive.
+    let spent = meter.report(now).usd.max(0.0) + 0.0;
+    let projected = budget.projected(meter, now).max(spent) + 0.0;
     let hourly = sh.worker_hourly;
     let message = match (budget.max_cost, budget.max_hourly_cost) {
         (_, Some(h)) if hourly > h => format!(

@@ -239,3 +239,17 @@ test_that("after set-up, plan() builds the environment's image once and runs fut
   expect_true(res$built)
   expect_length(docker$calls(), 6L)
 })
+
+test_that("a name taken by a resource set-up did not make is a conflict, never adopted", {
+  skip_unless_emulator()
+  local_setup_file()
+  ## the emulator's own (untagged) ECR repository and cluster are called "starburst"
+  err <- expect_error(suppressMessages(starburst_setup(region = "us-east-1", confirm = FALSE)),
+                      class = "starburst_conflict")
+  expect_s3_class(err, "starburst_setup_failed")
+  expect_match(conditionMessage(err), "starburst_setup(name = ...)", fixed = TRUE)
+  expect_match(conditionMessage(err), "left untouched")
+  gone <- suppressMessages(starburst_teardown(setup_id = "starburst-us-east-1", region = "us-east-1",
+                                              confirm = FALSE))
+  expect_equal(gone$kind, "S3 bucket")   # made before the conflict; the rest was never touched
+})
