@@ -25,7 +25,8 @@
 #' @examples
 #' library(future)
 #' plan(starburst, workers = 2, backend = "local")
-#' y <- future.apply::future_sapply(1:4, function(i) i^2)
+#' fs <- lapply(1:4, function(i) future(i^2))
+#' y <- sapply(fs, value)
 #' starburst_cost()
 #' plan(sequential)
 #' @seealso [starburst()] for the caps `max_cost` and `max_hourly_cost`,
