@@ -1,6 +1,7 @@
-//! Account administration outside sessions: the one-time set-up, its teardown, and the set-up
-//! file it writes. Every call blocks the caller's thread on a small runtime, so progress
-//! callbacks run on the caller's thread (R's, for the R package).
+//! Account administration outside sessions: the one-time set-up, its teardown and the set-up
+//! file it writes, environment images, Fargate quotas and increase requests. Every call blocks
+//! the caller's thread on a small runtime, so progress callbacks run on the caller's thread
+//! (R's, for the R package).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -257,5 +258,103 @@ impl Admin {
             .block_on(starburst_quota::refresh(self.quotas.as_ref(), &mut known));
         known.save(history)?;
         Ok((known, warnings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use starburst_cloud::fake::{FakeProvisioner, FakeQuotas, FakeRegistry};
+    use starburst_cloud::{FARGATE_ON_DEMAND_VCPU, ImageRef, RequestState};
+
+    fn admin(registry: FakeRegistry, quotas: Arc<FakeQuotas>) -> Admin {
+        Admin::with_ports(
+            Arc::new(FakeProvisioner::new("eu-west-1")),
+            Arc::new(registry),
+            quotas,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_set_up_file_names_everything_sessions_need() {
+        let a = admin(FakeRegistry::new(), Arc::new(FakeQuotas::new()));
+        let plan = a.plan(&SetupOptions::default()).unwrap();
+        let mut steps = 0;
+        let done = a.apply(&plan, &mut |_| steps += 1).unwrap();
+        assert_eq!(steps, 7);
+        let s = a.settings(&done, true);
+        assert_eq!(s.region, "eu-west-1");
+        assert_eq!(s.bucket, "starburst-000000000000-eu-west-1");
+        assert_eq!(s.setup_id.as_deref(), Some("starburst-eu-west-1"));
+        assert_eq!(
+            s.repository.as_deref(),
+            Some("000000000000.dkr.ecr.eu-west-1.amazonaws.com/starburst")
+        );
+        assert_eq!(s.log_group.as_deref(), Some("/starburst/workers"));
+        assert!(s.image.is_empty(), "no image before plan() builds one");
+        assert!(!s.subnets.is_empty() && s.security_groups.len() == 1);
+        // It round-trips as the set-up file.
+        let back: AwsSettings = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let doomed = a.teardown_plan("starburst-eu-west-1").unwrap();
+        assert_eq!(doomed.len(), 7);
+        a.teardown(&doomed, &mut |_| {}).unwrap();
+        assert!(a.teardown_plan("starburst-eu-west-1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_image_already_in_the_registry_is_reused_without_docker() {
+        let dir = tempfile::tempdir().unwrap();
+        let tarball = dir.path().join("starburst_0.1.0.tar.gz");
+        std::fs::write(&tarball, b"source").unwrap();
+        let source =
+            starburst_provision::image::StarburstSource::from_tarball("0.1.0", &tarball).unwrap();
+        let spec = EnvironmentSpec::from_packages(
+            "4.4.1",
+            starburst_cloud::Arch::X86_64,
+            [("cli", "3.6.3")],
+            [(
+                "CRAN".to_string(),
+                "https://cloud.r-project.org".to_string(),
+            )],
+            source,
+        )
+        .unwrap();
+        let repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/starburst";
+        let registry = FakeRegistry::new();
+        registry.insert(ImageRef {
+            repository: repo.into(),
+            tag: spec.tag(),
+        });
+        let a = admin(registry, Arc::new(FakeQuotas::new()));
+        let mut lines = Vec::new();
+        let got = a
+            .ensure_image(&spec, repo, dir.path(), false, &mut |l| {
+                lines.push(l.to_string())
+            })
+            .unwrap();
+        assert!(!got.built);
+        assert_eq!(got.image.tag, spec.tag());
+        assert!(lines.iter().any(|l| l.contains("reusing")), "{lines:?}");
+    }
+
+    #[test]
+    fn quota_requests_are_recorded_and_followed() {
+        let quotas = Arc::new(FakeQuotas::new());
+        quotas.set(FARGATE_ON_DEMAND_VCPU, 6.0, Some(6.0), 2.0);
+        let a = admin(FakeRegistry::new(), quotas.clone());
+        let od = a.quota_status(starburst_cloud::Capacity::OnDemand);
+        assert_eq!((od.effective(), od.usage, od.headroom), (6.0, 2.0, 4.0));
+        let dir = tempfile::tempdir().unwrap();
+        let history = dir.path().join("requests.json");
+        let r = a
+            .request_quota_increase(FARGATE_ON_DEMAND_VCPU, 50.0, &history)
+            .unwrap();
+        assert_eq!(r.state, RequestState::Pending);
+        quotas.resolve_request(&r.id, RequestState::Approved);
+        let (known, warnings) = a.refresh_quota_requests(&history).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(known.list()[0].state, RequestState::Approved);
     }
 }
