@@ -161,6 +161,8 @@ pub enum StopCause {
     Crashed,
     /// Stopped on request (cancel, plan switch, session end, budget cap).
     StoppedByUser,
+    /// Never seen working within the start limit (placement, image pull or start-up stalled).
+    StartTimedOut,
     /// Anything else the platform reported.
     Other,
 }
@@ -191,6 +193,7 @@ impl fmt::Display for StopCause {
             Self::EvaluatorStartFailed => "worker could not start R",
             Self::Crashed => "worker process crashed",
             Self::StoppedByUser => "worker was stopped on request",
+            Self::StartTimedOut => "worker did not start in time",
             Self::Other => "worker stopped",
         })
     }

@@ -1488,7 +1488,12 @@ async fn health(sh: &Shared) -> Result<bool> {
                 .stop(stop, "heartbeat lease expired")
                 .await?;
             sh.lock().stopping(stop, now, true);
-            lost.push((id, StopCause::Other, why));
+            let cause = if beat.is_some() {
+                StopCause::Other
+            } else {
+                StopCause::StartTimedOut
+            };
+            lost.push((id, cause, why));
         }
     }
     for (id, cause, message) in lost {
@@ -1833,6 +1838,10 @@ async fn lost_failure(
         StopCause::EvaluatorStartFailed => (
             "starburst_worker_start_failed",
             "workers cannot start R; the worker log below says why (is the starburst R package installed in the library paths the workers use?)",
+        ),
+        StopCause::StartTimedOut => (
+            "starburst_worker_start_failed",
+            "no worker got going within the start limit: on Fargate, check capacity in the region, the image size, and that the subnets reach ECR and S3 (a public IP, or a NAT gateway or VPC endpoints)",
         ),
         StopCause::OutOfMemory => (
             "starburst_worker_lost",

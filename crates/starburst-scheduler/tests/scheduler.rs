@@ -341,7 +341,12 @@ fn a_worker_that_never_beats_within_start_timeout_is_lost() {
     let waited = sim.now() - submitted_at;
     assert_eq!(c.state, TaskState::Failed);
     let f = c.failure.unwrap();
-    assert_eq!(f.class, "starburst_worker_lost");
+    assert_eq!(f.class, "starburst_worker_start_failed");
+    assert!(
+        f.message.contains("subnets reach ECR and S3"),
+        "{}",
+        f.message
+    );
     assert!(
         f.message.contains("did not start within 3s"),
         "{}",
