@@ -850,10 +850,9 @@ async fn a_role_trusts_its_service_and_has_its_inline_policy() {
     assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn find_tagged_returns_exactly_the_setups_resources() {
-    let fx = Fx::start().await;
-    let mut ours = vec![
+/// One resource of every kind for set-up `s1`, as `ensure_*` returned them.
+async fn ensure_every_kind(fx: &Fx) -> Vec<Resource> {
+    vec![
         fx.p.ensure_bucket(&bucket("sb-s1-data"), &tags("s1"))
             .await
             .unwrap()
@@ -897,7 +896,13 @@ async fn find_tagged_returns_exactly_the_setups_resources() {
             .await
             .unwrap()
             .resource,
-    ];
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_tagged_returns_exactly_the_setups_resources() {
+    let fx = Fx::start().await;
+    let mut ours = ensure_every_kind(&fx).await;
     // Another set-up's and untagged resources of every kind.
     fx.p.ensure_bucket(&bucket("sb-s2-data"), &tags("s2"))
         .await
@@ -1090,39 +1095,8 @@ async fn delete_stops_a_clusters_tasks_and_everything_deletes_twice() {
     assert_eq!(status.clusters()[0].status(), Some("INACTIVE"));
     fx.p.delete(&c).await.unwrap();
 
-    let others = [
-        fx.p.ensure_repository(
-            &RepositorySpec {
-                name: "sb-s1".into(),
-                keep_images: 3,
-            },
-            &tags("s1"),
-        )
-        .await
-        .unwrap()
-        .resource,
-        fx.p.ensure_log_group(
-            &LogGroupSpec {
-                name: "/sb/s1".into(),
-                retention_days: 7,
-            },
-            &tags("s1"),
-        )
-        .await
-        .unwrap()
-        .resource,
-        fx.p.ensure_network(
-            &NetworkRequest {
-                security_group_name: "sb-s1".into(),
-                ..Default::default()
-            },
-            &tags("s1"),
-        )
-        .await
-        .unwrap()
-        .group
-        .resource,
-    ];
+    // Everything else (and the cluster again): each kind deletes twice.
+    let others = ensure_every_kind(&fx).await;
     for r in &others {
         fx.p.delete(r).await.unwrap();
         fx.p.delete(r)
