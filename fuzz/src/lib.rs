@@ -4,18 +4,19 @@
 use bytes::Bytes;
 use starburst_serialization::frame::{self, HEADER_LEN, Kind, MAGIC};
 use starburst_serialization::{
-    BlobHash, BlobRef, EncodeOptions, FORMAT_VERSION, Limits, decode_blob, decode_event,
-    decode_heartbeat, decode_inbox, decode_result, encode_blob, encode_event, encode_heartbeat,
+    BlobHash, BlobRef, EncodeOptions, FORMAT_VERSION, Limits, decode_blob, decode_client_beat,
+    decode_event, decode_heartbeat, decode_inbox, decode_result, encode_blob, encode_client_beat, encode_event, encode_heartbeat,
     encode_inbox, encode_result,
 };
 
 /// Every frame kind, for targets that pick one from the input.
-pub const KINDS: [Kind; 5] = [
+pub const KINDS: [Kind; 6] = [
     Kind::Inbox,
     Kind::Result,
     Kind::Event,
     Kind::Heartbeat,
     Kind::Blob,
+    Kind::ClientBeat,
 ];
 
 const CODEC_NONE: u8 = 0;
@@ -150,6 +151,12 @@ pub fn check(kind: Kind, buf: &Bytes) {
         Kind::Heartbeat => {
             if let Ok(beat) = decode_heartbeat(buf) {
                 let again = decode_heartbeat(&encode_heartbeat(&beat).into());
+                assert_eq!(again.as_ref(), Ok(&beat));
+            }
+        }
+        Kind::ClientBeat => {
+            if let Ok(beat) = decode_client_beat(buf) {
+                let again = decode_client_beat(&encode_client_beat(&beat).into());
                 assert_eq!(again.as_ref(), Ok(&beat));
             }
         }

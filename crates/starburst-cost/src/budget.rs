@@ -157,6 +157,66 @@ impl Budget {
         stop
     }
 
+    /// The latest session time by which every worker of the session must have stopped *by
+    /// itself* for the spend to stay within `max_cost` when nobody is watching (the client
+    /// died): the workers' own hard deadline. `None` without a `max_cost`.
+    ///
+    /// It assumes the worst the session allows from `now` on: every running worker, and new
+    /// ones of `size`/`arch`/`capacity` up to `max_workers` running at once, billed until the
+    /// deadline plus `stop_latency` (and at least a minute each); stopping workers billed until
+    /// `r + stop_latency`. Workers launched later by a live client only ever make it earlier,
+    /// so a deadline computed now stays valid for every worker running now. Never before `now`.
+    pub fn unattended_deadline(
+        &self,
+        meter: &Meter,
+        now: Duration,
+        max_workers: u32,
+        size: WorkerSize,
+        arch: Arch,
+        capacity: Capacity,
+    ) -> Result<Option<Duration>> {
+        let Some(cap) = self.max_cost else {
+            return Ok(None);
+        };
+        let hourly = meter.hourly(size, arch, capacity)?;
+        let mut fixed = 0.0;
+        let mut running = Vec::new();
+        for run in meter.runs.values() {
+            match (run.stop, run.stop_requested) {
+                (Some(stop), _) => fixed += run.cost_until(stop),
+                (None, Some(r)) => fixed += run.cost_until(now.max(r + self.stop_latency)),
+                (None, None) => running.push(run),
+            }
+        }
+        let phantom = max_workers.saturating_sub(running.len() as u32);
+        let spend = |deadline: Duration| {
+            let end = deadline + self.stop_latency;
+            fixed
+                + running.iter().map(|r| r.cost_until(end)).sum::<f64>()
+                + f64::from(phantom) * hourly * billed_seconds(end.saturating_sub(now)) as f64
+                    / 3600.0
+        };
+        // A relative 1e-12 absorbs float rounding (a cap of exactly n worker-hours fits).
+        let cap = cap * (1.0 + 1e-12);
+        if spend(now) > cap {
+            return Ok(Some(now));
+        }
+        // Spend grows with the deadline: find the last whole second that fits (at most a year).
+        let (mut lo, mut hi) = (0u64, 365 * 24 * 3600);
+        if spend(now + Duration::from_secs(hi)) <= cap {
+            return Ok(Some(now + Duration::from_secs(hi)));
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if spend(now + Duration::from_secs(mid)) <= cap {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(Some(now + Duration::from_secs(lo)))
+    }
+
     /// True when no worker of `size`, `arch` and `capacity` may launch at `now` and none is
     /// billed: the session can make no more progress within its caps, and its pending futures
     /// should fail (R class `starburst_budget_exceeded`).
@@ -302,6 +362,102 @@ mod tests {
                 .unwrap(),
             7
         );
+    }
+
+    #[test]
+    fn the_unattended_deadline_is_what_the_cap_allows_every_worker() {
+        // Two workers at most, stop latency 30 s, cap = 2 workers x 1 hour of HOURLY.
+        let b = Budget::new(Some(2.0 * HOURLY), None, s(60), s(30)).unwrap();
+        let mut m = meter();
+        let d = |m: &Meter, now| {
+            b.unattended_deadline(m, s(now), 2, ONE, Arch::X86_64, Capacity::OnDemand)
+                .unwrap()
+                .unwrap()
+        };
+        // Nothing runs yet: two workers from now for 3600 s - 30 s of stop latency.
+        assert_eq!(d(&m, 0), s(3570));
+        m.worker_started(id(0), ONE, Arch::X86_64, Capacity::OnDemand, s(0))
+            .unwrap();
+        assert_eq!(d(&m, 0), s(3570));
+        // 600 s later, one worker ran 600 s, and two may run from now: (7200 - 600) / 2 - 30.
+        assert_eq!(d(&m, 600), s(600 + 3300 - 30));
+        // A stopped worker's cost is fixed; two may run on the rest.
+        m.worker_stopped(&id(0), s(600));
+        assert_eq!(d(&m, 600), s(600 + 3300 - 30));
+        // Spent: the deadline is now; no cap: none.
+        let broke = Budget::new(Some(0.0001), None, s(60), s(30)).unwrap();
+        assert_eq!(
+            broke
+                .unattended_deadline(&m, s(700), 2, ONE, Arch::X86_64, Capacity::OnDemand)
+                .unwrap(),
+            Some(s(700))
+        );
+        let free = Budget::new(None, Some(1.0), s(60), s(30)).unwrap();
+        assert_eq!(
+            free.unattended_deadline(&m, s(0), 2, ONE, Arch::X86_64, Capacity::OnDemand)
+                .unwrap(),
+            None
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Whenever the client dies, workers that each stop by the last deadline it computed
+        /// (plus the stop latency) never take the spend past the cap.
+        #[test]
+        fn workers_stopping_at_the_unattended_deadline_keep_the_cap(
+            max_cost in 0.001f64..2.0,
+            max_workers in 1u32..20,
+            starts in prop::collection::vec((0u64..3000, any::<bool>()), 0..20),
+            stops in prop::collection::vec(prop::option::of(0u64..3000), 0..20),
+            died in 0u64..4000,
+        ) {
+            let b = Budget::new(Some(max_cost), None, s(60), s(30)).unwrap();
+            let mut m = meter();
+            let mut launched = 0u32;
+            let mut deadline = None;
+            // The live client's history up to its death: launches it was allowed, stops, and
+            // a deadline computed after each change.
+            // (time, worker, what): 0 = the client's budget check, 1 = a launch, 2 = a stop by
+            // itself. The client checks at least every check interval (60 s).
+            let mut events: Vec<(u64, usize, u8)> = (0..=died / 60).map(|k| (k * 60, 0, 0)).collect();
+            events.extend(starts.iter().enumerate().map(|(i, &(t, _))| (t, i, 1)));
+            events.extend(stops.iter().enumerate().filter_map(|(i, t)| t.map(|t| (t, i, 2))));
+            events.sort();
+            let mut started = std::collections::BTreeSet::new();
+            for (t, i, what) in events.into_iter().filter(|e| e.0 <= died) {
+                match what {
+                    0 => {
+                        for w in b.must_stop(&m, s(t)) {
+                            // Billing ends within the stop latency.
+                            m.worker_stopped(&w, s(t + 30));
+                        }
+                    }
+                    1 => {
+                        let running = m.running().len() as u32;
+                        if running < max_workers
+                            && b.may_launch(&m, s(t), 1, ONE, Arch::X86_64, Capacity::OnDemand).unwrap() == 1
+                        {
+                            m.worker_started(id(i), ONE, Arch::X86_64, Capacity::OnDemand, s(t)).unwrap();
+                            launched += 1;
+                            started.insert(i);
+                        }
+                    }
+                    _ if started.contains(&i) => {
+                        m.worker_stopped(&id(i), s(t));
+                    }
+                    _ => {}
+                }
+                deadline = b.unattended_deadline(&m, s(t), max_workers, ONE, Arch::X86_64, Capacity::OnDemand).unwrap();
+            }
+            prop_assert!(launched <= 20);
+            // After the death, every running worker runs until the deadline plus the latency.
+            if let Some(dl) = deadline {
+                let end = dl + s(30);
+                let spent: f64 = m.runs.values().map(|r| r.cost_until(end.max(r.start))).sum();
+                prop_assert!(spent <= max_cost + 1e-9, "spent {spent} > cap {max_cost}");
+            }
+        }
     }
 
     /// One step of the simulated scheduler.

@@ -163,6 +163,37 @@ pub struct Heartbeat {
     pub tasks_done: u64,
 }
 
+/// The client's session heartbeat (`sessions/<sid>/client`), rewritten while the client runs.
+/// Workers read it now and then: one whose `seq` has not moved for the session's orphan
+/// timeout (on the worker's own clock, so clocks need not agree) has lost its client and
+/// stops; one past its deadline stops whatever it is doing; a `closed` session stops them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientBeat {
+    /// The session.
+    pub session_id: String,
+    /// Increases with every beat.
+    pub seq: u64,
+    /// When it was written (Unix milliseconds, the client's clock).
+    pub unix_ms: u64,
+    /// The latest moment every worker of the session must have stopped by, as milliseconds
+    /// after `unix_ms` (relative, so a worker needs no agreement between clocks): the spend of
+    /// the session's workers stays within `max_cost` when each stops by then. `None` without a
+    /// cost cap.
+    pub deadline_after_ms: Option<u64>,
+    /// The session ended: workers stop now.
+    pub closed: bool,
+}
+
+/// Encodes a client beat.
+pub fn encode_client_beat(beat: &ClientBeat) -> Vec<u8> {
+    frame::encode(Kind::ClientBeat, beat, &[], EncodeOptions::PLAIN)
+}
+
+/// Decodes a client beat.
+pub fn decode_client_beat(buf: &Bytes) -> Result<ClientBeat> {
+    frame::decode(Kind::ClientBeat, buf, Limits { max_payload: 0 }).map(|(m, _)| m)
+}
+
 macro_rules! codec {
     ($meta:ty, $kind:expr, $enc:ident, $dec:ident) => {
         /// Encodes a frame of this type.

@@ -25,7 +25,9 @@ pub const MAGIC: [u8; 4] = *b"SBWF";
 /// The format version this build writes and reads.
 /// Version 2: heartbeats carry the running task's attempt and event count, results their
 /// event count, and inboxes may hold a `Skip`.
-pub const FORMAT_VERSION: u16 = 2;
+/// Version 3: the client beats a session heartbeat (`ClientBeat`) that workers follow: a
+/// worker stops when it goes stale (its client is gone) or its hard deadline passes.
+pub const FORMAT_VERSION: u16 = 3;
 /// Header length in bytes.
 pub const HEADER_LEN: usize = 60;
 /// The largest metadata section accepted (metadata is small by design; payloads carry data).
@@ -45,6 +47,8 @@ pub enum Kind {
     Heartbeat = 4,
     /// A content-addressed blob.
     Blob = 5,
+    /// The client's session heartbeat.
+    ClientBeat = 6,
 }
 
 impl Kind {
@@ -55,6 +59,7 @@ impl Kind {
             Kind::Event => "event",
             Kind::Heartbeat => "heartbeat",
             Kind::Blob => "blob",
+            Kind::ClientBeat => "client beat",
         }
     }
 }

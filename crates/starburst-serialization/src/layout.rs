@@ -2,6 +2,7 @@
 //! these keys and on nothing else.
 //!
 //! ```text
+//! sessions/<sid>/client                            the client's session heartbeat
 //! sessions/<sid>/blobs/<blake3-hex>                 content-addressed large globals
 //! sessions/<sid>/workers/<wid>/inbox/<seq:08>       assignments to one worker (task or stop)
 //! sessions/<sid>/workers/<wid>/beat                 the worker's heartbeat
@@ -32,6 +33,10 @@ impl SessionLayout {
     /// The session's root prefix.
     pub fn root(&self) -> String {
         self.root.clone()
+    }
+    /// The client's session heartbeat, which every worker follows.
+    pub fn client(&self) -> String {
+        format!("{}/client", self.root)
     }
     /// A blob.
     pub fn blob(&self, hash: &BlobHash) -> String {

@@ -7,10 +7,11 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use starburst_serialization::frame::{self, HEADER_LEN, Kind, MAGIC, MAX_META};
 use starburst_serialization::{
-    BlobHash, BlobRef, EncodeOptions, Error, EventMeta, FORMAT_VERSION, Failure, FailureKind,
-    Heartbeat, InboxMeta, Limits, Outcome, ResultMeta, TaskMeta, Timing, WorkerActivity,
-    decode_blob, decode_event, decode_heartbeat, decode_inbox, decode_result, encode_blob,
-    encode_event, encode_heartbeat, encode_inbox, encode_result,
+    BlobHash, BlobRef, ClientBeat, EncodeOptions, Error, EventMeta, FORMAT_VERSION, Failure,
+    FailureKind, Heartbeat, InboxMeta, Limits, Outcome, ResultMeta, TaskMeta, Timing,
+    WorkerActivity, decode_blob, decode_client_beat, decode_event, decode_heartbeat, decode_inbox,
+    decode_result, encode_blob, encode_client_beat, encode_event, encode_heartbeat, encode_inbox,
+    encode_result,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -143,6 +144,25 @@ fn heartbeat() -> impl Strategy<Value = Heartbeat> {
     )
 }
 
+fn client_beat() -> impl Strategy<Value = ClientBeat> {
+    (
+        text(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<Option<u64>>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(session_id, seq, unix_ms, deadline_after_ms, closed)| ClientBeat {
+                session_id,
+                seq,
+                unix_ms,
+                deadline_after_ms,
+                closed,
+            },
+        )
+}
+
 /// Metadata of an arbitrary serde type, for `frame::decode` used generically.
 type Generic = (u64, String, Vec<u8>, Option<i64>, bool, char);
 
@@ -163,6 +183,7 @@ fn kind() -> impl Strategy<Value = Kind> {
         Just(Kind::Result),
         Just(Kind::Event),
         Just(Kind::Heartbeat),
+        Just(Kind::ClientBeat),
         Just(Kind::Blob),
     ]
 }
@@ -214,6 +235,7 @@ enum Msg {
     Result(ResultMeta),
     Event(EventMeta),
     Heartbeat(Heartbeat),
+    ClientBeat(ClientBeat),
     /// Metadata is the content hash; decoded with `decode_blob`.
     Blob,
     /// Decoded with `frame::decode` directly.
@@ -228,12 +250,18 @@ struct Case {
 }
 
 impl Case {
+    /// Heartbeats carry no payload (their decoders allow none).
+    fn payloadless(&self) -> bool {
+        matches!(self.msg, Msg::Heartbeat(_) | Msg::ClientBeat(_))
+    }
+
     fn kind(&self) -> Kind {
         match &self.msg {
             Msg::Inbox(_) => Kind::Inbox,
             Msg::Result(_) => Kind::Result,
             Msg::Event(_) => Kind::Event,
             Msg::Heartbeat(_) => Kind::Heartbeat,
+            Msg::ClientBeat(_) => Kind::ClientBeat,
             Msg::Blob => Kind::Blob,
             Msg::Generic(k, _) => *k,
         }
@@ -248,6 +276,10 @@ impl Case {
             Msg::Heartbeat(m) => {
                 assert!(p.is_empty());
                 encode_heartbeat(m)
+            }
+            Msg::ClientBeat(m) => {
+                assert!(p.is_empty());
+                encode_client_beat(m)
             }
             Msg::Blob => encode_blob(p, opts),
             Msg::Generic(k, m) => frame::encode(*k, m, p, opts),
@@ -270,6 +302,7 @@ impl Case {
                 (Msg::Event(m), p)
             }
             Msg::Heartbeat(_) => (Msg::Heartbeat(decode_heartbeat(buf)?), Bytes::new()),
+            Msg::ClientBeat(_) => (Msg::ClientBeat(decode_client_beat(buf)?), Bytes::new()),
             Msg::Blob => {
                 let p = decode_blob(buf, &BlobRef::of(&self.payload), limits)?;
                 (Msg::Blob, p)
@@ -298,6 +331,10 @@ fn case_with(payload: BoxedStrategy<Vec<u8>>) -> impl Strategy<Value = Case> {
         }),
         heartbeat().prop_map(|m| Case {
             msg: Msg::Heartbeat(m),
+            payload: Vec::new()
+        }),
+        client_beat().prop_map(|m| Case {
+            msg: Msg::ClientBeat(m),
             payload: Vec::new()
         }),
         payload.clone().prop_map(|payload| Case {
@@ -334,16 +371,18 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Event => "event",
         Kind::Heartbeat => "heartbeat",
         Kind::Blob => "blob",
+        Kind::ClientBeat => "client beat",
     }
 }
 
-fn all_kinds() -> [Kind; 5] {
+fn all_kinds() -> [Kind; 6] {
     [
         Kind::Inbox,
         Kind::Result,
         Kind::Event,
         Kind::Heartbeat,
         Kind::Blob,
+        Kind::ClientBeat,
     ]
 }
 
@@ -411,6 +450,7 @@ fn decode_everything(buf: &Bytes, limits: Limits) -> bool {
     ok |= decode_result(buf, limits).is_ok();
     ok |= decode_event(buf, limits).is_ok();
     ok |= decode_heartbeat(buf).is_ok();
+    ok |= decode_client_beat(buf).is_ok();
     ok |= decode_blob(buf, &any_ref, limits).is_ok();
     for k in all_kinds() {
         ok |= frame::decode::<Generic>(k, buf, limits).is_ok();
@@ -516,7 +556,7 @@ proptest! {
             prop_assert!(range.contains(&payload.as_ptr()));
         }
         // Limits equal to the payload size are enough.
-        if !matches!(case.msg, Msg::Heartbeat(_)) {
+        if !case.payloadless() {
             let exact = Limits { max_payload: len as u64 };
             prop_assert!(case.decode(&buf, exact).is_ok());
         }
@@ -583,7 +623,7 @@ proptest! {
         bit in 0u8..8,
     ) {
         let mut f = case.encode(EncodeOptions::NETWORK);
-        if !matches!(case.msg, Msg::Heartbeat(_)) {
+        if !case.payloadless() {
             prop_assert_eq!(codec_of(&f), 1);
         }
         let pos = HEADER_LEN + pos.index(f.len() - HEADER_LEN);
@@ -663,7 +703,7 @@ proptest! {
         f.truncate(HEADER_LEN);
         let limits = Limits { max_payload: 1 << 40 };
         let err = case.decode(&Bytes::from(f), limits).unwrap_err();
-        if matches!(case.msg, Msg::Heartbeat(_)) {
+        if case.payloadless() {
             prop_assert_eq!(err, Error::Oversized { what: "payload", size: claim, limit: 0 });
         } else {
             prop_assert_eq!(err, Error::Oversized { what: "payload", size: claim, limit: 1 << 40 });
@@ -752,7 +792,7 @@ proptest! {
     /// A real zstd stream whose header claims another raw length is a `Decompress` error.
     #[test]
     fn wrong_raw_length_of_compressed_payload(case in case_with(Just(vec![7u8; BIG]).boxed()), raw_len in 0u64..(4 * BIG as u64)) {
-        prop_assume!(raw_len != BIG as u64 && !matches!(case.msg, Msg::Heartbeat(_)));
+        prop_assume!(raw_len != BIG as u64 && !case.payloadless());
         let mut f = case.encode(EncodeOptions::NETWORK);
         prop_assert_eq!(codec_of(&f), 1);
         f[20..28].copy_from_slice(&raw_len.to_le_bytes());

@@ -3,7 +3,10 @@
 //! a task needs (cached on disk), hands the payload to a persistent, supervised R process (the
 //! [`Evaluator`]), relays immediate conditions as events while the task runs, commits the
 //! result exactly once (put-if-absent), beats a heartbeat, honours cancellation, and exits on a
-//! stop message, an idle timeout or the loss of its parent.
+//! stop message, an idle timeout or the loss of its parent. It also follows its client's
+//! session heartbeat ([`wire::ClientBeat`]): a worker whose client is gone (the beat stopped moving
+//! for `orphan_timeout`), whose session closed, or whose hard deadline passed stops at once,
+//! with its R process, whatever it is doing — so no worker outlives its client or its budget.
 //!
 //! The worker knows the object store only through the [`ObjectStore`] port: no AWS, no file
 //! layout beyond [`SessionLayout`], and no R beyond the evaluator's pipe protocol.
@@ -57,6 +60,14 @@ pub struct WorkerConfig {
     pub encode: EncodeOptions,
     /// Exit when this process is no longer our parent (local workers).
     pub parent_pid: Option<u32>,
+    /// Exit when the client's session heartbeat has not moved for this long (on this worker's
+    /// clock); `None` does not follow the client.
+    pub orphan_timeout: Option<Duration>,
+    /// How often the client's session heartbeat is read (one GET each time).
+    pub client_check: Duration,
+    /// Stop by this moment whatever happens (the session's spending cap); later client beats
+    /// replace it. `None` for no deadline until a beat brings one.
+    pub deadline: Option<std::time::SystemTime>,
 }
 
 impl WorkerConfig {
@@ -74,6 +85,9 @@ impl WorkerConfig {
             blob_cache,
             encode: EncodeOptions::PLAIN,
             parent_pid: None,
+            orphan_timeout: Some(Duration::from_secs(300)),
+            client_check: Duration::from_secs(30),
+            deadline: None,
         }
     }
 }
@@ -87,6 +101,11 @@ pub enum Exit {
     Idle,
     /// The parent process is gone.
     Orphaned,
+    /// The client's session heartbeat stopped moving for the orphan timeout: the client is
+    /// gone (killed, crashed, asleep, offline).
+    ClientGone,
+    /// The session's hard deadline passed (its spending cap).
+    Deadline,
 }
 
 /// One worker.
@@ -145,12 +164,19 @@ impl Worker {
         let started = self.evaluator.start().await;
         let parent = self.config.parent_pid;
         let clock = self.clock.clone();
+        let client = follow_client(
+            self.store.clone(),
+            self.clock.clone(),
+            path(self.layout.client())?,
+            self.config.clone(),
+        );
         let exit = match started {
-            // A lost parent ends the worker even in the middle of a task: dropping `serve`
-            // drops the running evaluation, which kills its R process.
+            // A lost parent or client, or the deadline, ends the worker even in the middle of
+            // a task: dropping `serve` drops the running evaluation, which kills its R process.
             Ok(()) => tokio::select! {
                 exit = self.serve() => exit,
                 () = orphaned(parent, &*clock) => Ok(Exit::Orphaned),
+                exit = client => Ok(exit),
             },
             Err(e) => Err(e),
         };
@@ -421,6 +447,88 @@ async fn orphaned(parent: Option<u32>, clock: &dyn Clock) {
     };
     while std::os::unix::process::parent_id() == parent {
         clock.sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Follows the client's session heartbeat until the worker must stop: the session closed,
+/// the beat did not move for `orphan_timeout`, or the deadline passed. Never completes when
+/// neither an orphan timeout nor a deadline applies.
+///
+/// Clocks need not agree: the beat's progress is judged on this worker's clock, and a beat's
+/// deadline is relative to when it was written, which lies after the previous read that saw an
+/// older beat. Until the worker has seen the beat move once, the deadline it was launched with
+/// (wall clock) applies.
+async fn follow_client(
+    store: Arc<dyn ObjectStore>,
+    clock: Arc<dyn Clock>,
+    key: ObjectPath,
+    config: WorkerConfig,
+) -> Exit {
+    let start = clock.now();
+    let mut deadline = config
+        .deadline
+        .map(|d| start + d.duration_since(clock.wall()).unwrap_or(Duration::ZERO));
+    if config.orphan_timeout.is_none() && deadline.is_none() {
+        // Nothing to enforce but a closed session, which the stop message also conveys.
+        return std::future::pending().await;
+    }
+    let check = config.client_check.max(Duration::from_millis(1));
+    // The last beat read (its seq) and when that read happened.
+    let mut last: Option<(u64, Duration)> = None;
+    let mut moved_at = start;
+    loop {
+        let now = clock.now();
+        if deadline.is_some_and(|d| now >= d) {
+            tracing::warn!("the session's deadline passed (its spending cap): stopping");
+            return Exit::Deadline;
+        }
+        if let Some(t) = config.orphan_timeout
+            && now.saturating_sub(moved_at) >= t
+        {
+            tracing::warn!(
+                timeout = ?t,
+                "the client's session heartbeat has not moved for the orphan timeout: the client is gone; stopping"
+            );
+            return Exit::ClientGone;
+        }
+        let mut wait = check;
+        if let Some(d) = deadline {
+            wait = wait.min(d - now);
+        }
+        if let Some(t) = config.orphan_timeout {
+            wait = wait.min((moved_at + t).saturating_sub(now));
+        }
+        clock.sleep(wait.max(Duration::from_millis(1))).await;
+        let read_at = clock.now();
+        let beat = match store.get_opt(&key).await {
+            Ok(Some(buf)) => match wire::decode_client_beat(&buf) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the client's session heartbeat is unreadable");
+                    continue;
+                }
+            },
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the client's session heartbeat failed");
+                continue;
+            }
+        };
+        if beat.closed {
+            return Exit::Stopped("session closed".into());
+        }
+        match last {
+            Some((seq, _)) if seq == beat.seq => {}
+            Some((_, previous_read)) => {
+                // Written after the previous read, which saw an older beat.
+                moved_at = read_at;
+                deadline = beat
+                    .deadline_after_ms
+                    .map(|ms| previous_read + Duration::from_millis(ms));
+            }
+            None => {}
+        }
+        last = Some((beat.seq, read_at));
     }
 }
 

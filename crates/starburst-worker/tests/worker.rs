@@ -835,3 +835,137 @@ async fn an_idle_worker_backs_off_to_poll_max_and_a_long_task_checks_cancel_at_i
     assert!(busy <= 20, "{busy} requests for a 20 s task");
     rig.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Following the client: no worker outlives its client, its session or its deadline
+// ---------------------------------------------------------------------------------------------
+
+/// Writes the client's session heartbeat as a client would.
+async fn client_beat(rig: &Rig, seq: u64, deadline_after: Option<Duration>, closed: bool) {
+    let beat = wire::ClientBeat {
+        session_id: SESSION.into(),
+        seq,
+        // A client clock far from the worker's: nothing may depend on it.
+        unix_ms: 42,
+        deadline_after_ms: deadline_after.map(|d| d.as_millis() as u64),
+        closed,
+    };
+    rig.store
+        .put(
+            &p(rig.layout.client()),
+            Bytes::from(wire::encode_client_beat(&beat)),
+        )
+        .await
+        .unwrap();
+}
+
+fn following(orphan: u64) -> impl FnOnce(&mut WorkerConfig) {
+    move |c| {
+        c.orphan_timeout = Some(Duration::from_secs(orphan));
+        c.client_check = Duration::from_millis(500);
+    }
+}
+
+/// Steps the clock by `secs` seconds, keeping the client beat moving every second.
+async fn live_client(rig: &Rig, seq: &mut u64, secs: u64, deadline_after: Option<Duration>) {
+    let until = rig.clock.now() + Duration::from_secs(secs);
+    let mut next = rig.clock.now();
+    while rig.clock.now() < until {
+        if rig.clock.now() >= next {
+            *seq += 1;
+            client_beat(rig, *seq, deadline_after, false).await;
+            next += Duration::from_secs(1);
+        }
+        rig.tick().await;
+        assert!(
+            !rig.run.as_ref().unwrap().is_finished(),
+            "the worker stopped while its client was alive"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_client_is_gone_stops_mid_task_and_kills_r() {
+    let mut rig = Rig::start_with(following(10));
+    let mut seq = 0;
+    live_client(&rig, &mut seq, 3, None).await;
+    rig.run_task("t1", "hang").await;
+    // A long task while the client lives: nothing stops it.
+    live_client(&rig, &mut seq, 30, None).await;
+    let died = rig.clock.now();
+    let exit = rig.exit().await;
+    assert_eq!(exit, Exit::ClientGone);
+    let after = rig.clock.now() - died;
+    // Within the orphan timeout plus one read of the beat.
+    assert!(
+        after >= Duration::from_secs(9) && after <= Duration::from_secs(11),
+        "{after:?}"
+    );
+    assert!(rig.journal.count(|e| matches!(e, Entry::Kill { .. })) >= 1);
+    assert_eq!(rig.beat().await.unwrap().activity, WorkerActivity::Exiting);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_never_sees_its_client_move_stops_after_the_orphan_timeout() {
+    let mut rig = Rig::start_with(following(5));
+    // A beat written long ago by a client that is gone: it never moves.
+    client_beat(&rig, 7, None, false).await;
+    let started = rig.clock.now();
+    assert_eq!(rig.exit().await, Exit::ClientGone);
+    let after = rig.clock.now() - started;
+    assert!(
+        after >= Duration::from_secs(5) && after <= Duration::from_secs(6),
+        "{after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_session_stops_its_workers() {
+    let mut rig = Rig::start_with(following(600));
+    let mut seq = 0;
+    live_client(&rig, &mut seq, 2, None).await;
+    client_beat(&rig, seq + 1, None, true).await;
+    assert_eq!(rig.exit().await, Exit::Stopped("session closed".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_launch_deadline_stops_a_busy_worker_whatever_the_client_does() {
+    let mut rig = Rig::start_with(|c| {
+        c.orphan_timeout = None;
+        c.client_check = Duration::from_millis(500);
+        // Deadlines are wall-clock at launch: 20 s from the worker's start.
+        c.deadline =
+            Some(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + 20));
+    });
+    rig.run_task("t1", "hang").await;
+    let exit = rig.exit().await;
+    assert_eq!(exit, Exit::Deadline);
+    let at = rig.clock.now();
+    assert!(
+        at >= Duration::from_secs(20) && at < Duration::from_secs(21),
+        "{at:?}"
+    );
+    assert!(rig.journal.count(|e| matches!(e, Entry::Kill { .. })) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_client_moves_the_deadline_and_a_dead_one_leaves_the_last() {
+    let mut rig = Rig::start_with(|c| {
+        c.orphan_timeout = Some(Duration::from_secs(3600));
+        c.client_check = Duration::from_millis(500);
+        c.deadline =
+            Some(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + 10));
+    });
+    let mut seq = 0;
+    // The client extends the deadline (workers stopped, budget freed) past the launch one.
+    live_client(&rig, &mut seq, 40, Some(Duration::from_secs(15))).await;
+    let died = rig.clock.now();
+    assert_eq!(rig.exit().await, Exit::Deadline);
+    // The last beat was written at most a second before the client died and said 15 s: the
+    // worker stops at most 15 s after it (it counts from the read before, so a little early).
+    let after = rig.clock.now() - died;
+    assert!(
+        after >= Duration::from_secs(13) && after <= Duration::from_secs(15),
+        "{after:?}"
+    );
+}
