@@ -24,14 +24,11 @@ impl Failure {
         }
     }
 
-    /// True for a failed condition of a conditional write (`If-None-Match: *`): S3 answers
-    /// 412 PreconditionFailed, or 409 ConditionalRequestConflict for a concurrent write.
-    pub(crate) fn is_conditional_conflict(&self) -> bool {
-        matches!(self.status, Some(412 | 409))
-            || matches!(
-                self.code.as_deref(),
-                Some("PreconditionFailed" | "ConditionalRequestConflict")
-            )
+    /// True when a conditional write (`If-None-Match: *`) found the object there: S3 answers
+    /// 412 PreconditionFailed. A 409 ConditionalRequestConflict is not that: a concurrent
+    /// write to the key was in progress, and S3 says to retry (see [`classify`]).
+    pub(crate) fn is_precondition_failed(&self) -> bool {
+        self.status == Some(412) || self.code.as_deref() == Some("PreconditionFailed")
     }
 
     /// True when the key is missing (but not the bucket).
@@ -56,6 +53,14 @@ where
 {
     let failure = Failure::of(&err);
     let message = err.message().unwrap_or_default().to_owned();
+    // The credential chain found nothing usable (no profile, an expired SSO session): the SDK
+    // reports it as a failure to send, but no retry can help.
+    if let Some(c) = credentials_error(&err) {
+        return Error::Credentials {
+            op,
+            message: credentials_advice(&c.to_string()),
+        };
+    }
     match &err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             return Error::Transient {
@@ -68,6 +73,28 @@ where
         _ => {}
     }
     classify(op, resource, &failure, message, err.into())
+}
+
+/// The credential chain's error behind `err`, if that is what failed.
+fn credentials_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a aws_credential_types::provider::error::CredentialsError> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(c) = e.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+        {
+            return Some(c);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The credential chain's words and what to do about them.
+pub(crate) fn credentials_advice(said: &str) -> String {
+    format!(
+        "{said}. Sign in again (`aws sso login --profile <name>`), or set AWS_PROFILE to a profile that has credentials (`aws configure list-profiles`), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    )
 }
 
 fn classify(
@@ -111,10 +138,25 @@ fn classify(
             resource,
             format!("{message} (it still has dependents; remove them, then retry)"),
         ),
-        (_, Some("ConcurrentModification" | "ServiceFailure")) => Error::Transient {
+        // IAM's concurrent change, a service failure, and S3's concurrent conditional write to
+        // the same key (retry: a retry that finds the object there gets 412).
+        (_, Some("ConcurrentModification" | "ServiceFailure" | "ConditionalRequestConflict")) => {
+            Error::Transient {
+                op,
+                resource,
+                source,
+            }
+        }
+        (_, Some(code)) if is_credentials(code) => Error::Credentials {
             op,
-            resource,
-            source,
+            message: credentials_advice(&format!(
+                "{code}{}",
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
+            )),
         },
         (Some(412), _) | (_, Some("PreconditionFailed")) => {
             Error::PreconditionFailed { op, resource }
@@ -219,16 +261,26 @@ fn is_denied(f: &Failure) -> bool {
                 "AccessDenied"
                     | "AccessDeniedException"
                     | "UnauthorizedOperation"
-                    | "InvalidAccessKeyId"
-                    | "SignatureDoesNotMatch"
-                    | "UnrecognizedClientException"
-                    | "InvalidClientTokenId"
-                    | "ExpiredToken"
-                    | "ExpiredTokenException"
+                    // Service Quotas when the caller may not read the service's own quotas
+                    | "DependencyAccessDeniedException"
                     // STS in a region the account has not enabled
                     | "RegionDisabledException"
             )
         })
+}
+
+/// Error codes of credentials AWS does not accept (expired, unknown, mistyped).
+fn is_credentials(code: &str) -> bool {
+    matches!(
+        code,
+        "InvalidAccessKeyId"
+            | "SignatureDoesNotMatch"
+            | "UnrecognizedClientException"
+            | "InvalidClientTokenId"
+            | "ExpiredToken"
+            | "ExpiredTokenException"
+            | "TokenRefreshRequired"
+    )
 }
 
 #[cfg(test)]
@@ -284,12 +336,28 @@ mod tests {
         for code in [
             "AccessDeniedException",
             "UnauthorizedOperation",
-            "ExpiredTokenException",
+            "DependencyAccessDeniedException",
         ] {
             assert!(
                 matches!(class(Some(400), Some(code)), Error::AccessDenied { .. }),
                 "{code}"
             );
+        }
+        // Credentials AWS does not accept: nothing to wait for, the user signs in again.
+        for (status, code) in [
+            (400, "ExpiredTokenException"),
+            (400, "ExpiredToken"),
+            (403, "InvalidAccessKeyId"),
+            (403, "SignatureDoesNotMatch"),
+            (403, "InvalidClientTokenId"),
+            (400, "UnrecognizedClientException"),
+        ] {
+            let e = class(Some(status), Some(code));
+            assert!(
+                matches!(&e, Error::Credentials { message, .. } if message.contains("aws sso login")),
+                "{code}: {e:?}"
+            );
+            assert!(e.needs_user() && !e.is_retryable());
         }
         for code in ["LimitExceededException", "ServiceQuotaExceededException"] {
             assert!(
@@ -332,22 +400,24 @@ mod tests {
     }
 
     #[test]
-    fn conditional_conflicts_are_412_and_409() {
+    fn only_412_means_the_object_exists_and_409_is_retried() {
+        for (s, c) in [(Some(412), None), (None, Some("PreconditionFailed"))] {
+            let f = Failure {
+                status: s,
+                code: c.map(str::to_owned),
+            };
+            assert!(f.is_precondition_failed(), "{f:?}");
+        }
         for (s, c) in [
-            (Some(412), None),
             (Some(409), Some("ConditionalRequestConflict")),
-            (None, Some("PreconditionFailed")),
+            (Some(500), None),
         ] {
             let f = Failure {
                 status: s,
                 code: c.map(str::to_owned),
             };
-            assert!(f.is_conditional_conflict(), "{f:?}");
+            assert!(!f.is_precondition_failed(), "{f:?}");
         }
-        let f = Failure {
-            status: Some(500),
-            code: None,
-        };
-        assert!(!f.is_conditional_conflict());
+        assert!(class(Some(409), Some("ConditionalRequestConflict")).is_retryable());
     }
 }

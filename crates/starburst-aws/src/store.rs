@@ -381,7 +381,7 @@ impl ObjectStore for S3Store {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if Failure::of(&e).is_conditional_conflict() => {
+            Err(e) if Failure::of(&e).is_precondition_failed() => {
                 Err(Error::already_exists("put_if_absent", self.resource(&key)))
             }
             Err(e) => Err(map("put_if_absent", self.resource(&key), e)),

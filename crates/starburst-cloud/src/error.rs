@@ -58,6 +58,15 @@ pub enum Error {
         /// The service's explanation.
         message: String,
     },
+    /// No usable credentials: none found, or they expired (an SSO session, temporary keys).
+    /// Waiting does not help; the user must sign in again.
+    #[error("{op}: no usable AWS credentials: {message}")]
+    Credentials {
+        /// The operation.
+        op: &'static str,
+        /// What the credential chain said.
+        message: String,
+    },
     /// A service quota or limit stopped the call.
     #[error("{op}: quota exceeded for {resource}: {message}")]
     QuotaExceeded {
@@ -150,6 +159,12 @@ impl Error {
     /// True for [`Error::AlreadyExists`].
     pub fn is_already_exists(&self) -> bool {
         matches!(self, Self::AlreadyExists { .. })
+    }
+
+    /// True when waiting cannot help: the caller lacks the right or the credentials to do
+    /// this, and must act (sign in, ask for a permission) before anything works.
+    pub fn needs_user(&self) -> bool {
+        matches!(self, Self::AccessDenied { .. } | Self::Credentials { .. })
     }
 
     /// True when retrying the same call later may succeed.

@@ -159,6 +159,8 @@ pub struct FakeCompute {
     next: AtomicU64,
     on_launch: Mutex<Option<LaunchHook>>,
     capacity: Mutex<Option<u32>>,
+    /// Where start and stop times come from (the system clock by default).
+    clock: Option<Arc<dyn crate::Clock>>,
 }
 
 impl std::fmt::Debug for FakeCompute {
@@ -173,6 +175,20 @@ impl FakeCompute {
     /// No workers yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No workers yet; start and stop times are `clock`'s wall time (a simulation's).
+    pub fn with_clock(clock: Arc<dyn crate::Clock>) -> Self {
+        Self {
+            clock: Some(clock),
+            ..Self::default()
+        }
+    }
+
+    fn wall(&self) -> SystemTime {
+        self.clock
+            .as_ref()
+            .map_or_else(SystemTime::now, |c| c.wall())
     }
 
     /// Runs `hook` for every worker launched from now on.
@@ -195,7 +211,7 @@ impl FakeCompute {
     ) {
         if let Some((_, st)) = lock(&self.workers).get_mut(id) {
             st.phase = WorkerPhase::Stopped;
-            st.stopped_at = Some(SystemTime::now());
+            st.stopped_at = Some(self.wall());
             st.stop = Some(StopInfo {
                 cause,
                 exit_code,
@@ -239,7 +255,7 @@ impl Compute for FakeCompute {
             let status = WorkerStatus {
                 id: id.clone(),
                 phase: WorkerPhase::Running,
-                started_at: Some(SystemTime::now()),
+                started_at: Some(self.wall()),
                 stopped_at: None,
                 stop: None,
             };

@@ -159,18 +159,18 @@ impl Budget {
 
     /// The latest session time by which every worker of the session must have stopped *by
     /// itself* for the spend to stay within `max_cost` when nobody is watching (the client
-    /// died): the workers' own hard deadline. `None` without a `max_cost`.
+    /// died): the workers' own hard deadline. `None` without a `max_cost`. Never before `now`.
     ///
-    /// It assumes the worst the session allows from `now` on: every running worker, and new
-    /// ones of `size`/`arch`/`capacity` up to `max_workers` running at once, billed until the
-    /// deadline plus `stop_latency` (and at least a minute each); stopping workers billed until
-    /// `r + stop_latency`. Workers launched later by a live client only ever make it earlier,
-    /// so a deadline computed now stays valid for every worker running now. Never before `now`.
+    /// It assumes every running worker, and `launching` new ones of `size`/`arch`/`capacity`
+    /// about to start, billed until the deadline plus `stop_latency` (new ones at least a
+    /// minute); stopping workers billed until `r + stop_latency`. A deadline computed for the
+    /// running workers stays valid while no worker is launched; see
+    /// [`Budget::unattended_launches`] for how a launch keeps every worker's deadline valid.
     pub fn unattended_deadline(
         &self,
         meter: &Meter,
         now: Duration,
-        max_workers: u32,
+        launching: u32,
         size: WorkerSize,
         arch: Arch,
         capacity: Capacity,
@@ -188,7 +188,7 @@ impl Budget {
                 (None, None) => running.push(run),
             }
         }
-        let phantom = max_workers.saturating_sub(running.len() as u32);
+        let phantom = launching;
         let spend = |deadline: Duration| {
             let end = deadline + self.stop_latency;
             fixed
@@ -215,6 +215,48 @@ impl Budget {
             }
         }
         Ok(Some(now + Duration::from_secs(lo)))
+    }
+
+    /// How many of `n` workers may launch at `now` so that the spend stays within `max_cost`
+    /// even if the client dies right after: the unattended deadline with them launching must
+    /// lie at least `horizon` ahead, where `horizon` bounds how long a worker that has not yet
+    /// learned the new (earlier) deadline goes on after the client died (its orphan timeout
+    /// plus two periods of the session heartbeat). Until then it is stopped by its orphan
+    /// timeout, before the new deadline; after it, by the deadline. All `n` without a
+    /// `max_cost`. In the last `horizon` of a budget no worker is launched; the running ones
+    /// go on until the cap.
+    pub fn unattended_launches(
+        &self,
+        meter: &Meter,
+        now: Duration,
+        n: u32,
+        horizon: Duration,
+        size: WorkerSize,
+        arch: Arch,
+        capacity: Capacity,
+    ) -> Result<u32> {
+        if self.max_cost.is_none() {
+            return Ok(n);
+        }
+        let fits = |k: u32| -> Result<bool> {
+            Ok(self
+                .unattended_deadline(meter, now, k, size, arch, capacity)?
+                .is_none_or(|d| d >= now + horizon))
+        };
+        // More launches, an earlier deadline: the largest k that fits.
+        let (mut lo, mut hi) = (0u32, n);
+        if fits(hi)? {
+            return Ok(n);
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if fits(mid)? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(if lo == 0 && !fits(0)? { 0 } else { lo })
     }
 
     /// True when no worker of `size`, `arch` and `capacity` may launch at `now` and none is
@@ -366,24 +408,38 @@ mod tests {
 
     #[test]
     fn the_unattended_deadline_is_what_the_cap_allows_every_worker() {
-        // Two workers at most, stop latency 30 s, cap = 2 workers x 1 hour of HOURLY.
+        // Stop latency 30 s, cap = 2 workers x 1 hour of HOURLY.
         let b = Budget::new(Some(2.0 * HOURLY), None, s(60), s(30)).unwrap();
         let mut m = meter();
-        let d = |m: &Meter, now| {
-            b.unattended_deadline(m, s(now), 2, ONE, Arch::X86_64, Capacity::OnDemand)
+        let d = |m: &Meter, now, launching| {
+            b.unattended_deadline(m, s(now), launching, ONE, Arch::X86_64, Capacity::OnDemand)
                 .unwrap()
                 .unwrap()
         };
-        // Nothing runs yet: two workers from now for 3600 s - 30 s of stop latency.
-        assert_eq!(d(&m, 0), s(3570));
+        // Two about to launch: two workers from now for 3600 s - 30 s of stop latency.
+        assert_eq!(d(&m, 0, 2), s(3570));
         m.worker_started(id(0), ONE, Arch::X86_64, Capacity::OnDemand, s(0))
             .unwrap();
-        assert_eq!(d(&m, 0), s(3570));
-        // 600 s later, one worker ran 600 s, and two may run from now: (7200 - 600) / 2 - 30.
-        assert_eq!(d(&m, 600), s(600 + 3300 - 30));
+        assert_eq!(d(&m, 0, 1), s(3570));
+        // One running alone may go on for the whole cap.
+        assert_eq!(d(&m, 0, 0), s(7170));
+        // 600 s later, one worker ran 600 s, and one more would start: (7200 - 600) / 2 - 30.
+        assert_eq!(d(&m, 600, 1), s(600 + 3300 - 30));
         // A stopped worker's cost is fixed; two may run on the rest.
         m.worker_stopped(&id(0), s(600));
-        assert_eq!(d(&m, 600), s(600 + 3300 - 30));
+        assert_eq!(d(&m, 600, 2), s(600 + 3300 - 30));
+        // Launches that leave less than the horizon are refused: after 600 s of one worker,
+        // 6600 worker-seconds remain; with a horizon of an hour, 1 more fits (3300 s each for
+        // two, minus 30), 2 more (2200 s each for three) do not.
+        m.worker_started(id(1), ONE, Arch::X86_64, Capacity::OnDemand, s(600))
+            .unwrap();
+        let may = |h| {
+            b.unattended_launches(&m, s(600), 5, s(h), ONE, Arch::X86_64, Capacity::OnDemand)
+                .unwrap()
+        };
+        assert_eq!(may(600), 5);
+        assert_eq!(may(3000), 1);
+        assert_eq!(may(7000), 0);
         // Spent: the deadline is now; no cap: none.
         let broke = Budget::new(Some(0.0001), None, s(60), s(30)).unwrap();
         assert_eq!(
@@ -398,65 +454,126 @@ mod tests {
                 .unwrap(),
             None
         );
+        assert_eq!(
+            free.unattended_launches(
+                &m,
+                s(0),
+                9,
+                s(1e6 as u64),
+                ONE,
+                Arch::X86_64,
+                Capacity::OnDemand
+            )
+            .unwrap(),
+            9
+        );
+    }
+
+    /// A worker in the model of the unattended protocol.
+    struct Follower {
+        id: WorkerId,
+        launched: Duration,
+        /// Its deadline (from the launch, then from the beats it read).
+        deadline: Duration,
+        /// When it last saw the session heartbeat move (its orphan clock).
+        moved_at: Duration,
+        /// Beats it has read.
+        reads: u32,
+        /// It stopped by itself at this time (billing then ends within the stop latency).
+        stopped: Option<Duration>,
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
-        /// Whenever the client dies, workers that each stop by the last deadline it computed
-        /// (plus the stop latency) never take the spend past the cap.
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// The unattended protocol keeps the cap whenever the client dies: the client checks the
+        /// caps every minute, beats every `BEAT` seconds with the running workers' deadline,
+        /// launches only what `unattended_launches` allows, and each worker (reading every beat
+        /// `BEAT` late, the worst case) stops at its deadline or `ORPHAN` after it last saw the
+        /// beat move. After the death nothing is stopped by the client any more.
         #[test]
-        fn workers_stopping_at_the_unattended_deadline_keep_the_cap(
-            max_cost in 0.001f64..2.0,
-            max_workers in 1u32..20,
-            starts in prop::collection::vec((0u64..3000, any::<bool>()), 0..20),
-            stops in prop::collection::vec(prop::option::of(0u64..3000), 0..20),
-            died in 0u64..4000,
+        fn the_unattended_protocol_keeps_the_cap_whenever_the_client_dies(
+            max_cost in 0.0005f64..0.03,
+            wants in prop::collection::vec((0u64..5000, 1u32..4), 0..25),
+            finishes in prop::collection::vec(prop::option::of(0u64..6000), 0..40),
+            died in 0u64..6000,
         ) {
-            let b = Budget::new(Some(max_cost), None, s(60), s(30)).unwrap();
+            const BEAT: u64 = 30;
+            const ORPHAN: u64 = 120;
+            const LATENCY: u64 = 30;
+            let horizon = s(ORPHAN + 2 * BEAT + 1);
+            let b = Budget::new(Some(max_cost), None, s(60), s(LATENCY)).unwrap();
             let mut m = meter();
-            let mut launched = 0u32;
-            let mut deadline = None;
-            // The live client's history up to its death: launches it was allowed, stops, and
-            // a deadline computed after each change.
-            // (time, worker, what): 0 = the client's budget check, 1 = a launch, 2 = a stop by
-            // itself. The client checks at least every check interval (60 s).
-            let mut events: Vec<(u64, usize, u8)> = (0..=died / 60).map(|k| (k * 60, 0, 0)).collect();
-            events.extend(starts.iter().enumerate().map(|(i, &(t, _))| (t, i, 1)));
-            events.extend(stops.iter().enumerate().filter_map(|(i, t)| t.map(|t| (t, i, 2))));
-            events.sort();
-            let mut started = std::collections::BTreeSet::new();
-            for (t, i, what) in events.into_iter().filter(|e| e.0 <= died) {
-                match what {
-                    0 => {
-                        for w in b.must_stop(&m, s(t)) {
-                            // Billing ends within the stop latency.
-                            m.worker_stopped(&w, s(t + 30));
+            let mut workers: Vec<Follower> = Vec::new();
+            // Published beats: (time, deadline).
+            let mut beats: Vec<(u64, Option<Duration>)> = Vec::new();
+            let deadline = |m: &Meter, t: u64, k: u32| {
+                b.unattended_deadline(m, s(t), k, ONE, Arch::X86_64, Capacity::OnDemand).unwrap().unwrap()
+            };
+            for t in 0..=died {
+                // Workers read the beats published BEAT seconds ago, and stop by themselves.
+                for w in workers.iter_mut().filter(|w| w.stopped.is_none()) {
+                    for &(_, d) in beats.iter().filter(|(p, _)| p + BEAT == t) {
+                        if s(t) > w.launched {
+                            w.reads += 1;
+                            if w.reads > 1 {
+                                w.moved_at = s(t);
+                                w.deadline = d.unwrap();
+                            }
                         }
                     }
-                    1 => {
-                        let running = m.running().len() as u32;
-                        if running < max_workers
-                            && b.may_launch(&m, s(t), 1, ONE, Arch::X86_64, Capacity::OnDemand).unwrap() == 1
-                        {
-                            m.worker_started(id(i), ONE, Arch::X86_64, Capacity::OnDemand, s(t)).unwrap();
-                            launched += 1;
-                            started.insert(i);
-                        }
+                    if s(t) >= w.deadline || s(t) >= w.moved_at + s(ORPHAN) {
+                        w.stopped = Some(s(t));
+                        m.worker_stopped(&w.id, s(t + LATENCY));
                     }
-                    _ if started.contains(&i) => {
-                        m.worker_stopped(&id(i), s(t));
-                    }
-                    _ => {}
                 }
-                deadline = b.unattended_deadline(&m, s(t), max_workers, ONE, Arch::X86_64, Capacity::OnDemand).unwrap();
+                // The live client: finishes, checks, beats, launches.
+                for (i, f) in finishes.iter().enumerate() {
+                    if *f == Some(t) && let Some(w) = workers.get_mut(i).filter(|w| w.stopped.is_none()) {
+                        w.stopped = Some(s(t));
+                        m.worker_stopped(&w.id, s(t));
+                    }
+                }
+                if t % 60 == 0 {
+                    for id in b.must_stop(&m, s(t)) {
+                        m.worker_stopped(&id, s(t + LATENCY));
+                        if let Some(w) = workers.iter_mut().find(|w| w.id == id) {
+                            w.stopped.get_or_insert(s(t));
+                        }
+                    }
+                }
+                if t % BEAT == 0 {
+                    beats.push((t, Some(deadline(&m, t, 0))));
+                }
+                for &(_, want) in wants.iter().filter(|(at, _)| *at == t) {
+                    let n = b.may_launch(&m, s(t), want, ONE, Arch::X86_64, Capacity::OnDemand).unwrap();
+                    let n = b.unattended_launches(&m, s(t), n, horizon, ONE, Arch::X86_64, Capacity::OnDemand).unwrap();
+                    let d = deadline(&m, t, n);
+                    for _ in 0..n {
+                        let id = id(workers.len());
+                        m.worker_started(id.clone(), ONE, Arch::X86_64, Capacity::OnDemand, s(t)).unwrap();
+                        workers.push(Follower { id, launched: s(t), deadline: d, moved_at: s(t), reads: 0, stopped: None });
+                    }
+                }
             }
-            prop_assert!(launched <= 20);
-            // After the death, every running worker runs until the deadline plus the latency.
-            if let Some(dl) = deadline {
-                let end = dl + s(30);
-                let spent: f64 = m.runs.values().map(|r| r.cost_until(end.max(r.start))).sum();
-                prop_assert!(spent <= max_cost + 1e-9, "spent {spent} > cap {max_cost}");
+            // After the death: the workers go on by themselves until they stop.
+            for t in died + 1..died + 10_000 {
+                for w in workers.iter_mut().filter(|w| w.stopped.is_none()) {
+                    for &(_, d) in beats.iter().filter(|(p, _)| p + BEAT == t) {
+                        w.reads += 1;
+                        if w.reads > 1 {
+                            w.moved_at = s(t);
+                            w.deadline = d.unwrap();
+                        }
+                    }
+                    if s(t) >= w.deadline || s(t) >= w.moved_at + s(ORPHAN) {
+                        w.stopped = Some(s(t));
+                        m.worker_stopped(&w.id, s(t + LATENCY));
+                    }
+                }
             }
+            prop_assert!(workers.iter().all(|w| w.stopped.is_some()));
+            let spent = m.report(s(died + 20_000)).usd;
+            prop_assert!(spent <= max_cost + 1e-9, "spent {spent} > cap {max_cost}");
         }
     }
 

@@ -160,6 +160,21 @@ pub struct SchedulerConfig {
     /// Prices of the cost meter and spending caps; `None` for a session whose workers cannot
     /// be priced (no meter, no caps).
     pub budget: Option<BudgetConfig>,
+    /// How often the client's session heartbeat ([`wire::ClientBeat`]) is rewritten. Workers
+    /// stop when it has not moved for their orphan timeout, so this must be well below it (a
+    /// fifth, say). `None` writes none (workers that follow it then stop after their orphan
+    /// timeout).
+    pub client_beat: Option<Duration>,
+    /// The workers' orphan timeout: how long a worker goes on without seeing the session
+    /// heartbeat move. With a `max_cost`, a worker is launched only while the budget leaves
+    /// at least this plus two heartbeat periods, so that the cap holds even if this client
+    /// dies right after (see [`starburst_cost::Budget::unattended_launches`]).
+    pub orphan_timeout: Duration,
+    /// The longest a kind of request (the store, launches, worker status) may keep failing
+    /// with errors that may pass before the futures waiting on it fail with a classed error
+    /// that names the cause. Failures that waiting cannot fix (access denied, no usable
+    /// credentials) fail them at once.
+    pub failure_timeout: Duration,
 }
 
 impl SchedulerConfig {
@@ -179,6 +194,9 @@ impl SchedulerConfig {
             launch_batch: 10,
             encode: EncodeOptions::PLAIN,
             budget: Some(BudgetConfig::new(Catalog::builtin(), "us-east-1")),
+            client_beat: Some(Duration::from_secs(30)),
+            orphan_timeout: Duration::from_secs(300),
+            failure_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -333,6 +351,8 @@ struct Task {
     started_at: Duration,
     /// Stores that cannot notify: when to read its result next (head of an inbox only).
     next_poll: Duration,
+    /// The store keeps failing for this task's own objects (its assignment, cancel or result).
+    trouble: Option<Trouble>,
 }
 
 #[derive(Debug)]
@@ -386,6 +406,48 @@ struct State {
     last_budget_check: Option<Duration>,
     /// The session reached a cap; `fatal` holds the failure of every future it cannot run.
     budget_exceeded: bool,
+    /// The last client beat's number.
+    client_seq: u64,
+    /// Kinds of requests failing now, and since when.
+    trouble: BTreeMap<Path, Trouble>,
+    /// Messages for the user that the caller has not taken yet ([`Scheduler::notices`]).
+    notices: Vec<String>,
+}
+
+/// A kind of request the session depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Path {
+    /// Reads and writes of the session's objects (assignments, results, heartbeats).
+    Store,
+    /// Starting workers.
+    Launch,
+    /// Watching workers (their status on the platform).
+    Watch,
+}
+
+impl Path {
+    fn what(self) -> &'static str {
+        match self {
+            Self::Store => "reading and writing the session's data in the object store",
+            Self::Launch => "starting workers",
+            Self::Watch => "watching the session's workers",
+        }
+    }
+}
+
+/// A kind of request that keeps failing.
+#[derive(Debug, Clone)]
+struct Trouble {
+    /// When it began to fail (since the last success).
+    since: Duration,
+    /// The last error.
+    error: String,
+    /// Waiting cannot fix it (access denied, no usable credentials).
+    needs_user: bool,
+    /// The R class its futures fail with.
+    class: &'static str,
+    /// The user was told it persists.
+    noticed: bool,
 }
 
 impl State {
@@ -661,6 +723,7 @@ impl Scheduler {
             losses: 0,
             started_at: Duration::ZERO,
             next_poll: Duration::ZERO,
+            trouble: None,
         };
         if let Some(f) = fatal {
             task.state = TaskState::Failed;
@@ -744,6 +807,13 @@ impl Scheduler {
         drop(st);
         sh.wake.notify_one();
         Ok(())
+    }
+
+    /// Messages for the user since the last call: a kind of request that keeps failing (and is
+    /// retried up to [`SchedulerConfig::failure_timeout`]), and when it works again. Callers
+    /// show them while they wait, so nothing is only in a log nobody reads.
+    pub fn notices(&self) -> Vec<String> {
+        std::mem::take(&mut self.shared.lock().notices)
     }
 
     /// Worker and queue counts.
@@ -845,20 +915,263 @@ impl Drop for Scheduler {
     }
 }
 
+/// A request of `path` succeeded: its trouble, if any, is over.
+fn succeeded(sh: &Shared, path: Path) {
+    let mut st = sh.lock();
+    if st.trouble.remove(&path).is_some_and(|t| t.noticed) {
+        st.notices
+            .push(format!("starburst: {} works again", path.what()));
+    }
+}
+
+/// Whether waiting can fix `e`, and the R class of the futures it fails, for `path`.
+fn classify_failure(path: Path, e: &Error) -> (bool, &'static str) {
+    use starburst_cloud::Error as Port;
+    match e {
+        Error::Cloud(Port::Credentials { .. }) => (true, "starburst_credentials"),
+        Error::Cloud(Port::AccessDenied { .. }) => (true, "starburst_access_denied"),
+        _ => (
+            false,
+            match path {
+                Path::Store => "starburst_store_unreachable",
+                Path::Launch => "starburst_launch_failed",
+                Path::Watch => "starburst_compute_unreachable",
+            },
+        ),
+    }
+}
+
+/// Starts or continues `trouble` with `e` at `now`.
+fn note_trouble(trouble: &mut Option<Trouble>, path: Path, e: &Error, now: Duration) {
+    let (needs_user, class) = classify_failure(path, e);
+    let t = trouble.get_or_insert(Trouble {
+        since: now,
+        error: String::new(),
+        needs_user,
+        class,
+        noticed: false,
+    });
+    t.error = e.to_string();
+    t.needs_user = needs_user;
+    t.class = class;
+}
+
+/// A request of `path` failed with `e`: its trouble starts or goes on.
+fn failed(sh: &Shared, path: Path, e: &Error) {
+    let now = sh.ports.clock.now();
+    let mut st = sh.lock();
+    let mut t = st.trouble.remove(&path);
+    note_trouble(&mut t, path, e, now);
+    st.trouble.insert(path, t.expect("just noted"));
+}
+
+/// A request for task `id`'s own objects failed with `e` (one bad key must not hold up the
+/// others, nor be hidden by their successes).
+fn task_failed(sh: &Shared, id: &TaskId, e: &Error) {
+    let now = sh.ports.clock.now();
+    if let Some(t) = sh.lock().tasks.get_mut(id) {
+        note_trouble(&mut t.trouble, Path::Store, e, now);
+    }
+}
+
+/// A request for task `id`'s own objects succeeded.
+fn task_succeeded(sh: &Shared, id: &TaskId) {
+    if let Some(t) = sh.lock().tasks.get_mut(id) {
+        t.trouble = None;
+    }
+}
+
+/// What the user can do about a failing kind of request.
+fn advice(class: &str) -> &'static str {
+    match class {
+        "starburst_access_denied" => {
+            "The AWS identity in use lacks the permission named above: ask an administrator for it (the README lists the policy starburst needs), or use a profile that has it (AWS_PROFILE)"
+        }
+        "starburst_store_unreachable" => {
+            "Check the network connection to AWS and the set-up's bucket (starburst_status()); workers stop by themselves once they cannot hear from this R session"
+        }
+        "starburst_compute_unreachable" => {
+            "Check the network connection to AWS and the set-up's ECS cluster (starburst_status()); workers stop by themselves once they cannot hear from this R session"
+        }
+        "starburst_launch_failed" => {
+            "Check the ECS cluster and Fargate capacity in the region (starburst_status()), or try Spot/on-demand or another architecture"
+        }
+        _ => "",
+    }
+}
+
+/// Enforces the failure bound: the futures that wait on a kind of request failing for longer
+/// than [`SchedulerConfig::failure_timeout`] (at once when waiting cannot help) fail with a
+/// classed error naming the cause; a failure that persists for a sixth of the bound is told
+/// to the user once. True when it failed futures.
+fn enforce_failure_bound(sh: &Shared) -> bool {
+    let now = sh.ports.clock.now();
+    let bound = sh.config.failure_timeout;
+    let mut st = sh.lock();
+    let mut changed = false;
+    let paths: Vec<Path> = st.trouble.keys().copied().collect();
+    for path in paths {
+        let t = st.trouble[&path].clone();
+        let failing_for = now.saturating_sub(t.since);
+        if !t.needs_user && failing_for < bound {
+            if !t.noticed && failing_for >= (bound / 6).max(Duration::from_secs(5)) {
+                let notice = format!(
+                    "starburst: {} has failed for {:.0} s ({}); retrying for up to {:.0} s before the futures waiting on it fail",
+                    path.what(),
+                    failing_for.as_secs_f64(),
+                    t.error,
+                    bound.as_secs_f64()
+                );
+                tracing::warn!("{notice}");
+                st.notices.push(notice);
+                if let Some(t) = st.trouble.get_mut(&path) {
+                    t.noticed = true;
+                }
+            }
+            continue;
+        }
+        let victims: Vec<TaskId> = match path {
+            // Nothing moves without the store; nothing is known of workers nobody can watch.
+            Path::Store | Path::Watch => st
+                .tasks
+                .iter()
+                .filter(|(_, t)| !t.state.is_final())
+                .map(|(id, _)| id.clone())
+                .collect(),
+            // Workers that run still take the queue.
+            Path::Launch if st.workers.is_empty() => st.queue.iter().cloned().collect(),
+            Path::Launch => Vec::new(),
+        };
+        if victims.is_empty() {
+            continue;
+        }
+        let message = if t.needs_user {
+            format!("{} failed: {}. {}", path.what(), t.error, advice(t.class))
+        } else {
+            format!(
+                "{} has failed for {:.0} s, longer than the session's failure bound of {:.0} s: {}. {}",
+                path.what(),
+                failing_for.as_secs_f64(),
+                bound.as_secs_f64(),
+                t.error,
+                advice(t.class)
+            )
+        };
+        tracing::warn!(futures = victims.len(), "{message}");
+        let failure = TaskFailure {
+            class: t.class.into(),
+            message,
+            log_tail: vec![],
+        };
+        for id in victims {
+            st.unassign(&id, now, &sh.config);
+            st.finish(&id, TaskState::Failed, None, Some(failure.clone()));
+        }
+        // The futures submitted from now on get a bound of their own.
+        if let Some(t) = st.trouble.get_mut(&path) {
+            t.since = now;
+        }
+        changed = true;
+    }
+    // Tasks whose own objects keep failing.
+    let troubled: Vec<(TaskId, Trouble)> = st
+        .tasks
+        .iter()
+        .filter(|(_, t)| !t.state.is_final())
+        .filter_map(|(id, t)| t.trouble.clone().map(|tr| (id.clone(), tr)))
+        .collect();
+    let mut persisting = Vec::new();
+    for (id, t) in troubled {
+        let failing_for = now.saturating_sub(t.since);
+        if !t.needs_user && failing_for < bound {
+            if !t.noticed && failing_for >= (bound / 6).max(Duration::from_secs(5)) {
+                persisting.push((id, t));
+            }
+            continue;
+        }
+        let message = if t.needs_user {
+            format!(
+                "{} failed: {}. {}",
+                Path::Store.what(),
+                t.error,
+                advice(t.class)
+            )
+        } else {
+            format!(
+                "{} has failed for {:.0} s, longer than the session's failure bound of {:.0} s: {}. {}",
+                Path::Store.what(),
+                failing_for.as_secs_f64(),
+                bound.as_secs_f64(),
+                t.error,
+                advice(t.class)
+            )
+        };
+        tracing::warn!(task = %id, "{message}");
+        st.unassign(&id, now, &sh.config);
+        st.finish(
+            &id,
+            TaskState::Failed,
+            None,
+            Some(TaskFailure {
+                class: t.class.into(),
+                message,
+                log_tail: vec![],
+            }),
+        );
+        changed = true;
+    }
+    if let Some((_, first)) = persisting.first() {
+        let notice = format!(
+            "starburst: {} has failed for {} future(s) for {:.0} s ({}); retrying for up to {:.0} s before they fail",
+            Path::Store.what(),
+            persisting.len(),
+            now.saturating_sub(first.since).as_secs_f64(),
+            first.error,
+            bound.as_secs_f64()
+        );
+        tracing::warn!("{notice}");
+        st.notices.push(notice);
+        for (id, _) in &persisting {
+            if let Some(tr) = st.tasks.get_mut(id).and_then(|t| t.trouble.as_mut()) {
+                tr.noticed = true;
+            }
+        }
+    }
+    if changed {
+        sh.notify_waiters(&mut st);
+    }
+    changed
+}
+
 async fn drive(sh: Arc<Shared>) {
     let out = ObjectPath::parse(sh.layout.out()).ok();
     let mut watch = out.and_then(|p| sh.ports.store.watch(&p));
     let watching = watch.is_some();
     let clock = sh.ports.clock.clone();
     let mut next_health = clock.now();
+    // The first beat precedes every launch: a worker's orphan clock starts at its own start.
+    let mut next_client_beat = clock.now();
     loop {
         if sh.lock().closed {
             shutdown(&sh).await;
             return;
         }
+        if let Some(every) = sh.config.client_beat
+            && clock.now() >= next_client_beat
+        {
+            match write_client_beat(&sh, false).await {
+                Ok(()) => succeeded(&sh, Path::Store),
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing the session heartbeat failed; retrying");
+                    failed(&sh, Path::Store, &e);
+                }
+            }
+            next_client_beat = clock.now() + every;
+        }
         let mut progressed = false;
         match step(&sh, watching).await {
             Ok(p) => progressed |= p,
+            // The requests that failed marked their tasks (see `task_failed`).
             Err(e) => tracing::warn!(error = %e, "scheduler step failed; retrying"),
         }
         if clock.now() >= next_health {
@@ -866,6 +1179,7 @@ async fn drive(sh: Arc<Shared>) {
                 Ok(p) => progressed |= p,
                 Err(e) => tracing::warn!(error = %e, "worker health check failed; retrying"),
             }
+            progressed |= enforce_failure_bound(&sh);
             // The caps are checked as often as health, whether or not that succeeded.
             progressed |= budget_check(&sh).await;
             next_health = clock.now() + sh.config.health_interval;
@@ -970,10 +1284,14 @@ async fn assign(sh: &Shared, worker: WorkerId, task_id: TaskId) -> Result<()> {
         if cancelled {
             st.finish(&task_id, TaskState::Cancelled, None, None);
         } else {
-            st.queue.push_front(task_id);
+            st.queue.push_front(task_id.clone());
         }
-        return Err(e.into());
+        drop(st);
+        let e = Error::from(e);
+        task_failed(sh, &task_id, &e);
+        return Err(e);
     }
+    task_succeeded(sh, &task_id);
     Ok(())
 }
 
@@ -1017,14 +1335,17 @@ async fn step(sh: &Shared, watching: bool) -> Result<bool> {
         }
         if let Err(e) = written {
             // Keep the requests not yet written for the next round, or they are lost.
+            let e = Error::from(e);
+            task_failed(sh, id, &e);
             let mut st = sh.lock();
             for (id, _, _) in &to_cancel[i..] {
                 if let Some(t) = st.tasks.get_mut(id) {
                     t.cancel = true;
                 }
             }
-            return Err(e.into());
+            return Err(e);
         }
+        task_succeeded(sh, id);
     }
 
     // Dispatch queued tasks to idle workers.
@@ -1113,9 +1434,13 @@ async fn step(sh: &Shared, watching: bool) -> Result<bool> {
     for (id, read_result) in due {
         // One unreadable key must not keep the other tasks' results from being read.
         match poll_task(sh, &id, read_result, watching).await {
-            Ok(p) => progressed |= p,
+            Ok(p) => {
+                task_succeeded(sh, &id);
+                progressed |= p;
+            }
             Err(e) => {
                 tracing::warn!(task = %id, error = %e, "reading the task's result failed; retrying");
+                task_failed(sh, &id, &e);
                 if let Some(t) = sh.lock().tasks.get_mut(&id) {
                     t.next_poll = sh.ports.clock.now() + sh.config.poll_min;
                 }
@@ -1304,7 +1629,16 @@ fn affordable(sh: &Shared, want: u32) -> u32 {
     };
     let spec = &sh.config.spec;
     let now = sh.ports.clock.now();
-    match budget.may_launch(meter, now, want, spec.size, spec.arch, spec.capacity) {
+    // Within the cap while this client watches, and within it if the client died right after.
+    let horizon = sh.config.orphan_timeout
+        + 2 * sh.config.client_beat.unwrap_or(Duration::ZERO)
+        + Duration::from_secs(1);
+    let allowed = budget
+        .may_launch(meter, now, want, spec.size, spec.arch, spec.capacity)
+        .and_then(|n| {
+            budget.unattended_launches(meter, now, n, horizon, spec.size, spec.arch, spec.capacity)
+        });
+    match allowed {
         Ok(n) => n,
         // Checked at start: the spec has prices.
         Err(e) => {
@@ -1314,21 +1648,96 @@ fn affordable(sh: &Shared, want: u32) -> u32 {
     }
 }
 
+/// The session's unattended deadline at `now` with `launching` workers about to start
+/// ([`Budget::unattended_deadline`]): when every worker must have stopped by itself for the
+/// spend to stay within `max_cost` if the client died now. `None` without a cost cap.
+fn unattended_deadline(sh: &Shared, now: Duration, launching: u32) -> Option<Duration> {
+    let budget = sh.budget?;
+    let st = sh.lock();
+    let meter = st.meter.as_ref()?;
+    let spec = &sh.config.spec;
+    budget
+        .unattended_deadline(meter, now, launching, spec.size, spec.arch, spec.capacity)
+        // Checked at start: the spec has prices. Were it not so, stopping now is safe.
+        .unwrap_or(Some(now))
+}
+
+/// Rewrites the client's session heartbeat: it moves (workers know their client lives), and
+/// carries the deadline of [`unattended_deadline`]; `closed` tells every worker to stop.
+async fn write_client_beat(sh: &Shared, closed: bool) -> Result<()> {
+    let now = sh.ports.clock.now();
+    let deadline = if closed {
+        None
+    } else {
+        unattended_deadline(sh, now, 0)
+    };
+    let seq = {
+        let mut st = sh.lock();
+        st.client_seq += 1;
+        st.client_seq
+    };
+    let beat = wire::ClientBeat {
+        session_id: sh.config.session_id.to_string(),
+        seq,
+        unix_ms: unix_ms(sh.ports.clock.wall()),
+        deadline_after_ms: deadline
+            .map(|d| u64::try_from(d.saturating_sub(now).as_millis()).unwrap_or(u64::MAX)),
+        closed,
+    };
+    sh.ports
+        .store
+        .put(
+            &key(sh.layout.client())?,
+            Bytes::from(wire::encode_client_beat(&beat)),
+        )
+        .await?;
+    Ok(())
+}
+
 async fn launch(sh: &Shared, count: u32) -> Result<bool> {
     // Billing starts after the launch request: its time is a safe start for the meter. The
     // platform's `started_at` (the container running) is later than Fargate's billing start
     // (the image pull) and would under-count.
     let requested_at = sh.ports.clock.now();
-    let report = match sh.ports.compute.launch(&sh.config.spec, count).await {
-        Ok(r) => r,
+    // Each worker carries its hard deadline from the start: it holds even if this client dies
+    // before the worker ever reads a session heartbeat.
+    let deadline = unattended_deadline(sh, requested_at, count).map(|d| {
+        let wall = sh.ports.clock.wall() + d.saturating_sub(requested_at);
+        unix_ms(wall).to_string()
+    });
+    let spec = match deadline {
+        Some(ms) => {
+            let mut spec = sh.config.spec.clone();
+            spec.env.insert(wire::DEADLINE_ENV.into(), ms);
+            std::borrow::Cow::Owned(spec)
+        }
+        None => std::borrow::Cow::Borrowed(&sh.config.spec),
+    };
+    let report = match sh.ports.compute.launch(&spec, count).await {
+        Ok(r) => {
+            if !r.launched.is_empty() {
+                succeeded(sh, Path::Launch);
+            }
+            r
+        }
         Err(e) if e.is_retryable() => {
             // Throttled, or a failure that may pass: the queue waits for a later round instead
-            // of failing as if no worker could ever start.
+            // of failing as if no worker could ever start (up to the failure bound).
             tracing::warn!(error = %e, "launching workers was throttled; will retry");
+            failed(sh, Path::Launch, &Error::Cloud(e));
+            return Ok(false);
+        }
+        Err(e) if e.needs_user() => {
+            // Access denied, no usable credentials: the failure bound fails the queue at once
+            // with a class that says so.
+            tracing::warn!(error = %e, "launching workers failed");
+            failed(sh, Path::Launch, &Error::Cloud(e));
             return Ok(false);
         }
         Err(e) => {
             tracing::warn!(error = %e, "launching workers failed");
+            let e = Error::Cloud(e);
+            failed(sh, Path::Launch, &e);
             starburst_cloud::LaunchReport {
                 launched: vec![],
                 failures: vec![e.to_string()],
@@ -1410,7 +1819,17 @@ async fn health(sh: &Shared) -> Result<bool> {
     if ids.is_empty() {
         return Ok(false);
     }
-    let statuses = sh.ports.compute.describe(&ids).await?;
+    let statuses = match sh.ports.compute.describe(&ids).await {
+        Ok(s) => {
+            succeeded(sh, Path::Watch);
+            s
+        }
+        Err(e) => {
+            let e = Error::Cloud(e);
+            failed(sh, Path::Watch, &e);
+            return Err(e);
+        }
+    };
     let now = sh.ports.clock.now();
     meter_statuses(sh, &statuses, now);
     let mut lost = Vec::new();
@@ -1446,15 +1865,21 @@ async fn health(sh: &Shared) -> Result<bool> {
         .map(|(id, s)| (id.clone(), s.launched_at, s.beat, s.busy_since))
         .collect();
     for (id, launched_at, beat, busy_since) in busy {
-        let seen = match sh
+        let read = sh
             .ports
             .store
             .get_opt(&key(sh.layout.beat(id.as_str()))?)
-            .await?
-        {
-            Some(buf) => wire::decode_heartbeat(&buf).ok(),
-            None => None,
+            .await;
+        let seen = match read {
+            Ok(Some(buf)) => wire::decode_heartbeat(&buf).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                let e = Error::Cloud(e);
+                failed(sh, Path::Store, &e);
+                return Err(e);
+            }
         };
+        succeeded(sh, Path::Store);
         if let Some(b) = &seen {
             learned |= progress(sh, &id, &b.activity);
         }
@@ -1599,9 +2024,27 @@ fn budget_decide(sh: &Shared, budget: &Budget, now: Duration) -> Option<BudgetSt
         st.last_budget_check = Some(now);
         let meter = st.meter.as_ref()?;
         let mut stop = budget.must_stop(meter, now);
+        // Also when no worker may start because it could outlive the cap were this client to
+        // die (the last orphan timeout of a budget).
+        let horizon = sh.config.orphan_timeout
+            + 2 * sh.config.client_beat.unwrap_or(Duration::ZERO)
+            + Duration::from_secs(1);
         let exhausted = budget
             .exhausted(meter, now, spec.size, spec.arch, spec.capacity)
-            .unwrap_or(true);
+            .unwrap_or(true)
+            || (meter.running().is_empty()
+                && budget
+                    .unattended_launches(
+                        meter,
+                        now,
+                        1,
+                        horizon,
+                        spec.size,
+                        spec.arch,
+                        spec.capacity,
+                    )
+                    .unwrap_or(0)
+                    == 0);
         let newly = !st.budget_exceeded && (exhausted || !stop.is_empty());
         let failure = match (&st.fatal, newly) {
             (_, true) => budget_failure(sh, budget, meter, now),
@@ -1612,10 +2055,13 @@ fn budget_decide(sh: &Shared, budget: &Budget, now: Duration) -> Option<BudgetSt
             tracing::warn!(message = %failure.message, "budget cap reached");
             st.budget_exceeded = true;
             st.fatal = Some(failure.clone());
-            let queued: Vec<TaskId> = st.queue.iter().cloned().collect();
-            for id in queued {
-                st.finish(&id, TaskState::Failed, None, Some(failure.clone()));
-            }
+        }
+        // What waits fails, now and at every later check: a worker that stopped by itself
+        // (at its deadline) after the cap was reached has its future re-queued.
+        let queued: Vec<TaskId> = st.queue.iter().cloned().collect();
+        let failed_queued = !queued.is_empty();
+        for id in queued {
+            st.finish(&id, TaskState::Failed, None, Some(failure.clone()));
         }
         // Nothing new will run: idle workers only cost money.
         for id in st.idle() {
@@ -1635,7 +2081,7 @@ fn budget_decide(sh: &Shared, budget: &Budget, now: Duration) -> Option<BudgetSt
                 (id, tasks)
             })
             .collect();
-        (newly || !stopped.is_empty()).then_some((stopped, failure))
+        (newly || failed_queued || !stopped.is_empty()).then_some((stopped, failure))
     }
 }
 
@@ -1680,7 +2126,8 @@ fn budget_failure(sh: &Shared, budget: &Budget, meter: &Meter, now: Duration) ->
             "the session's max_hourly_cost of ${h:.4} per hour is below the price of one worker (${hourly:.4} per hour); no worker can run. Raise max_hourly_cost (plan(starburst, max_hourly_cost = ...) or starburst_config()) or choose smaller workers"
         ),
         (Some(cap), _) => format!(
-            "the session reached its budget cap: max_cost is ${cap:.4}, ${spent:.4} is spent so far (${projected:.4} counting the workers still running or stopping), and every worker is billed at least a minute; this future could not be run within the cap. Raise max_cost (plan(starburst, max_cost = ...) or starburst_config(max_cost = ...)) or run fewer futures"
+            "the session reached its budget cap: max_cost is ${cap:.4}, ${spent:.4} is spent so far (${projected:.4} counting the workers still running or stopping), and every worker is billed at least a minute; this future could not be run within the cap (a worker starts only while the budget leaves it at least the orphan timeout of {:.0} s to run, so that the cap holds even if this R session dies). Raise max_cost (plan(starburst, max_cost = ...) or starburst_config(max_cost = ...)) or run fewer futures",
+            sh.config.orphan_timeout.as_secs_f64()
         ),
         (None, h) => format!(
             "the session reached its budget cap: max_hourly_cost is ${:.4} per hour, ${spent:.4} is spent so far; this future could not be run within the cap. Raise max_hourly_cost (plan(starburst, max_hourly_cost = ...) or starburst_config()) or run fewer futures",
@@ -1898,6 +2345,13 @@ async fn shutdown(sh: &Shared) {
         if let Ok(k) = key(sh.layout.inbox(id.as_str(), seq)) {
             let _ = sh.ports.store.put(&k, Bytes::from(frame)).await;
         }
+    }
+    // Workers that miss their stop message (or whose stop call fails) stop at their next read
+    // of the session heartbeat.
+    if sh.config.client_beat.is_some()
+        && let Err(e) = write_client_beat(sh, true).await
+    {
+        tracing::warn!(error = %e, "marking the session closed failed");
     }
     // Every billed worker is stopped, the session's and those still stopping.
     let now = sh.ports.clock.now();

@@ -44,6 +44,9 @@ fn budget_config(
     // Stops are instant in the simulation.
     b.stop_latency = STEP;
     c.budget = Some(b);
+    // Workers give up on a silent client after 5 s: launches need 8 s of budget left.
+    c.orphan_timeout = Duration::from_secs(5);
+    c.client_beat = Some(Duration::from_secs(1));
     c
 }
 

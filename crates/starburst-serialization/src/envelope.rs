@@ -184,6 +184,10 @@ pub struct ClientBeat {
     pub closed: bool,
 }
 
+/// The environment variable that gives a worker its hard deadline at launch (Unix
+/// milliseconds): the [`ClientBeat`]'s deadline until the worker has seen a beat move.
+pub const DEADLINE_ENV: &str = "STARBURST_DEADLINE_UNIX_MS";
+
 /// Encodes a client beat.
 pub fn encode_client_beat(beat: &ClientBeat) -> Vec<u8> {
     frame::encode(Kind::ClientBeat, beat, &[], EncodeOptions::PLAIN)

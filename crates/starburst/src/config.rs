@@ -31,6 +31,52 @@ fn default_memory() -> u32 {
 fn default_idle() -> f64 {
     600.0
 }
+fn default_orphan() -> f64 {
+    300.0
+}
+
+/// The time settings users give in seconds, with their bounds: the one home of these rules
+/// (the R package asks [`check_seconds`] through its binding). (name, lowest, highest, what).
+pub const SECONDS: &[(&str, f64, f64, &str)] = &[
+    (
+        "idle_timeout",
+        1.0,
+        86_400.0,
+        "seconds a worker waits for work before it stops",
+    ),
+    (
+        "orphan_timeout",
+        5.0,
+        3_600.0,
+        "seconds a worker goes on without hearing from its R session before it stops",
+    ),
+    (
+        "collect_interval",
+        0.001,
+        60.0,
+        "seconds value() waits for the engine between checks for interrupts",
+    ),
+    ("startup", 0.0, 86_400.0, "seconds a worker takes to start"),
+    ("timeout", 0.0, 86_400.0, "seconds to wait"),
+];
+
+/// Checks a time setting `name` given in seconds against its bounds in [`SECONDS`]; the error
+/// names the range and what the setting means. Never panics, whatever the number (NaN,
+/// infinite, 1e300).
+pub fn check_seconds(name: &str, value: f64) -> Result<Duration> {
+    let Some(&(_, lo, hi, what)) = SECONDS.iter().find(|(n, ..)| *n == name) else {
+        return Err(Error::InvalidConfig(format!(
+            "{name} is not a time setting"
+        )));
+    };
+    if value.is_finite() && value >= lo && value <= hi {
+        Duration::try_from_secs_f64(value).map_err(|e| Error::InvalidConfig(format!("{name}: {e}")))
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "{name} must be from {lo} to {hi} ({what}), not {value}"
+        )))
+    }
+}
 fn default_retries() -> u32 {
     2
 }
@@ -154,6 +200,10 @@ pub struct Config {
     /// Workers exit after this many idle seconds.
     #[serde(default = "default_idle")]
     pub idle_timeout_secs: f64,
+    /// Workers exit when they have not heard from this session's client for this many seconds
+    /// (the R session was killed, crashed, or its machine slept or went offline).
+    #[serde(default = "default_orphan")]
+    pub orphan_timeout_secs: f64,
     /// Re-runs of a task whose worker was lost.
     #[serde(default = "default_retries")]
     pub max_retries: u32,
@@ -204,6 +254,7 @@ impl Config {
             worker_bin: None,
             lib_paths: Vec::new(),
             idle_timeout_secs: default_idle(),
+            orphan_timeout_secs: default_orphan(),
             max_retries: default_retries(),
             env: BTreeMap::new(),
             aws: None,
@@ -222,11 +273,8 @@ impl Config {
                 self.workers
             )));
         }
-        if !(self.idle_timeout_secs.is_finite() && self.idle_timeout_secs > 0.0) {
-            return Err(Error::InvalidConfig(
-                "idle_timeout must be a positive number of seconds".into(),
-            ));
-        }
+        check_seconds("idle_timeout", self.idle_timeout_secs)?;
+        check_seconds("orphan_timeout", self.orphan_timeout_secs)?;
         for (name, cap) in [
             ("max_cost", self.max_cost),
             ("max_hourly_cost", self.max_hourly_cost),
@@ -286,11 +334,31 @@ impl Config {
         }
     }
 
-    /// The idle timeout.
+    /// The idle timeout (validated: see [`check_seconds`]).
     pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.idle_timeout_secs)
+        check_seconds("idle_timeout", self.idle_timeout_secs).unwrap_or(Duration::from_secs(600))
+    }
+
+    /// The orphan timeout (validated: see [`check_seconds`]).
+    pub fn orphan_timeout(&self) -> Duration {
+        check_seconds("orphan_timeout", self.orphan_timeout_secs)
+            .unwrap_or(Duration::from_secs(300))
+    }
+
+    /// How often the client rewrites its session heartbeat and workers read it: a fifth of the
+    /// orphan timeout, from 1 to 30 seconds (a worker notices a dead client within the orphan
+    /// timeout plus one of these).
+    pub fn client_beat(&self) -> Duration {
+        client_beat_for(self.orphan_timeout())
     }
 }
+
+/// The session heartbeat's period for an orphan timeout (see [`Config::client_beat`]).
+pub fn client_beat_for(orphan_timeout: Duration) -> Duration {
+    (orphan_timeout / 5).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
+impl Config {}
 
 #[cfg(test)]
 mod tests {
@@ -333,6 +401,41 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("lacks bucket, subnets"), "{e}");
+    }
+
+    #[test]
+    fn time_settings_are_bounded_and_never_panic() {
+        for bad in [0.0, -1.0, 1e10, 1e20, 1e300, f64::NAN, f64::INFINITY] {
+            let e = check_seconds("idle_timeout", bad).unwrap_err().to_string();
+            assert!(e.contains("idle_timeout must be from 1 to 86400"), "{e}");
+        }
+        for bad in [1.0, 4.9, 3601.0, 1e20] {
+            let e = check_seconds("orphan_timeout", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("orphan_timeout must be from 5 to 3600"), "{e}");
+        }
+        assert!(check_seconds("collect_interval", 1e20).is_err());
+        assert!(check_seconds("startup", 1e300).is_err());
+        assert_eq!(check_seconds("startup", 0.0).unwrap(), Duration::ZERO);
+        assert_eq!(
+            check_seconds("orphan_timeout", 300.0).unwrap(),
+            Duration::from_secs(300)
+        );
+        assert!(check_seconds("colour", 1.0).is_err());
+        let e = Config::from_json(r#"{"backend":"local","idle_timeout_secs":1e20}"#).unwrap_err();
+        assert_eq!(e.class(), "starburst_invalid_argument");
+        let e = Config::from_json(r#"{"backend":"local","orphan_timeout_secs":2}"#).unwrap_err();
+        assert!(e.to_string().contains("orphan_timeout"), "{e}");
+        assert_eq!(Config::local(1).client_beat(), Duration::from_secs(30));
+        assert_eq!(
+            client_beat_for(Duration::from_secs(5)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            client_beat_for(Duration::from_secs(60)),
+            Duration::from_secs(12)
+        );
     }
 
     #[test]

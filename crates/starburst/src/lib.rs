@@ -15,7 +15,7 @@ mod error;
 mod session;
 
 pub use admin::{Admin, AwsTarget};
-pub use config::{AwsSettings, Backend, Config};
+pub use config::{AwsSettings, Backend, Config, SECONDS, check_seconds, client_beat_for};
 pub use error::{Error, Result};
 pub use session::{Session, env};
 

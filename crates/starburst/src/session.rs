@@ -31,6 +31,11 @@ pub mod env {
     pub const IDLE_TIMEOUT: &str = "STARBURST_IDLE_TIMEOUT";
     /// Blob cache directory.
     pub const BLOB_CACHE: &str = "STARBURST_BLOB_CACHE";
+    /// Orphan timeout, seconds: the worker stops when the session's heartbeat has not moved
+    /// for this long.
+    pub const ORPHAN_TIMEOUT: &str = "STARBURST_ORPHAN_TIMEOUT";
+    /// The worker's hard deadline at launch, Unix milliseconds (set per launch by the engine).
+    pub const DEADLINE: &str = starburst_serialization::DEADLINE_ENV;
 }
 
 /// The logs port of a set-up without a log group: no worker has a log.
@@ -88,6 +93,10 @@ fn base_env(config: &Config, session_id: &SessionId, store: String) -> BTreeMap<
     env.insert(
         env::IDLE_TIMEOUT.into(),
         config.idle_timeout_secs.to_string(),
+    );
+    env.insert(
+        env::ORPHAN_TIMEOUT.into(),
+        config.orphan_timeout_secs.to_string(),
     );
     env
 }
@@ -192,6 +201,7 @@ impl Session {
         sc.health_interval = Duration::from_millis(250);
         sc.lease = Duration::from_secs(60);
         sc.start_timeout = Duration::from_secs(120);
+        sc.client_beat = Some(config.client_beat());
         let logs: Arc<dyn Logs> = Arc::new(FileLogs::new(log_dir));
         let ports = Ports {
             store: Arc::new(store) as Arc<dyn ObjectStore>,
@@ -265,6 +275,7 @@ impl Session {
         sc.start_timeout = Duration::from_secs(600);
         sc.poll_min = Duration::from_millis(20);
         sc.poll_max = Duration::from_secs(1);
+        sc.client_beat = Some(config.client_beat());
         let ports = Ports {
             store: Arc::new(store) as Arc<dyn ObjectStore>,
             compute: Arc::new(compute),

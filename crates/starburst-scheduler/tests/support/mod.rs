@@ -111,6 +111,8 @@ pub struct AuditStore {
     fail_puts: Mutex<Vec<(String, u32)>>,
     gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     gate_waiting: AtomicUsize,
+    /// Key fragments whose reads are denied (AccessDenied), as a bucket policy would.
+    deny_gets: Mutex<Vec<String>>,
 }
 
 impl AuditStore {
@@ -168,6 +170,16 @@ impl AuditStore {
             .iter()
             .filter(|(_, op)| *op == "put")
             .count()
+    }
+
+    /// Puts work again.
+    pub fn heal_puts(&self) {
+        self.fail_puts.lock().unwrap().clear();
+    }
+
+    /// From now on, reads of keys containing `needle` are denied (AccessDenied).
+    pub fn deny_gets(&self, needle: &str) {
+        self.deny_gets.lock().unwrap().push(needle.to_string());
     }
 
     /// Makes the next `n` `put`s to keys containing `needle` fail as a transient error.
@@ -242,6 +254,19 @@ impl ObjectStore for AuditStore {
     }
     async fn get(&self, path: &ObjectPath) -> starburst_cloud::Result<Bytes> {
         self.delay().await;
+        if self
+            .deny_gets
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| path.as_str().contains(n.as_str()))
+        {
+            return Err(Error::AccessDenied {
+                op: "get",
+                resource: path.to_string(),
+                message: "explicit deny in a bucket policy (injected)".into(),
+            });
+        }
         let r = self.inner.get(path).await;
         self.count("get", path, r.is_err());
         r
@@ -294,10 +319,16 @@ impl ObjectStore for AuditStore {
 pub struct ThrottledCompute {
     pub inner: Arc<FakeCompute>,
     throttle: AtomicU32,
+    /// Launches and describes fail this way from now on (None: they work).
+    launch_error: Mutex<Option<fn() -> Error>>,
+    describe_error: Mutex<Option<fn() -> Error>>,
     pub launch_calls: AtomicU32,
     clock: ManualClock,
-    runs: Mutex<BTreeMap<WorkerId, (Duration, Option<Duration>)>>,
+    runs: Runs,
 }
+
+/// Every launched worker: (launched at, billing end: its first stop request or its own exit).
+type Runs = Arc<Mutex<BTreeMap<WorkerId, (Duration, Option<Duration>)>>>;
 
 impl ThrottledCompute {
     /// Refuses the next `n` launch calls.
@@ -305,7 +336,17 @@ impl ThrottledCompute {
         self.throttle.store(n, Ordering::SeqCst);
     }
 
-    /// Every launched worker: (launched at, first stop request at).
+    /// From now on every launch fails with `e()`.
+    pub fn fail_launches(&self, e: fn() -> Error) {
+        *self.launch_error.lock().unwrap() = Some(e);
+    }
+
+    /// From now on every describe fails with `e()`.
+    pub fn fail_describes(&self, e: fn() -> Error) {
+        *self.describe_error.lock().unwrap() = Some(e);
+    }
+
+    /// Every launched worker: (launched at, first stop request or own exit at).
     pub fn runs(&self) -> BTreeMap<WorkerId, (Duration, Option<Duration>)> {
         self.runs.lock().unwrap().clone()
     }
@@ -319,6 +360,9 @@ impl Compute for ThrottledCompute {
         count: u32,
     ) -> starburst_cloud::Result<starburst_cloud::LaunchReport> {
         self.launch_calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(e) = *self.launch_error.lock().unwrap() {
+            return Err(e());
+        }
         if self
             .throttle
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -342,6 +386,9 @@ impl Compute for ThrottledCompute {
         &self,
         ids: &[WorkerId],
     ) -> starburst_cloud::Result<Vec<starburst_cloud::WorkerStatus>> {
+        if let Some(e) = *self.describe_error.lock().unwrap() {
+            return Err(e());
+        }
         self.inner.describe(ids).await
     }
     async fn stop(&self, ids: &[WorkerId], reason: &str) -> starburst_cloud::Result<()> {
@@ -393,6 +440,10 @@ struct Ctx {
     launches: Arc<AtomicUsize>,
     behaviour: Arc<dyn Fn(usize) -> Behaviour + Send + Sync>,
     idle_timeout: Duration,
+    runs: Runs,
+    /// The session's orphan timeout and heartbeat period, which its workers follow.
+    orphan_timeout: Duration,
+    client_check: Option<Duration>,
     worker_config: WorkerTweak,
 }
 
@@ -417,7 +468,12 @@ async fn until_stopped(compute: &Weak<FakeCompute>, id: &WorkerId) {
     }
 }
 
-fn launch_worker(ctx: &Ctx, id: &WorkerId) {
+fn launch_worker(ctx: &Ctx, id: &WorkerId, spec: &WorkerSpec) {
+    // The hard deadline the engine gives each worker at launch, as the worker binary reads it.
+    let deadline = spec
+        .env
+        .get(wire::DEADLINE_ENV)
+        .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms.parse().unwrap()));
     let n = ctx.launches.fetch_add(1, Ordering::SeqCst);
     let behaviour = (ctx.behaviour)(n);
     ctx.logs.append(id, &format!("{id}: container started"));
@@ -449,6 +505,10 @@ fn launch_worker(ctx: &Ctx, id: &WorkerId) {
                     cfg.poll_min = Duration::from_millis(5);
                     cfg.poll_max = Duration::from_millis(20);
                     cfg.cancel_poll = Duration::from_millis(20);
+                    // Workers follow the session heartbeat as the worker binary does.
+                    cfg.orphan_timeout = ctx.client_check.map(|_| ctx.orphan_timeout);
+                    cfg.client_check = ctx.client_check.unwrap_or(Duration::from_secs(30));
+                    cfg.deadline = deadline;
                     (ctx.worker_config)(&mut cfg);
                     let evaluator =
                         ScriptEvaluator::new(id.as_str(), clock.clone(), ctx.journal.clone());
@@ -464,6 +524,10 @@ fn launch_worker(ctx: &Ctx, id: &WorkerId) {
                                 && c.live().contains(&id)
                             {
                                 c.set_stopped(&id, cause, Some(code), "essential container exited");
+                            }
+                            // Its billing ends with it.
+                            if let Some((_, stop)) = ctx.runs.lock().unwrap().get_mut(&id) {
+                                stop.get_or_insert(ctx.clock.now());
                             }
                             format!("{exit:?}")
                         }
@@ -549,12 +613,14 @@ impl Sim {
             .unwrap();
         let clock = ManualClock::new();
         let store = Arc::new(AuditStore::default());
-        let compute = Arc::new(FakeCompute::new());
+        let compute = Arc::new(FakeCompute::with_clock(Arc::new(clock.clone())));
         let logs = Arc::new(FakeLogs::new());
         let journal = Journal::new();
         let cache = tempfile::tempdir().unwrap();
         let registry: Registry = Arc::default();
+        let runs: Runs = Arc::default();
         let ctx = Ctx {
+            runs: runs.clone(),
             rt: rt.handle().clone(),
             store: store.clone(),
             clock: clock.clone(),
@@ -566,15 +632,19 @@ impl Sim {
             launches: Arc::default(),
             behaviour: opts.behaviour,
             idle_timeout: opts.idle_timeout,
+            orphan_timeout: opts.config.orphan_timeout,
+            client_check: opts.config.client_beat,
             worker_config: opts.worker_config,
         };
-        compute.on_launch(move |id, _spec| launch_worker(&ctx, id));
+        compute.on_launch(move |id, spec| launch_worker(&ctx, id, spec));
         let port = Arc::new(ThrottledCompute {
             inner: compute.clone(),
             throttle: AtomicU32::new(0),
+            launch_error: Mutex::default(),
+            describe_error: Mutex::default(),
             launch_calls: AtomicU32::new(0),
             clock: clock.clone(),
-            runs: Mutex::default(),
+            runs,
         });
         let sched = Self::scheduler(
             &rt,

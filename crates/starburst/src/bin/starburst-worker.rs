@@ -42,6 +42,13 @@ struct Args {
     /// Exit when this process is no longer the parent.
     #[arg(long, env = "STARBURST_PARENT_PID")]
     parent_pid: Option<u32>,
+    /// Seconds without a move of the session's heartbeat (the client is gone) before the
+    /// worker stops, with its R process.
+    #[arg(long, env = "STARBURST_ORPHAN_TIMEOUT", default_value_t = 300.0)]
+    orphan_timeout: f64,
+    /// Stop by this moment (Unix milliseconds) whatever happens: the session's spending cap.
+    #[arg(long, env = "STARBURST_DEADLINE_UNIX_MS")]
+    deadline_unix_ms: Option<u64>,
 }
 
 async fn open_store(spec: &str) -> Result<Arc<dyn ObjectStore>> {
@@ -106,9 +113,18 @@ fn main() -> Result<()> {
     std::fs::create_dir_all(&cache)
         .with_context(|| format!("creating blob cache {}", cache.display()))?;
     let mut config = WorkerConfig::new(&args.session, &worker_id, cache);
-    config.idle_timeout = Duration::from_secs_f64(args.idle_timeout);
-    config.heartbeat = Duration::from_secs_f64(args.heartbeat);
+    config.idle_timeout = starburst::check_seconds("idle_timeout", args.idle_timeout)?;
+    config.heartbeat = Duration::try_from_secs_f64(args.heartbeat)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--heartbeat must be a positive number of seconds")?;
     config.parent_pid = args.parent_pid;
+    let orphan = starburst::check_seconds("orphan_timeout", args.orphan_timeout)?;
+    config.orphan_timeout = Some(orphan);
+    config.client_check = starburst::client_beat_for(orphan);
+    config.deadline = args
+        .deadline_unix_ms
+        .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms));
     let evaluator = Box::new(RProcess::new(RCommand::starburst(&args.rscript)));
     let worker = Worker::new(store, Arc::new(SystemClock::default()), evaluator, config);
 

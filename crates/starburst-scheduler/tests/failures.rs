@@ -1,0 +1,119 @@
+//! Nothing waits forever: every kind of request that keeps failing has a bound, after which
+//! the futures waiting on it fail with a classed error naming the cause; failures that waiting
+//! cannot fix fail them at once; the user hears of a failure that persists while R waits.
+
+mod support;
+
+use std::time::Duration;
+
+use starburst_cloud::Error;
+use starburst_scheduler::TaskState;
+use support::{Sim, SimOptions, config};
+
+fn bounded(secs: u64) -> SimOptions {
+    let mut c = config(1);
+    c.failure_timeout = Duration::from_secs(secs);
+    SimOptions::new(c)
+}
+
+#[test]
+fn a_store_that_keeps_failing_fails_the_waiting_futures_after_the_bound() {
+    let sim = Sim::with(bounded(30));
+    // Assignments cannot be written: S3 answers 503 to every PUT of an inbox.
+    sim.store.fail_puts("/inbox/", u32::MAX);
+    let t = sim.submit("value:1");
+    let start = sim.now();
+    let mut notices = Vec::new();
+    let out = loop {
+        notices.extend(sim.sched.notices());
+        // (It flips to running while each write of its assignment is tried.)
+        let c = sim.peek(&t);
+        if support::is_final(c.state) {
+            break c;
+        }
+        sim.tick();
+        assert!(sim.now() - start < Duration::from_secs(40), "no bound");
+    };
+    let waited = sim.now() - start;
+    assert!(waited >= Duration::from_secs(30), "{waited:?} {out:?}");
+    assert_eq!(out.state, TaskState::Failed);
+    let f = out.failure.unwrap();
+    assert_eq!(f.class, "starburst_store_unreachable");
+    assert!(
+        f.message.contains("has failed for 30 s") && f.message.contains("starburst_status()"),
+        "{}",
+        f.message
+    );
+    // The user heard of it while waiting, once.
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].contains("retrying for up to 30 s"),
+        "{notices:?}"
+    );
+    // The store works again: new futures run.
+    sim.store.heal_puts();
+    let t2 = sim.submit("value:2");
+    let done = sim.finish(&t2);
+    assert_eq!(done.state, TaskState::Done);
+}
+
+#[test]
+fn access_denied_on_results_fails_at_once_with_its_class() {
+    let sim = Sim::with(bounded(600));
+    sim.store.deny_gets("/out/results/");
+    let t = sim.submit("value:1");
+    let start = sim.now();
+    let out = sim.finish(&t);
+    assert!(sim.now() - start < Duration::from_secs(5));
+    assert_eq!(out.state, TaskState::Failed);
+    let f = out.failure.unwrap();
+    assert_eq!(f.class, "starburst_access_denied");
+    assert!(f.message.contains("explicit deny"), "{}", f.message);
+    assert!(f.message.contains("AWS_PROFILE"), "{}", f.message);
+}
+
+#[test]
+fn launches_without_credentials_fail_at_once_and_throttling_fails_after_the_bound() {
+    let sim = Sim::with(bounded(20));
+    sim.port.fail_launches(|| Error::Credentials {
+        op: "launch",
+        message: "the SSO session has expired. Sign in again (`aws sso login --profile <name>`)"
+            .into(),
+    });
+    let t = sim.submit("value:1");
+    let out = sim.finish(&t);
+    let f = out.failure.unwrap();
+    assert_eq!(f.class, "starburst_credentials");
+    assert!(f.message.contains("aws sso login"), "{}", f.message);
+
+    let sim = Sim::with(bounded(20));
+    sim.port.fail_launches(|| Error::Throttled {
+        op: "launch",
+        resource: "RunTask".into(),
+        retry_after: None,
+    });
+    let t = sim.submit("value:1");
+    let start = sim.now();
+    let out = sim.finish(&t);
+    assert!(sim.now() - start >= Duration::from_secs(20));
+    let f = out.failure.unwrap();
+    assert_eq!(f.class, "starburst_launch_failed");
+    assert!(f.message.contains("throttled"), "{}", f.message);
+}
+
+#[test]
+fn workers_nobody_can_watch_fail_their_futures_after_the_bound() {
+    let sim = Sim::with(bounded(20));
+    let t = sim.submit("hang");
+    sim.wait_running("hang");
+    sim.port.fail_describes(|| Error::Transient {
+        op: "describe",
+        resource: "DescribeTasks".into(),
+        source: "connection reset (injected)".into(),
+    });
+    let start = sim.now();
+    let out = sim.finish(&t);
+    assert!(sim.now() - start >= Duration::from_secs(20));
+    let f = out.failure.unwrap();
+    assert_eq!(f.class, "starburst_compute_unreachable");
+}
