@@ -94,7 +94,7 @@ result.StarburstFuture <- function(future, ...) {
   result <- future[["result"]]
   if (is.null(result)) {
     if (future[["state"]] == "created") future <- run(future)
-    interval <- getOption("starburst.collect_interval", 0.2)
+    interval <- option_seconds("starburst.collect_interval", "collect_interval", 0.2)
     ## Short waits, so that the user can interrupt
     while (!collect_future(future, timeout = interval)) {}
     result <- future[["result"]]

@@ -26,7 +26,7 @@
 StarburstFutureBackend <- function(expr, envir, substitute, lazy, seed, globals, packages, stdout, conditions, label,
                                    workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"),
                                    spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL,
-                                   max_retries = 2, max_cost = NULL, max_hourly_cost = NULL, earlySignal = FALSE, gc = FALSE,
+                                   orphan_timeout = NULL, max_retries = 2, max_cost = NULL, max_hourly_cost = NULL, earlySignal = FALSE, gc = FALSE,
                                    maxSizeOfObjects = getOption("future.globals.maxSize", +Inf),
                                    interrupts = TRUE, hooks = FALSE, ...) {
   args <- list(...)
@@ -35,6 +35,7 @@ StarburstFutureBackend <- function(expr, envir, substitute, lazy, seed, globals,
 
   config <- resolve_config(workers = workers, cpu = cpu, memory = memory, backend = backend,
                            spot = spot, arch = arch, idle_timeout = idle_timeout,
+                           orphan_timeout = orphan_timeout,
                            max_retries = max_retries, max_cost = max_cost,
                            max_hourly_cost = max_hourly_cost)
   note_local_fallback(config)
@@ -47,7 +48,8 @@ StarburstFutureBackend <- function(expr, envir, substitute, lazy, seed, globals,
     workers = config[["workers"]], cpu = config[["millicpu"]] / 1000,
     memory = format_mib(config[["memory_mib"]]), backend = config[["backend"]],
     spot = config[["spot"]], arch = config[["arch"]],
-    idle_timeout = config[["idle_timeout_secs"]], max_retries = config[["max_retries"]]
+    idle_timeout = config[["idle_timeout_secs"]],
+    orphan_timeout = config[["orphan_timeout_secs"]], max_retries = config[["max_retries"]]
   ), args))
   core[["futureClasses"]] <- c("StarburstFuture", "MultiprocessFuture", core[["futureClasses"]])
   structure(core, class = c("StarburstFutureBackend", "MultiprocessFutureBackend", class(core)))

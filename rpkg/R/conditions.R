@@ -43,6 +43,32 @@ invalid_argument <- function(fmt, ...) {
 #' relayed by `value()` with their original classes, as with any other future
 #' backend.
 #'
+#' @section Classes:
+#' The engine's class says why, and what to do:
+#' \describe{
+#'   \item{`starburst_evaluator_died`}{The R process evaluating the future
+#'     ended (`quit()`, a crash in compiled code, killed, out of memory); the
+#'     worker restarted R.}
+#'   \item{`starburst_worker_lost`}{The worker was lost (Spot interruption,
+#'     crash, heartbeat stopped) more often than `max_retries` allows.}
+#'   \item{`starburst_worker_start_failed`, `starburst_launch_failed`}{Workers
+#'     cannot start (image pull, R missing in the image, no capacity, RunTask
+#'     failing for longer than the failure bound).}
+#'   \item{`starburst_budget_exceeded`}{The session reached `max_cost` or
+#'     `max_hourly_cost`.}
+#'   \item{`starburst_store_unreachable`, `starburst_compute_unreachable`}{The
+#'     session's data in S3, or the ECS API that watches its workers, kept
+#'     failing for longer than option `starburst.failure_timeout` (180 s).}
+#'   \item{`starburst_access_denied`}{The AWS identity in use lacks a
+#'     permission (the message names the action and resource); fails at once.}
+#'   \item{`starburst_credentials`}{No usable AWS credentials: none found, or
+#'     they expired (`aws sso login`); fails at once.}
+#'   \item{`starburst_blob_unavailable`, `starburst_corrupt_result`}{The
+#'     session's data in the store was removed or damaged.}
+#'   \item{`starburst_session_closed`, `starburst_cancelled`}{The plan changed
+#'     before the value was collected; the future was cancelled.}
+#' }
+#'
 #' @param message (character) What happened.
 #' @param classes (character) Extra classes, most specific first.
 #' @param log_tail (character) The last lines of the worker log, if known.

@@ -7,7 +7,8 @@
 ## The options of starburst() that configure the backend (as opposed to the
 ## per-future arguments 'expr', 'envir', 'seed', ... that future() passes)
 backend_option_names <- c("workers", "cpu", "memory", "backend", "spot", "arch",
-                          "idle_timeout", "max_retries", "max_cost", "max_hourly_cost")
+                          "idle_timeout", "orphan_timeout", "max_retries", "max_cost",
+                          "max_hourly_cost")
 
 ## Per-future arguments that plan() / tweak() must not set
 future_argument_names <- c("expr", "envir", "substitute", "lazy", "seed", "globals",
@@ -171,12 +172,32 @@ check_spot <- function(spot) {
   spot
 }
 
-check_idle_timeout <- function(idle_timeout) {
-  if (!is_scalar_number(idle_timeout) || idle_timeout <= 0) {
-    invalid_argument("Argument 'idle_timeout' must be a positive number of seconds, not %s",
-                     deparse_short(idle_timeout))
+## Checks a time setting given in seconds; its bounds live in Rust (the
+## facade's SECONDS table), so R and the engine agree. 'what' says where
+## the value came from (an argument, an option).
+check_seconds <- function(x, name, what = sprintf("Argument '%s'", name)) {
+  if (!is_scalar_number(x)) {
+    invalid_argument("%s must be a number of seconds, not %s", what, deparse_short(x))
   }
-  as.integer(ceiling(idle_timeout))
+  msg <- sb_check_seconds(name, x)
+  if (is.character(msg) && length(msg) > 0L) {
+    invalid_argument("%s is invalid: %s", what, msg)
+  }
+  as.numeric(x)
+}
+
+check_idle_timeout <- function(idle_timeout) {
+  as.integer(ceiling(check_seconds(idle_timeout, "idle_timeout")))
+}
+
+check_orphan_timeout <- function(orphan_timeout) {
+  check_seconds(orphan_timeout, "orphan_timeout")
+}
+
+## Options read while futures run: checked where they are read, with the
+## option's name in the message
+option_seconds <- function(option, name, default) {
+  check_seconds(getOption(option, default), name, sprintf("Option '%s'", option))
 }
 
 check_cap <- function(x, name, unit) {
@@ -208,6 +229,7 @@ check_backend_options <- function(args) {
   if ("spot" %in% names(args)) check_spot(args[["spot"]])
   if ("arch" %in% names(args)) check_arch(args[["arch"]])
   if ("idle_timeout" %in% names(args)) check_idle_timeout(args[["idle_timeout"]])
+  if ("orphan_timeout" %in% names(args)) check_orphan_timeout(args[["orphan_timeout"]])
   if ("max_retries" %in% names(args)) check_max_retries(args[["max_retries"]])
   check_cap(args[["max_cost"]], "max_cost", "US dollars per session")
   check_cap(args[["max_hourly_cost"]], "max_hourly_cost", "US dollars per hour")
@@ -242,8 +264,8 @@ check_option_names <- function(names, allowed = c(backend_option_names, future_t
 ## else the built-in default.
 resolve_config <- function(workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"),
                            spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL,
-                           max_retries = 2, max_cost = NULL, max_hourly_cost = NULL,
-                           read_setup = TRUE) {
+                           orphan_timeout = NULL, max_retries = 2, max_cost = NULL,
+                           max_hourly_cost = NULL, read_setup = TRUE) {
   prefs <- read_preferences()
   max_cost <- check_cap(max_cost %||% prefs[["max_cost"]], "max_cost", "US dollars per session")
   max_hourly_cost <- check_cap(max_hourly_cost %||% prefs[["max_hourly_cost"]], "max_hourly_cost",
@@ -253,12 +275,15 @@ resolve_config <- function(workers = NULL, cpu = NULL, memory = NULL, backend = 
   spot <- spot %||% prefs[["spot"]] %||% FALSE
   if (identical(arch, c("x86_64", "arm64"))) arch <- prefs[["arch"]] %||% "x86_64"
   idle_timeout <- idle_timeout %||% prefs[["idle_timeout"]] %||% 600
+  orphan_timeout <- orphan_timeout %||% prefs[["orphan_timeout"]] %||% 300
   millicpu <- check_cpu(cpu)
   memory_mib <- parse_memory(memory)
   backend <- check_backend(backend)
   spot <- check_spot(spot)
   arch <- check_arch(arch)
   idle_timeout <- check_idle_timeout(idle_timeout)
+  orphan_timeout <- check_orphan_timeout(orphan_timeout)
+  failure_timeout <- option_seconds("starburst.failure_timeout", "failure_timeout", 180)
   max_retries <- check_max_retries(max_retries)
   check_workers(workers)
 
@@ -291,6 +316,8 @@ resolve_config <- function(workers = NULL, cpu = NULL, memory = NULL, backend = 
     spot = spot,
     arch = arch,
     idle_timeout_secs = idle_timeout,
+    orphan_timeout_secs = orphan_timeout,
+    failure_timeout_secs = failure_timeout,
     max_retries = max_retries,
     max_cost = max_cost,
     max_hourly_cost = max_hourly_cost,
@@ -307,7 +334,8 @@ resolve_config <- function(workers = NULL, cpu = NULL, memory = NULL, backend = 
 ## the same key share workers
 config_key <- function(config) {
   keep <- c("backend", "workers", "millicpu", "memory_mib", "spot", "arch",
-            "idle_timeout_secs", "max_retries", "max_cost", "max_hourly_cost", "setup_file")
+            "idle_timeout_secs", "orphan_timeout_secs", "failure_timeout_secs", "max_retries",
+            "max_cost", "max_hourly_cost", "setup_file")
   paste(format(jsonlite::toJSON(config[keep], auto_unbox = TRUE)), collapse = "")
 }
 
@@ -331,6 +359,8 @@ session_config_json <- function(config, root) {
     arch = config[["arch"]],
     capacity = if (isTRUE(config[["spot"]])) "spot" else "on_demand",
     idle_timeout_secs = config[["idle_timeout_secs"]],
+    orphan_timeout_secs = config[["orphan_timeout_secs"]],
+    failure_timeout_secs = config[["failure_timeout_secs"]],
     max_retries = config[["max_retries"]],
     max_cost = config[["max_cost"]],
     max_hourly_cost = config[["max_hourly_cost"]],

@@ -50,11 +50,10 @@ starburst_estimate <- function(.x, .f, ..., workers = NULL, cpu = NULL, memory =
   if (!is_whole_number(sample) || sample < 1) {
     invalid_argument("Argument 'sample' must be a positive whole number, not %s", deparse_short(sample))
   }
-  for (arg in c("startup", "speed")) {
-    v <- get(arg)
-    if (!is_scalar_number(v) || v < 0 || (arg == "speed" && v == 0)) {
-      invalid_argument("Argument '%s' must be a positive number, not %s", arg, deparse_short(v))
-    }
+  check_seconds(startup, "startup")
+  if (!is_scalar_number(speed) || speed <= 0 || speed > 1e6) {
+    invalid_argument("Argument 'speed' must be a positive number (how many times faster a worker is than this machine; at most 1e6), not %s",
+                     deparse_short(speed))
   }
   if (!is_flag(quota)) invalid_argument("Argument 'quota' must be TRUE or FALSE, not %s", deparse_short(quota))
   prefs <- read_preferences()

@@ -42,6 +42,16 @@ sb_validate_size <- function(millicpu, memory_mib) {
   .Call(wrap__sb_validate_size, as.numeric(millicpu), as.numeric(memory_mib))
 }
 
+sb_check_seconds <- function(name, value) {
+  .Call(wrap__sb_check_seconds, as.character(name), as.numeric(value))
+}
+
+sb_setup_workers <- function(config_json, stop) {
+  sb_check(.Call(wrap__sb_setup_workers, config_json, isTRUE(stop)))
+}
+
+sb_session_swept <- function(session) sb_check(.Call(wrap__sb_session_swept, session))
+
 sb_setup_plan <- function(options_json, region, endpoint) {
   sb_check(.Call(wrap__sb_setup_plan, options_json, region, endpoint))
 }

@@ -39,10 +39,10 @@ preference_specs <- function() {
       x
     }),
     idle_timeout = list(default = 600, check = function(x) {
-      if (!is_scalar_number(x) || x < 1 || x > 86400) {
-        invalid_argument("'idle_timeout' must be from 1 to 86400 seconds, not %s", deparse_short(x))
-      }
-      x
+      check_seconds(x, "idle_timeout", "'idle_timeout'")
+    }),
+    orphan_timeout = list(default = 300, check = function(x) {
+      check_seconds(x, "orphan_timeout", "'orphan_timeout'")
     }),
     data_retention_days = list(default = 7L, check = function(x) {
       if (!is_whole_number(x) || x < 1 || x > 3650) {
@@ -115,6 +115,8 @@ preference <- function(name, default = NULL) {
 #'   workers, in US dollars per hour.
 #' @param idle_timeout Seconds a worker waits for work before it stops
 #'   (1 to 86400).
+#' @param orphan_timeout Seconds a worker goes on without hearing from its R
+#'   session before it stops (5 to 3600); see [starburst()].
 #' @param data_retention_days Days session data is kept in S3 (1 to 3650),
 #'   used by [starburst_setup()].
 #' @param reset If `TRUE`, forget every preference first.
@@ -135,8 +137,8 @@ preference <- function(name, default = NULL) {
 #' @seealso [starburst()], [starburst_setup()]
 #' @export
 starburst_config <- function(workers, cpu, memory, spot, arch, region, max_cost,
-                             max_hourly_cost, idle_timeout, data_retention_days,
-                             reset = FALSE) {
+                             max_hourly_cost, idle_timeout, orphan_timeout,
+                             data_retention_days, reset = FALSE) {
   if (!is_flag(reset)) {
     invalid_argument("Argument 'reset' must be TRUE or FALSE, not %s", deparse_short(reset))
   }

@@ -21,6 +21,7 @@
 .state[["session"]] <- NULL
 .state[["counter"]] <- 0L
 .state[["noted_key"]] <- NULL
+.state[["retired"]] <- list()
 
 
 current_session <- function() {
@@ -30,14 +31,36 @@ current_session <- function() {
 }
 
 
-## Returns the open session for 'config', opening one (and closing any
-## other) if needed
+## Returns the open session for 'config', opening one if needed. The
+## configuration can change while futures run without the plan changing (a
+## preference, an option, mc.cores): the old session is then retired, not
+## closed. It takes no new futures, its running futures keep their workers and
+## values, and it closes once R has collected them (or when the plan changes).
 session_acquire <- function(config) {
   key <- config_key(config)
   s <- current_session()
   if (!is.null(s) && identical(s[["key"]], key)) return(s)
-  if (!is.null(s)) session_close(s, reason = "a future was created under another starburst configuration")
+  if (!is.null(s)) session_retire(s)
   session_open(config, key = key)
+}
+
+## Retires a session replaced by one of another configuration: closed at
+## once when nothing of it is pending, else once its last future is collected
+session_retire <- function(s) {
+  if (session_active_count(s) == 0L) {
+    return(session_close(s, reason = "a future was created under another starburst configuration"))
+  }
+  s[["retiring"]] <- TRUE
+  if (identical(.state[["session"]], s)) .state[["session"]] <- NULL
+  .state[["retired"]] <- c(Filter(function(r) !isTRUE(r[["closed"]]), .state[["retired"]]), list(s))
+  invisible(TRUE)
+}
+
+## Closes every retired session (the plan changed, or the package unloads)
+close_retired <- function(reason) {
+  for (r in .state[["retired"]]) session_close(r, reason = reason)
+  .state[["retired"]] <- list()
+  invisible()
 }
 
 
@@ -76,6 +99,7 @@ session_open <- function(config, key = config_key(config)) {
   .state[["session"]] <- s
   register_plan_cleanup(s)
   install_task_callback()
+  note_swept(s)
   s
 }
 
@@ -158,7 +182,10 @@ register_plan_cleanup <- function(s) {
   node <- structure(list(session = s), class = "starburst_node")
   cl <- structure(list(node), class = c("starburst_cluster", "cluster"))
   ## 'workers' identifies the registered cluster; a new value replaces
-  ## (and thereby stops) the previously registered one
+  ## (and thereby stops) the previously registered one, which must not close
+  ## a retired session whose futures still run
+  .state[["registering"]] <- TRUE
+  on.exit(.state[["registering"]] <- FALSE)
   tryCatch({
     registry("start", workers = -s[["id"]], makeCluster = function(workers, ...) cl)
   }, error = function(e) NULL)
@@ -168,10 +195,13 @@ register_plan_cleanup <- function(s) {
 #' @importFrom parallel stopCluster
 #' @export
 stopCluster.starburst_cluster <- function(cl = NULL) {
+  replacing <- isTRUE(.state[["registering"]])
   for (node in cl) {
     s <- node[["session"]]
-    if (!is.null(s)) session_close(s, reason = "the future plan was changed")
+    if (is.null(s) || (replacing && isTRUE(s[["retiring"]]))) next
+    session_close(s, reason = "the future plan was changed")
   }
+  if (!replacing) close_retired("the future plan was changed")
   invisible(NULL)
 }
 
@@ -203,8 +233,9 @@ remove_task_callback <- function() {
 
 close_if_unplanned <- function() {
   s <- current_session()
-  if (is.null(s)) return(invisible(FALSE))
+  if (is.null(s) && length(.state[["retired"]]) == 0L) return(invisible(FALSE))
   if (plan_uses_starburst()) return(invisible(FALSE))
+  close_retired("the future plan was changed")
   session_close(s, reason = "the future plan was changed")
 }
 
@@ -263,7 +294,14 @@ collect_future <- function(future, timeout = 0) {
     count_finished(future)
   }
 
+  relay_notices(res[["notices"]])
   relay_events(future, res[["events"]])
+
+  ## A retired session ends with its last collected future
+  if (final && isTRUE(s[["retiring"]]) && session_active_count(s) == 0L) {
+    session_close(s, reason = "its configuration was replaced")
+    .state[["retired"]] <- Filter(function(r) !isTRUE(r[["closed"]]), .state[["retired"]])
+  }
 
   if (length(s[["draining"]]) > 0L) session_drain(s)
 
@@ -321,6 +359,17 @@ record_outcome <- function(future, res) {
     future[["state"]] <- "interrupted"
   }
   invisible(future)
+}
+
+
+## Messages of the engine for the user while R waits (a failure that
+## persists, and when it passes): conditions of class starburst_notice
+relay_notices <- function(notices) {
+  for (n in as.character(notices)) {
+    message(structure(class = c("starburst_notice", "message", "condition"),
+                      list(message = paste0(n, "\n"), call = NULL)))
+  }
+  invisible()
 }
 
 

@@ -41,7 +41,17 @@
 #'     this many bytes are sent as content-addressed blobs, uploaded once per
 #'     session however many futures use them. Default: `1048576` (1 MB).}
 #'   \item{`starburst.collect_interval`}{Seconds `value()` waits for the
-#'     engine per step; it can be interrupted between steps. Default: `0.2`.}
+#'     engine per step; it can be interrupted between steps (0.001 to 60).
+#'     Default: `0.2`.}
+#'   \item{`starburst.failure_timeout`}{Seconds a kind of AWS request (the
+#'     session's data in S3, starting workers, watching them) may keep failing
+#'     with errors that may pass before the futures waiting on it fail with an
+#'     error naming the cause (classes `starburst_store_unreachable`,
+#'     `starburst_launch_failed`, `starburst_compute_unreachable`); access
+#'     denied and missing or expired credentials fail them at once
+#'     (`starburst_access_denied`, `starburst_credentials`). Messages of class
+#'     `starburst_notice` say while R waits that a failure persists. From 10
+#'     to 3600. Default: `180`.}
 #'   \item{`starburst.progress`}{If `FALSE`, no status line counts AWS
 #'     workers by start-up phase while R waits for values, and no docker
 #'     output is shown while an environment image builds. Default: `TRUE`.}
@@ -107,6 +117,16 @@
 #' stops. Default (`NULL`): the `idle_timeout` of [starburst_config()], else
 #' 600.
 #'
+#' @param orphan_timeout (numeric) Seconds a worker goes on without hearing
+#' from this R session before it stops, with its R process, whatever it is
+#' doing: when R is killed or crashes, or the machine sleeps or goes offline,
+#' no worker keeps running (and billing) for longer than this (plus a fifth of
+#' it, at most 30 s). From 5 to 3600. Default (`NULL`): the `orphan_timeout`
+#' of [starburst_config()], else 300. With `max_cost`, every worker also has a
+#' hard deadline by which the session's spend stays within the cap even if
+#' nobody is watching, and no worker is started in the last `orphan_timeout`
+#' of a budget.
+#'
 #' @param max_retries (whole number) How many times a future whose worker was
 #' lost is run again on another worker before it fails. Default: 2.
 #'
@@ -145,7 +165,7 @@
 #'
 #' @aliases future_starburst
 #' @export
-starburst <- function(expr, envir = parent.frame(), substitute = TRUE, lazy = FALSE, seed = FALSE, globals = TRUE, packages = NULL, stdout = TRUE, conditions = "condition", label = NULL, workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"), spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL, max_retries = 2, max_cost = NULL, max_hourly_cost = NULL, ...) {
+starburst <- function(expr, envir = parent.frame(), substitute = TRUE, lazy = FALSE, seed = FALSE, globals = TRUE, packages = NULL, stdout = TRUE, conditions = "condition", label = NULL, workers = NULL, cpu = NULL, memory = NULL, backend = c("aws", "local"), spot = NULL, arch = c("x86_64", "arm64"), idle_timeout = NULL, orphan_timeout = NULL, max_retries = 2, max_cost = NULL, max_hourly_cost = NULL, ...) {
   if (substitute) expr <- substitute(expr)
 
   if (use_backend_api()) {
@@ -155,6 +175,7 @@ starburst <- function(expr, envir = parent.frame(), substitute = TRUE, lazy = FA
 
   config <- resolve_config(workers = workers, cpu = cpu, memory = memory, backend = backend,
                            spot = spot, arch = arch, idle_timeout = idle_timeout,
+                           orphan_timeout = orphan_timeout,
                            max_retries = max_retries, max_cost = max_cost,
                            max_hourly_cost = max_hourly_cost)
   note_local_fallback(config)

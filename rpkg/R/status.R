@@ -16,8 +16,10 @@
 #' @return Invisibly, an object of class `starburst_status`: a list with
 #'   `preferences`, `setup` (the set-up file's settings or `NULL`),
 #'   `resources` (data frame `kind`, `name`, `found`), `session` (the active
-#'   session's counts or `NULL`), `cost` ([starburst_cost()] or `NULL`) and
-#'   `quotas` ([starburst_quota_status()] or `NULL`); printed as a report.
+#'   session's counts or `NULL`), `cost` ([starburst_cost()] or `NULL`),
+#'   `workers` (the set-up's running workers by session,
+#'   [starburst_sessions()], or `NULL`) and `quotas`
+#'   ([starburst_quota_status()] or `NULL`); printed as a report.
 #'
 #' @examples
 #' starburst_status(aws = FALSE)
@@ -26,7 +28,8 @@ starburst_status <- function(aws = has_aws_setup()) {
   if (!is_flag(aws)) invalid_argument("Argument 'aws' must be TRUE or FALSE, not %s", deparse_short(aws))
   out <- list(preferences = tryCatch(starburst_config(), error = function(e) conditionMessage(e)),
               setup_file = aws_setup_file(), setup = NULL, resources = NULL,
-              session = NULL, cost = NULL, quotas = NULL, problems = character(0L))
+              session = NULL, cost = NULL, workers = NULL, quotas = NULL,
+              problems = character(0L))
   if (has_aws_setup()) {
     out$setup <- tryCatch(read_aws_setup(), error = function(e) {
       out$problems <<- c(out$problems, conditionMessage(e))
@@ -55,6 +58,10 @@ starburst_status <- function(aws = has_aws_setup()) {
         out$resources <- expected
       }
     }
+    out$workers <- tryCatch(starburst_sessions(), error = function(e) {
+      out$problems <<- c(out$problems, sprintf("workers: %s", conditionMessage(e)))
+      NULL
+    })
     out$quotas <- tryCatch(suppressWarnings(starburst_quota_status(s$region)), error = function(e) {
       out$problems <<- c(out$problems, sprintf("quotas: %s", conditionMessage(e)))
       NULL
@@ -108,6 +115,16 @@ print.starburst_status <- function(x, ...) {
                 if (identical(x$cost$backend, "local")) " if it had run on Fargate" else "",
                 as.integer(x$cost$workers), format(round(x$cost$vcpu_seconds), big.mark = ","),
                 if (isTRUE(x$cost$closed)) " [last session]" else ""))
+  }
+  if (!is.null(x$workers)) {
+    w <- x$workers
+    orphaned <- w$status %in% c("closed", "gone")
+    cat(sprintf("  set-up workers %d running (%d of this session, %d of other live sessions)\n",
+                nrow(w), sum(w$status == "current"), sum(w$status == "live")))
+    if (any(orphaned)) {
+      cat(sprintf("    orphaned: %d of sessions that are gone, $%.4f so far; the next session stops them, starburst_sessions(stop = TRUE) stops every worker now\n",
+                  sum(orphaned), sum(w$cost_usd[orphaned], na.rm = TRUE)))
+    }
   }
   if (!is.null(x$quotas)) {
     q <- x$quotas

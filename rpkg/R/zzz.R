@@ -7,5 +7,6 @@
 
 .onUnload <- function(libpath) {
   session_close(current_session(), reason = "the starburst package was unloaded")
+  close_retired("the starburst package was unloaded")
   remove_task_callback()
 }

@@ -15,8 +15,8 @@ use aws_sdk_ecs::types::{
     Task, TaskDefinition, TaskDefinitionStatus, TaskOverride,
 };
 use starburst_cloud::{
-    Arch, Capacity, Compute, Error, LaunchReport, Result, StopCause, StopInfo, WorkerId,
-    WorkerPhase, WorkerSpec, WorkerStatus,
+    Arch, Capacity, Compute, Error, LaunchReport, LiveWorker, Result, StopCause, StopInfo,
+    WorkerId, WorkerPhase, WorkerSize, WorkerSpec, WorkerStatus,
 };
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
@@ -36,7 +36,8 @@ const STARTED_BY_MAX: usize = 36;
 /// How often one batch is retried after the SDK's own retries gave up on throttling.
 const THROTTLE_RETRIES: u32 = 3;
 /// The tag whose value names the session a worker belongs to.
-pub const SESSION_TAG: &str = "starburst:session";
+pub use starburst_cloud::SESSION_TAG;
+
 /// How every reason given to `StopTask` starts, so a stop by starburst is recognised where the
 /// platform records no stop code (see [`classify_stop`]).
 pub const STOP_REASON_PREFIX: &str = "stopped by starburst: ";
@@ -237,14 +238,14 @@ impl EcsCompute {
     /// only those started with `started_by` when given (see [`started_by`]). Follows every
     /// page of `ListTasks`.
     pub async fn list(&self, started_by: Option<&str>) -> Result<Vec<WorkerId>> {
-        let mut pages = self
-            .client
-            .list_tasks()
-            .cluster(&self.options.cluster)
-            .set_started_by(started_by.map(str::to_owned))
-            .desired_status(DesiredStatus::Running)
-            .into_paginator()
-            .send();
+        // ECS: "startedBy … must be the only filter"; with it, stopped tasks are listed too
+        // (for about an hour), which callers describe anyway.
+        let request = self.client.list_tasks().cluster(&self.options.cluster);
+        let request = match started_by {
+            Some(s) => request.started_by(s),
+            None => request.desired_status(DesiredStatus::Running),
+        };
+        let mut pages = request.into_paginator().send();
         let mut ids = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| map("list workers", self.cluster_resource(), e))?;
@@ -618,6 +619,30 @@ impl Compute for EcsCompute {
         Ok(statuses)
     }
 
+    async fn list_live(&self) -> Result<Vec<LiveWorker>> {
+        let ids = self.list(None).await?;
+        let mut live = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(DESCRIBE_MAX) {
+            let out = self
+                .client
+                .describe_tasks()
+                .cluster(&self.options.cluster)
+                .set_tasks(Some(
+                    chunk.iter().map(|id| id.as_str().to_owned()).collect(),
+                ))
+                .send()
+                .await
+                .map_err(|e| map("describe workers", self.cluster_resource(), e))?;
+            for task in out.tasks() {
+                if task.last_status() == Some("STOPPED") {
+                    continue;
+                }
+                live.push(live_worker(task)?);
+            }
+        }
+        Ok(live)
+    }
+
     async fn stop(&self, ids: &[WorkerId], reason: &str) -> Result<()> {
         let reason = truncate(&format!("{STOP_REASON_PREFIX}{reason}"), STOP_REASON_MAX);
         let permits = Arc::new(Semaphore::new(self.options.stop_concurrency.max(1)));
@@ -738,22 +763,57 @@ pub fn classify_stop(
         reason.to_ascii_lowercase().contains(&needle)
             || container.to_ascii_lowercase().contains(&needle)
     };
+    // Start-up failures that may pass: retried by starting another worker (within the
+    // session's failure bound), never failing the session on the first one.
+    let transient = says("timeout")
+        || says("timed out")
+        || says("deadline exceeded")
+        || says("network interface provisioning")
+        || says("unable to assume the role")
+        || says("throttl")
+        || says("internal error")
+        || says("try again");
+    // A pull that cannot succeed until the user acts: the image is missing, or the execution
+    // role may not pull it.
+    let pull_refused = says("not found")
+        || says("manifest unknown")
+        || says("does not exist")
+        || says("denied")
+        || says("not authorized")
+        || says("unauthorized")
+        || says("no basic auth");
+    let pulling = says("CannotPullContainerError") || says("pull image");
     let cause = if stop_code == Some("SpotInterruption") {
         StopCause::SpotInterruption
-    } else if stop_code == Some("TaskFailedToStart")
-        || says("CannotPullContainerError")
-        || says("pull image")
-        || says("ResourceInitializationError")
-    {
+    } else if pulling && (pull_refused || !transient) {
         StopCause::ImagePullFailed
+    } else if says("ResourceInitializationError") && pull_refused && !transient {
+        StopCause::ImagePullFailed
+    } else if says("CannotStartContainerError") {
+        StopCause::CannotStartContainer
+    } else if pulling
+        || says("ResourceInitializationError")
+        // Whatever else kept a task from starting may pass; retries are bounded.
+        || stop_code == Some("TaskFailedToStart")
+    {
+        StopCause::StartFailedTransient
     } else if says("OutOfMemoryError") {
         StopCause::OutOfMemory
     } else if stop_code == Some("UserInitiated")
         || (stop_code.is_none() && reason.starts_with(STOP_REASON_PREFIX))
     {
         StopCause::StoppedByUser
+    } else if stop_code == Some("ServiceSchedulerInitiated") {
+        StopCause::PlatformStopped
+    } else if stop_code == Some("TerminationNotice")
+        || stop_code == Some("InfrastructureHealth")
+        || says("InfrastructureHealth")
+        || says("maintenance")
+    {
+        StopCause::HostRetired
     } else if exit_code == Some(137) {
-        StopCause::OutOfMemory
+        // SIGKILL without ECS saying OutOfMemoryError: a lost worker, worth re-running.
+        StopCause::Killed
     } else if stop_code == Some("EssentialContainerExited") && exit_code == Some(0) {
         StopCause::Exited
     } else if exit_code == Some(78) {
@@ -790,6 +850,38 @@ fn worker_id(task_arn: &str) -> Result<WorkerId> {
             format!("task {task_arn:?}"),
             "ECS returned a task ARN whose id is not a valid worker id",
         )
+    })
+}
+
+/// What ECS says of a task of the pool, whoever started it.
+fn live_worker(task: &Task) -> Result<LiveWorker> {
+    let size = match (task.cpu(), task.memory()) {
+        (Some(cpu), Some(mem)) => match (cpu.parse::<u64>(), mem.parse::<u32>()) {
+            (Ok(units), Ok(memory_mib)) => Some(WorkerSize {
+                millicpu: u32::try_from(units * 1000 / 1024).unwrap_or(u32::MAX),
+                memory_mib,
+            }),
+            _ => None,
+        },
+        _ => None,
+    };
+    let arm = task.attributes().iter().any(|a| {
+        a.name() == "ecs.cpu-architecture"
+            && a.value().is_some_and(|v| v.eq_ignore_ascii_case("arm64"))
+    });
+    Ok(LiveWorker {
+        id: worker_id(task.task_arn().unwrap_or_default())?,
+        session: task.started_by().map(str::to_owned),
+        created_at: task
+            .created_at()
+            .and_then(|t| SystemTime::try_from(*t).ok()),
+        size,
+        arch: if arm { Arch::Arm64 } else { Arch::X86_64 },
+        capacity: if task.capacity_provider_name() == Some("FARGATE_SPOT") {
+            Capacity::Spot
+        } else {
+            Capacity::OnDemand
+        },
     })
 }
 

@@ -412,6 +412,28 @@ async fn many_workers_are_described_in_batches_of_100_and_listed() {
         40,
         "one StopTask per worker"
     );
+    // ECS refuses startedBy with any other filter ("must be the only filter").
+    for r in recorder.requests("ListTasks") {
+        assert!(
+            !(r.body.contains("startedBy") && r.body.contains("desiredStatus")),
+            "{}",
+            r.body
+        );
+    }
+
+    // Every live worker of the cluster, with its session, size and capacity: what a sweep
+    // for workers of dead sessions reads.
+    let live = compute.list_live().await.unwrap();
+    assert_eq!(live.len(), 113);
+    let sessions: BTreeSet<_> = live.iter().filter_map(|w| w.session.clone()).collect();
+    assert_eq!(
+        sessions,
+        ["big", "other"].map(String::from).into_iter().collect()
+    );
+    let w = &live[0];
+    assert_eq!(w.size, Some(spec("big").size));
+    assert_eq!(w.capacity, spec("big").capacity);
+    assert!(w.created_at.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -634,6 +656,7 @@ fn stops_are_classified_from_the_platform_words() {
             None,
             StopCause::ImagePullFailed,
         ),
+        // Start failures that may pass start another worker instead of failing the session.
         (
             Some("TaskFailedToStart"),
             Some(
@@ -642,7 +665,62 @@ fn stops_are_classified_from_the_platform_words() {
             ),
             None,
             None,
+            StopCause::StartFailedTransient,
+        ),
+        (
+            Some("TaskFailedToStart"),
+            Some(
+                "ResourceInitializationError: unable to pull secrets or registry auth: \
+                 pull command failed: : signal: killed: RequestError: send request failed \
+                 caused by: Post https://api.ecr.us-east-1.amazonaws.com/: dial tcp: i/o timeout",
+            ),
+            None,
+            None,
+            StopCause::StartFailedTransient,
+        ),
+        (
+            Some("TaskFailedToStart"),
+            Some("Timeout waiting for network interface provisioning to complete."),
+            None,
+            None,
+            StopCause::StartFailedTransient,
+        ),
+        (
+            Some("TaskFailedToStart"),
+            Some(
+                "ECS was unable to assume the role 'arn:aws:iam::1:role/starburst-task' that \
+                 was provided for this task",
+            ),
+            None,
+            None,
+            StopCause::StartFailedTransient,
+        ),
+        (
+            Some("TaskFailedToStart"),
+            Some("CannotPullContainerError: failed to do request: dial tcp: i/o timeout"),
+            None,
+            None,
+            StopCause::StartFailedTransient,
+        ),
+        // ...but one that cannot pass still fails fast.
+        (
+            Some("TaskFailedToStart"),
+            Some(
+                "ResourceInitializationError: unable to pull secrets or registry auth: \
+                 AccessDeniedException: not authorized to perform ecr:GetAuthorizationToken",
+            ),
+            None,
+            None,
             StopCause::ImagePullFailed,
+        ),
+        (
+            Some("TaskFailedToStart"),
+            Some(
+                "CannotStartContainerError: Error response from daemon: OCI runtime create failed",
+            ),
+            None,
+            None,
+            StopCause::CannotStartContainer,
         ),
         (
             None,
@@ -658,12 +736,13 @@ fn stops_are_classified_from_the_platform_words() {
             Some("OutOfMemoryError: Container killed due to memory usage"),
             StopCause::OutOfMemory,
         ),
+        // Killed without ECS saying it ran out of memory: a lost worker, re-run.
         (
             Some("EssentialContainerExited"),
             Some("Essential container in task exited"),
             Some(137),
             None,
-            StopCause::OutOfMemory,
+            StopCause::Killed,
         ),
         (
             Some("UserInitiated"),
@@ -719,14 +798,21 @@ fn stops_are_classified_from_the_platform_words() {
             Some("Task stopped due to a termination notice"),
             None,
             None,
-            StopCause::Other,
+            StopCause::HostRetired,
+        ),
+        (
+            None,
+            Some("Task stopped: InfrastructureHealth check failed"),
+            Some(143),
+            None,
+            StopCause::HostRetired,
         ),
         (
             Some("ServiceSchedulerInitiated"),
             Some("Scaling activity initiated by deployment"),
             Some(0),
             None,
-            StopCause::Other,
+            StopCause::PlatformStopped,
         ),
         (None, None, None, None, StopCause::Other),
     ];
@@ -756,4 +842,12 @@ fn stops_are_classified_from_the_platform_words() {
         classify_stop(Some("SpotInterruption"), None, None, None).message,
         "SpotInterruption"
     );
+    for (.., cause) in cases {
+        // Each of these re-runs its future elsewhere, except the ones the user must fix.
+        let fatal = matches!(
+            cause,
+            StopCause::ImagePullFailed | StopCause::EvaluatorStartFailed
+        );
+        assert_eq!(cause.is_fatal_for_spec(), fatal, "{cause:?}");
+    }
 }

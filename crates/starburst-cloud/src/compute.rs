@@ -163,6 +163,21 @@ pub enum StopCause {
     StoppedByUser,
     /// Never seen working within the start limit (placement, image pull or start-up stalled).
     StartTimedOut,
+    /// The platform could not start the worker for a reason that may pass: network interface
+    /// provisioning, a registry sign-in that timed out, a role not yet usable (IAM
+    /// propagation). Another worker is started; nothing of the work was lost.
+    StartFailedTransient,
+    /// The container runtime could not start the worker's container (ECS
+    /// `CannotStartContainerError`).
+    CannotStartContainer,
+    /// The worker process was killed (SIGKILL, exit 137) without the platform saying it ran
+    /// out of memory.
+    Killed,
+    /// The platform's scheduler stopped the worker (ECS `ServiceSchedulerInitiated`).
+    PlatformStopped,
+    /// The platform retired the worker's host (ECS `TerminationNotice`, infrastructure
+    /// health or maintenance).
+    HostRetired,
     /// Anything else the platform reported.
     Other,
 }
@@ -173,7 +188,24 @@ impl StopCause {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            Self::SpotInterruption | Self::Crashed | Self::Other | Self::Exited
+            Self::SpotInterruption
+                | Self::Crashed
+                | Self::Other
+                | Self::Exited
+                | Self::StartFailedTransient
+                | Self::CannotStartContainer
+                | Self::Killed
+                | Self::PlatformStopped
+                | Self::HostRetired
+        )
+    }
+
+    /// True when the worker never ran anything: what was assigned to it did not start, so
+    /// it is re-run without using up a retry.
+    pub fn never_ran(self) -> bool {
+        matches!(
+            self,
+            Self::Exited | Self::StartFailedTransient | Self::CannotStartContainer
         )
     }
 
@@ -194,6 +226,11 @@ impl fmt::Display for StopCause {
             Self::Crashed => "worker process crashed",
             Self::StoppedByUser => "worker was stopped on request",
             Self::StartTimedOut => "worker did not start in time",
+            Self::StartFailedTransient => "worker could not be started (a failure that may pass)",
+            Self::CannotStartContainer => "worker's container could not be started",
+            Self::Killed => "worker process was killed",
+            Self::PlatformStopped => "worker was stopped by the platform's scheduler",
+            Self::HostRetired => "worker's host was retired by the platform",
             Self::Other => "worker stopped",
         })
     }
@@ -225,6 +262,27 @@ pub struct WorkerStatus {
     pub stop: Option<StopInfo>,
 }
 
+/// The tag (and, on ECS, the `startedBy`) that names the session a worker belongs to.
+pub const SESSION_TAG: &str = "starburst:session";
+
+/// A worker of the platform's pool that is not stopped, whatever session started it
+/// ([`Compute::list_live`]): for finding the workers of sessions that are gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveWorker {
+    /// The worker.
+    pub id: WorkerId,
+    /// The session that started it, when the platform recorded one.
+    pub session: Option<String>,
+    /// When the platform accepted it (billing starts no earlier).
+    pub created_at: Option<SystemTime>,
+    /// Its size, when the platform says.
+    pub size: Option<WorkerSize>,
+    /// Its architecture.
+    pub arch: Arch,
+    /// On-demand or Spot.
+    pub capacity: Capacity,
+}
+
 /// The result of a launch request: the workers that were started and why others were not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LaunchReport {
@@ -247,6 +305,15 @@ pub trait Compute: Send + Sync + Debug + 'static {
 
     /// Stops the workers (idempotent); `reason` is recorded where the platform allows.
     async fn stop(&self, ids: &[WorkerId], reason: &str) -> Result<()>;
+
+    /// Every worker of the pool (an ECS cluster) that is not stopped, of every session.
+    /// Backends whose workers cannot outlive their client (local processes) need not list.
+    async fn list_live(&self) -> Result<Vec<LiveWorker>> {
+        Err(Error::Unsupported {
+            op: "list live workers",
+            backend: "this",
+        })
+    }
 }
 
 #[cfg(test)]

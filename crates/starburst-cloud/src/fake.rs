@@ -276,6 +276,21 @@ impl Compute for FakeCompute {
             .collect())
     }
 
+    async fn list_live(&self) -> Result<Vec<crate::LiveWorker>> {
+        Ok(lock(&self.workers)
+            .iter()
+            .filter(|(_, (_, s))| s.phase != WorkerPhase::Stopped)
+            .map(|(id, (spec, s))| crate::LiveWorker {
+                id: id.clone(),
+                session: spec.tags.get(crate::SESSION_TAG).cloned(),
+                created_at: s.started_at,
+                size: Some(spec.size),
+                arch: spec.arch,
+                capacity: spec.capacity,
+            })
+            .collect())
+    }
+
     async fn stop(&self, ids: &[WorkerId], reason: &str) -> Result<()> {
         for id in ids {
             let running = lock(&self.workers)

@@ -24,8 +24,8 @@ mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compute::{
-    Arch, Capacity, Compute, LaunchReport, StopCause, StopInfo, WorkerPhase, WorkerSize,
-    WorkerSpec, WorkerStatus, fargate_memory_gib,
+    Arch, Capacity, Compute, LaunchReport, LiveWorker, SESSION_TAG, StopCause, StopInfo,
+    WorkerPhase, WorkerSize, WorkerSpec, WorkerStatus, fargate_memory_gib,
 };
 pub use error::{Error, Result, Source};
 pub use ids::{ObjectPath, SessionId, TaskId, WorkerId};

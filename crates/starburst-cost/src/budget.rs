@@ -225,6 +225,7 @@ impl Budget {
     /// timeout, before the new deadline; after it, by the deadline. All `n` without a
     /// `max_cost`. In the last `horizon` of a budget no worker is launched; the running ones
     /// go on until the cap.
+    #[allow(clippy::too_many_arguments)] // the worker's kind as in every other decision here
     pub fn unattended_launches(
         &self,
         meter: &Meter,

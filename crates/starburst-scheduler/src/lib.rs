@@ -1038,8 +1038,10 @@ fn enforce_failure_bound(sh: &Shared) -> bool {
                 .filter(|(_, t)| !t.state.is_final())
                 .map(|(id, _)| id.clone())
                 .collect(),
-            // Workers that run still take the queue.
-            Path::Launch if st.workers.is_empty() => st.queue.iter().cloned().collect(),
+            // Workers that run still take the queue; ones still starting may fail as well.
+            Path::Launch if !st.workers.values().any(|w| w.ready) => {
+                st.queue.iter().cloned().collect()
+            }
             Path::Launch => Vec::new(),
         };
         if victims.is_empty() {
@@ -1556,6 +1558,8 @@ fn complete(
             .find(|w| w.tasks.front() == Some(id))
     {
         slot.ready = true;
+        // (`complete` holds the lock: `succeeded` would take it again.)
+        st.trouble.remove(&Path::Launch);
     }
     st.unassign(id, now, &sh.config);
     match result {
@@ -1683,6 +1687,7 @@ async fn write_client_beat(sh: &Shared, closed: bool) -> Result<()> {
         deadline_after_ms: deadline
             .map(|d| u64::try_from(d.saturating_sub(now).as_millis()).unwrap_or(u64::MAX)),
         closed,
+        orphan_timeout_ms: u64::try_from(sh.config.orphan_timeout.as_millis()).unwrap_or(u64::MAX),
     };
     sh.ports
         .store
@@ -1714,12 +1719,9 @@ async fn launch(sh: &Shared, count: u32) -> Result<bool> {
         None => std::borrow::Cow::Borrowed(&sh.config.spec),
     };
     let report = match sh.ports.compute.launch(&spec, count).await {
-        Ok(r) => {
-            if !r.launched.is_empty() {
-                succeeded(sh, Path::Launch);
-            }
-            r
-        }
+        // Starting workers works again once one is seen working (see `health`), not when the
+        // platform merely accepted the request.
+        Ok(r) => r,
         Err(e) if e.is_retryable() => {
             // Throttled, or a failure that may pass: the queue waits for a later round instead
             // of failing as if no worker could ever start (up to the failure bound).
@@ -1894,6 +1896,7 @@ async fn health(sh: &Shared) -> Result<bool> {
                 slot.beat = Some((seen.unwrap_or_default(), now));
                 slot.ready = true;
             }
+            succeeded(sh, Path::Launch);
             continue;
         }
         let expired = match beat {
@@ -2190,6 +2193,22 @@ async fn worker_lost(sh: &Shared, id: &WorkerId, cause: StopCause, message: &str
     };
     tracing::info!(worker = %id, %cause, message, tasks = ?tasks, "worker stopped");
     let fatal = cause.is_fatal_for_spec();
+    if matches!(
+        cause,
+        StopCause::StartFailedTransient | StopCause::CannotStartContainer
+    ) {
+        // Another worker is started; if none gets going within the failure bound, the queue
+        // fails with starburst_launch_failed and the platform's words.
+        failed(
+            sh,
+            Path::Launch,
+            &Error::Cloud(starburst_cloud::Error::Other {
+                op: "start worker",
+                resource: id.to_string(),
+                source: format!("{cause}: {message}").into(),
+            }),
+        );
+    }
     // The worker may have committed results (and their events) just before it went away.
     for t in &tasks {
         if let Err(e) = poll_task(sh, t, true, false).await {
@@ -2219,9 +2238,10 @@ async fn worker_lost(sh: &Shared, id: &WorkerId, cause: StopCause, message: &str
                 continue;
             }
             if started {
-                // A worker that exited cleanly (idle timeout racing an assignment) did not fail
-                // the task; it does not use up a retry.
-                if cause != StopCause::Exited {
+                // A worker that exited cleanly (idle timeout racing an assignment) or never got
+                // to run (a start failure that may pass) did not fail the task; it does not use
+                // up a retry.
+                if !cause.never_ran() {
                     t.losses += 1;
                 }
                 if fatal || !cause.is_retryable() || t.losses > max {
@@ -2293,6 +2313,18 @@ async fn lost_failure(
         StopCause::OutOfMemory => (
             "starburst_worker_lost",
             "give workers more memory (plan(starburst, memory = ...))",
+        ),
+        StopCause::Killed => (
+            "starburst_worker_lost",
+            "the worker process was killed (SIGKILL) without the platform saying why; if it recurs, check the worker log below and give workers more memory",
+        ),
+        StopCause::PlatformStopped | StopCause::HostRetired => (
+            "starburst_worker_lost",
+            "the platform took the worker away (maintenance or a host retirement); this is not caused by the future, and it was re-run as often as max_retries allows",
+        ),
+        StopCause::SpotInterruption => (
+            "starburst_worker_lost",
+            "Spot capacity was taken back; use spot = FALSE for futures that must not be interrupted, or raise max_retries",
         ),
         _ => (
             "starburst_worker_lost",

@@ -117,3 +117,81 @@ fn workers_nobody_can_watch_fail_their_futures_after_the_bound() {
     let f = out.failure.unwrap();
     assert_eq!(f.class, "starburst_compute_unreachable");
 }
+
+#[test]
+fn a_start_failure_that_may_pass_starts_another_worker_without_using_a_retry() {
+    let mut c = config(1);
+    c.max_retries = 0;
+    c.failure_timeout = Duration::from_secs(60);
+    let sim = Sim::with(SimOptions::new(c));
+    let t = sim.submit("sleep:2000;value:ok");
+    let w1 = sim.wait_running("sleep:2000;value:ok");
+    // ENI provisioning timed out: not the future's fault, and not the session's end.
+    sim.kill(
+        &w1,
+        starburst_cloud::StopCause::StartFailedTransient,
+        "Timeout waiting for network interface provisioning to complete.",
+    );
+    let out = sim.finish(&t);
+    assert_eq!(out.state, TaskState::Done, "{out:?}");
+    assert_eq!(sim.compute.launched().len(), 2);
+}
+
+#[test]
+fn a_worker_killed_without_an_out_of_memory_reason_is_lost_and_its_future_re_run() {
+    let sim = Sim::new(1);
+    let t = sim.submit("sleep:2000;value:ok");
+    let w1 = sim.wait_running("sleep:2000;value:ok");
+    sim.kill(
+        &w1,
+        starburst_cloud::StopCause::Killed,
+        "Essential container in task exited (exit code 137)",
+    );
+    let out = sim.finish(&t);
+    assert_eq!(out.state, TaskState::Done, "{out:?}");
+    assert_eq!(out.value.as_deref(), Some(&b"ok"[..]));
+}
+
+#[test]
+fn start_failures_that_keep_coming_fail_the_queue_after_the_bound() {
+    let sim = Sim::with(bounded(20));
+    let t = sim.submit("hang");
+    // Every worker fails to start, the same way, again and again.
+    let start = sim.now();
+    let mut killed = std::collections::BTreeSet::new();
+    let out = loop {
+        for w in sim.compute.live() {
+            if killed.insert(w.clone()) {
+                sim.compute.set_stopped(
+                    &w,
+                    starburst_cloud::StopCause::StartFailedTransient,
+                    None,
+                    "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed",
+                );
+            }
+        }
+        let c = sim.peek(&t);
+        if support::is_final(c.state) {
+            break c;
+        }
+        sim.tick();
+        assert!(sim.now() - start < Duration::from_secs(30), "no bound");
+    };
+    let f = out.failure.clone().unwrap();
+    assert!(
+        sim.now() - start >= Duration::from_secs(20),
+        "{:?} {f:?}",
+        sim.now() - start
+    );
+    assert_eq!(f.class, "starburst_launch_failed");
+    assert!(
+        f.message.contains("ResourceInitializationError"),
+        "{}",
+        f.message
+    );
+    assert!(
+        killed.len() > 2,
+        "workers were started again: {}",
+        killed.len()
+    );
+}

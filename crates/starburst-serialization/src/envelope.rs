@@ -182,6 +182,9 @@ pub struct ClientBeat {
     pub deadline_after_ms: Option<u64>,
     /// The session ended: workers stop now.
     pub closed: bool,
+    /// The session's orphan timeout (milliseconds): a beat older than this is a sign that the
+    /// session is gone, for those who sweep up after sessions (workers judge by `seq`).
+    pub orphan_timeout_ms: u64,
 }
 
 /// The environment variable that gives a worker its hard deadline at launch (Unix

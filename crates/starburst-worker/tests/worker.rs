@@ -849,6 +849,7 @@ async fn client_beat(rig: &Rig, seq: u64, deadline_after: Option<Duration>, clos
         unix_ms: 42,
         deadline_after_ms: deadline_after.map(|d| d.as_millis() as u64),
         closed,
+        orphan_timeout_ms: 300_000,
     };
     rig.store
         .put(

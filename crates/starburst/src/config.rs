@@ -34,6 +34,9 @@ fn default_idle() -> f64 {
 fn default_orphan() -> f64 {
     300.0
 }
+fn default_failure() -> f64 {
+    180.0
+}
 
 /// The time settings users give in seconds, with their bounds: the one home of these rules
 /// (the R package asks [`check_seconds`] through its binding). (name, lowest, highest, what).
@@ -57,6 +60,12 @@ pub const SECONDS: &[(&str, f64, f64, &str)] = &[
         "seconds value() waits for the engine between checks for interrupts",
     ),
     ("startup", 0.0, 86_400.0, "seconds a worker takes to start"),
+    (
+        "failure_timeout",
+        10.0,
+        3_600.0,
+        "seconds a kind of AWS request may keep failing before the futures waiting on it fail",
+    ),
     ("timeout", 0.0, 86_400.0, "seconds to wait"),
 ];
 
@@ -204,6 +213,11 @@ pub struct Config {
     /// (the R session was killed, crashed, or its machine slept or went offline).
     #[serde(default = "default_orphan")]
     pub orphan_timeout_secs: f64,
+    /// Futures waiting on a kind of request (the store, launches, watching workers) that keeps
+    /// failing for this many seconds fail with a classed error; failures waiting cannot fix
+    /// (access denied, no credentials) fail them at once.
+    #[serde(default = "default_failure")]
+    pub failure_timeout_secs: f64,
     /// Re-runs of a task whose worker was lost.
     #[serde(default = "default_retries")]
     pub max_retries: u32,
@@ -255,6 +269,7 @@ impl Config {
             lib_paths: Vec::new(),
             idle_timeout_secs: default_idle(),
             orphan_timeout_secs: default_orphan(),
+            failure_timeout_secs: default_failure(),
             max_retries: default_retries(),
             env: BTreeMap::new(),
             aws: None,
@@ -275,6 +290,7 @@ impl Config {
         }
         check_seconds("idle_timeout", self.idle_timeout_secs)?;
         check_seconds("orphan_timeout", self.orphan_timeout_secs)?;
+        check_seconds("failure_timeout", self.failure_timeout_secs)?;
         for (name, cap) in [
             ("max_cost", self.max_cost),
             ("max_hourly_cost", self.max_hourly_cost),
@@ -343,6 +359,12 @@ impl Config {
     pub fn orphan_timeout(&self) -> Duration {
         check_seconds("orphan_timeout", self.orphan_timeout_secs)
             .unwrap_or(Duration::from_secs(300))
+    }
+
+    /// The failure bound (validated: see [`check_seconds`]).
+    pub fn failure_timeout(&self) -> Duration {
+        check_seconds("failure_timeout", self.failure_timeout_secs)
+            .unwrap_or(Duration::from_secs(180))
     }
 
     /// How often the client rewrites its session heartbeat and workers read it: a fifth of the

@@ -47,7 +47,14 @@ impl Error {
             Self::Cloud(starburst_cloud::Error::InvalidInput { .. }) => {
                 "starburst_invalid_argument"
             }
-            Self::Cloud(starburst_cloud::Error::AccessDenied { .. }) => "starburst_access_denied",
+            Self::Cloud(starburst_cloud::Error::AccessDenied { .. })
+            | Self::Scheduler(starburst_scheduler::Error::Cloud(
+                starburst_cloud::Error::AccessDenied { .. },
+            )) => "starburst_access_denied",
+            Self::Cloud(starburst_cloud::Error::Credentials { .. })
+            | Self::Scheduler(starburst_scheduler::Error::Cloud(
+                starburst_cloud::Error::Credentials { .. },
+            )) => "starburst_credentials",
             Self::Cloud(starburst_cloud::Error::AlreadyExists { .. }) => "starburst_conflict",
             _ => "starburst_error",
         }

@@ -13,11 +13,12 @@ mod admin;
 mod config;
 mod error;
 mod session;
+pub mod sweep;
 
 pub use admin::{Admin, AwsTarget};
 pub use config::{AwsSettings, Backend, Config, SECONDS, check_seconds, client_beat_for};
 pub use error::{Error, Result};
-pub use session::{Session, env};
+pub use session::{Session, SweepReport, env, setup_workers};
 
 pub use starburst_aws as aws;
 pub use starburst_cloud as cloud;

@@ -16,7 +16,7 @@ use starburst_scheduler::{
     BudgetConfig, Collected, CostReport, Ports, Scheduler, SchedulerConfig, SessionInfo,
 };
 
-use crate::config::{Backend, Config};
+use crate::config::{AwsSettings, Backend, Config};
 use crate::{Error, Result};
 
 /// Environment variables a worker reads (set by the session for each worker it starts).
@@ -63,6 +63,8 @@ pub struct Session {
     owns_root: bool,
     /// Why the session has no cost meter, when it has none.
     unpriced: Option<String>,
+    /// What opening the session stopped of sessions that are gone.
+    swept: SweepReport,
     // Runs the scheduler's driver (and log reads). Declared last, so it is dropped after the
     // scheduler has stopped its workers.
     runtime: tokio::runtime::Runtime,
@@ -129,6 +131,121 @@ fn tags(session_id: &SessionId) -> BTreeMap<String, String> {
         ("starburst:managed".to_string(), "true".to_string()),
     ]
     .into()
+}
+
+/// The workers of sessions that are gone that opening a session stopped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SweepReport {
+    /// How many.
+    pub workers: usize,
+    /// What they had cost so far, USD at list prices (those that could be priced).
+    pub usd: f64,
+    /// Why the pool could not be looked at, when it could not (the session opens anyway).
+    pub error: Option<String>,
+}
+
+/// The store, compute and logs ports of an AWS set-up.
+async fn connect_aws(
+    settings: &AwsSettings,
+    options: AwsOptions,
+) -> Result<(S3Store, EcsCompute, Arc<dyn Logs>)> {
+    let mut options = options.with_region(&settings.region);
+    if settings.endpoint_url.is_some() {
+        options.endpoint_url = settings.endpoint_url.clone();
+    }
+    let aws = Aws::connect(options).await;
+    let store = S3Store::new(
+        &aws,
+        &settings.bucket,
+        &settings.prefix,
+        S3Options::default(),
+    )?;
+    let mut ecs = EcsOptions::new(&settings.cluster);
+    ecs.subnets = settings.subnets.clone();
+    ecs.security_groups = settings.security_groups.clone();
+    ecs.assign_public_ip = settings.assign_public_ip;
+    ecs.task_role_arn = settings.task_role_arn.clone();
+    ecs.execution_role_arn = settings.execution_role_arn.clone();
+    ecs.log_group = settings.log_group.clone();
+    let logs: Arc<dyn Logs> = match &settings.log_group {
+        Some(_) => Arc::new(CloudWatchLogs::for_workers(&aws, &ecs)?),
+        None => Arc::new(NoLogs),
+    };
+    let compute = EcsCompute::new(&aws, ecs)?;
+    Ok((store, compute, logs))
+}
+
+/// The cost meter that prices a set-up's workers (`None` when the region has no prices).
+fn pricing(config: &Config) -> Option<starburst_cost::Meter> {
+    let catalog = config.catalog().ok()?;
+    starburst_cost::Meter::new(&catalog, &config.price_region()).ok()
+}
+
+/// Stops the workers of the set-up whose sessions are gone (never failing the session that
+/// opens: a pool that cannot be listed is reported, not fatal).
+async fn sweep_orphans(
+    store: &S3Store,
+    compute: &EcsCompute,
+    config: &Config,
+    current: &str,
+) -> SweepReport {
+    let meter = pricing(config);
+    let found = crate::sweep::survey(
+        store,
+        compute,
+        Some(current),
+        meter.as_ref(),
+        std::time::SystemTime::now(),
+        crate::sweep::GONE_MARGIN,
+    )
+    .await;
+    let orphans: Vec<_> = match found {
+        Ok(ws) => ws.into_iter().filter(|w| w.status.is_orphaned()).collect(),
+        Err(e) => {
+            return SweepReport {
+                error: Some(e.to_string()),
+                ..SweepReport::default()
+            };
+        }
+    };
+    let report = SweepReport {
+        workers: orphans.len(),
+        usd: orphans.iter().filter_map(|w| w.usd).sum(),
+        error: None,
+    };
+    match crate::sweep::stop(compute, &orphans, "its session is gone").await {
+        Ok(()) => report,
+        Err(e) => SweepReport {
+            error: Some(e.to_string()),
+            ..report
+        },
+    }
+}
+
+/// Every live worker of the AWS set-up in `config` with the state of its session, age and
+/// cost so far; with `stop_all`, every one of them is stopped (the listing says what was).
+pub fn setup_workers(config: &Config, stop_all: bool) -> Result<Vec<crate::sweep::SetupWorker>> {
+    let settings = config.aws.clone().ok_or_else(|| {
+        Error::BackendUnavailable("no AWS set-up: run starburst_setup() first".into())
+    })?;
+    let runtime = new_runtime()?;
+    runtime.block_on(async {
+        let (store, compute, _) = connect_aws(&settings, AwsOptions::default()).await?;
+        let meter = pricing(config);
+        let workers = crate::sweep::survey(
+            &store,
+            &compute,
+            None,
+            meter.as_ref(),
+            std::time::SystemTime::now(),
+            crate::sweep::GONE_MARGIN,
+        )
+        .await?;
+        if stop_all {
+            crate::sweep::stop(&compute, &workers, "starburst_sessions(stop = TRUE)").await?;
+        }
+        Ok(workers)
+    })
 }
 
 impl Session {
@@ -202,6 +319,8 @@ impl Session {
         sc.lease = Duration::from_secs(60);
         sc.start_timeout = Duration::from_secs(120);
         sc.client_beat = Some(config.client_beat());
+        sc.orphan_timeout = config.orphan_timeout();
+        sc.failure_timeout = config.failure_timeout();
         let logs: Arc<dyn Logs> = Arc::new(FileLogs::new(log_dir));
         let ports = Ports {
             store: Arc::new(store) as Arc<dyn ObjectStore>,
@@ -217,6 +336,7 @@ impl Session {
             root,
             owns_root,
             unpriced,
+            swept: SweepReport::default(),
             runtime,
         })
     }
@@ -227,32 +347,14 @@ impl Session {
         })?;
         let runtime = new_runtime()?;
         let session_id = new_session_id();
-        let mut options = options.with_region(&settings.region);
-        if settings.endpoint_url.is_some() {
-            options.endpoint_url = settings.endpoint_url.clone();
-        }
-        let (store, compute, logs) = runtime.block_on(async {
-            let aws = Aws::connect(options).await;
-            let store = S3Store::new(
-                &aws,
-                &settings.bucket,
-                &settings.prefix,
-                S3Options::default(),
-            )?;
-            let mut ecs = EcsOptions::new(&settings.cluster);
-            ecs.subnets = settings.subnets.clone();
-            ecs.security_groups = settings.security_groups.clone();
-            ecs.assign_public_ip = settings.assign_public_ip;
-            ecs.task_role_arn = settings.task_role_arn.clone();
-            ecs.execution_role_arn = settings.execution_role_arn.clone();
-            ecs.log_group = settings.log_group.clone();
-            let logs: Arc<dyn Logs> = match &settings.log_group {
-                Some(_) => Arc::new(CloudWatchLogs::for_workers(&aws, &ecs)?),
-                None => Arc::new(NoLogs),
-            };
-            let compute = EcsCompute::new(&aws, ecs)?;
-            Result::<_>::Ok((store, compute, logs))
-        })?;
+        let (store, compute, logs) = runtime.block_on(connect_aws(&settings, options))?;
+        // Workers left running by sessions that are gone stop before this one starts its own.
+        let swept = runtime.block_on(sweep_orphans(
+            &store,
+            &compute,
+            &config,
+            session_id.as_str(),
+        ));
         // The worker's credentials come from the task role, its region from Fargate: the
         // client ships neither.
         let env = base_env(&config, &session_id, settings.store_url());
@@ -276,6 +378,8 @@ impl Session {
         sc.poll_min = Duration::from_millis(20);
         sc.poll_max = Duration::from_secs(1);
         sc.client_beat = Some(config.client_beat());
+        sc.orphan_timeout = config.orphan_timeout();
+        sc.failure_timeout = config.failure_timeout();
         let ports = Ports {
             store: Arc::new(store) as Arc<dyn ObjectStore>,
             compute: Arc::new(compute),
@@ -290,6 +394,7 @@ impl Session {
             root: PathBuf::new(),
             owns_root: false,
             unpriced,
+            swept,
             runtime,
         })
     }
@@ -314,6 +419,11 @@ impl Session {
         Ok(self.scheduler.cancel(tasks)?)
     }
 
+    /// Messages for the user since the last call; see [`Scheduler::notices`].
+    pub fn notices(&self) -> Vec<String> {
+        self.scheduler.notices()
+    }
+
     /// Counts.
     pub fn info(&self) -> SessionInfo {
         self.scheduler.info()
@@ -329,6 +439,11 @@ impl Session {
                 self.unpriced.as_deref().unwrap_or("no price catalog")
             ))
         })
+    }
+
+    /// The workers of sessions that were gone which opening this session stopped.
+    pub fn swept(&self) -> &SweepReport {
+        &self.swept
     }
 
     /// Every worker this session started, oldest first.

@@ -88,11 +88,12 @@ fn sb_collect(session: Robj, task: &str, timeout: f64) -> Robj {
         Ok(id) => id,
         Err(e) => return e,
     };
-    let timeout = if timeout.is_finite() && timeout > 0.0 {
-        Duration::from_secs_f64(timeout)
+    // Never a panic, whatever the number: R checks the option, this is the backstop.
+    let timeout = starburst::check_seconds("timeout", timeout).unwrap_or(if timeout > 0.0 {
+        Duration::from_secs(86_400)
     } else {
         Duration::ZERO
-    };
+    });
     with_session(session, |s| match s.collect(&id, timeout) {
         Ok(c) => {
             let events: Vec<Robj> = c
@@ -124,13 +125,14 @@ fn sb_collect(session: Robj, task: &str, timeout: f64) -> Robj {
                 .map(|w| r!(w.as_str()))
                 .unwrap_or_else(|| ().into());
             List::from_names_and_values(
-                ["state", "events", "value", "error", "worker"],
+                ["state", "events", "value", "error", "worker", "notices"],
                 [
                     r!(c.state.as_str()),
                     List::from_values(events).into_robj(),
                     value,
                     error,
                     worker,
+                    r!(s.notices()),
                 ],
             )
             .expect("names match values")
@@ -258,6 +260,65 @@ fn sb_session_close(session: Robj) -> Robj {
             cost_list(&s)
         }
         None => ().into(),
+    }
+}
+
+/// Every live worker of the AWS set-up in `config_json` (a session configuration): columns
+/// `worker`, `session`, `status` (current/live/closed/gone), `age_secs`, `cost_usd` (NA when
+/// unpriced); with `stop`, every one of them is stopped.
+#[extendr]
+fn sb_setup_workers(config_json: &str, stop: bool) -> Robj {
+    match Config::from_json(config_json).and_then(|c| starburst::setup_workers(&c, stop)) {
+        Ok(ws) => List::from_names_and_values(
+            ["worker", "session", "status", "age_secs", "cost_usd"],
+            [
+                r!(ws.iter().map(|w| w.id.to_string()).collect::<Vec<_>>()),
+                r!(ws
+                    .iter()
+                    .map(|w| w.session.clone().unwrap_or_default())
+                    .collect::<Vec<_>>()),
+                r!(ws.iter().map(|w| w.status.as_str()).collect::<Vec<_>>()),
+                r!(ws.iter().map(|w| w.age.as_secs_f64()).collect::<Vec<_>>()),
+                r!(ws
+                    .iter()
+                    .map(|w| w.usd.map_or(Rfloat::na(), Rfloat::from))
+                    .collect::<Vec<_>>()),
+            ],
+        )
+        .expect("names match values")
+        .into_robj(),
+        Err(e) => facade_error(e),
+    }
+}
+
+/// What opening the session stopped of sessions that are gone: `workers`, `usd`, `error`.
+#[extendr]
+fn sb_session_swept(session: Robj) -> Robj {
+    with_session(session, |s| {
+        let r = s.swept();
+        List::from_names_and_values(
+            ["workers", "usd", "error"],
+            [
+                r!(r.workers as i32),
+                r!(r.usd),
+                r.error
+                    .as_deref()
+                    .map(|e| r!(e))
+                    .unwrap_or_else(|| ().into()),
+            ],
+        )
+        .expect("names match values")
+        .into_robj()
+    })
+}
+
+/// NULL when `value` seconds is valid for the time setting `name`, else a message naming the
+/// range (the bounds live in the facade's `SECONDS` table).
+#[extendr]
+fn sb_check_seconds(name: &str, value: f64) -> Robj {
+    match starburst::check_seconds(name, value) {
+        Ok(_) => ().into(),
+        Err(e) => r!(e.to_string()),
     }
 }
 
@@ -656,10 +717,19 @@ fn sb_estimate(
     use starburst::cost::{Catalog, EstimateRequest, Sample, estimate};
     let result = (|| {
         let arch: starburst::cloud::Arch = from_json("arch", &format!("{arch:?}"))?;
-        let times: Vec<Duration> = sample_secs
+        let times = sample_secs
             .iter()
-            .map(|s| Duration::from_secs_f64(s.max(0.0)))
-            .collect();
+            .map(|&s| {
+                Duration::try_from_secs_f64(s.max(0.0)).map_err(|_| {
+                    rust_error(
+                        "starburst_invalid_argument",
+                        format!("a sampled time of {s} seconds (times speed) is out of range; check 'speed'"),
+                    )
+                })
+            })
+            .collect::<std::result::Result<Vec<Duration>, Robj>>()?;
+        let startup = starburst::check_seconds("startup", startup_secs)
+            .map_err(|e| rust_error("starburst_invalid_argument", e))?;
         let invalid = |e: starburst::cost::Error| rust_error("starburst_invalid_argument", e);
         let sample = Sample::from_durations(&times).map_err(invalid)?;
         let size = starburst::cloud::WorkerSize {
@@ -668,7 +738,7 @@ fn sb_estimate(
         };
         let mut request = EstimateRequest::new(sample, tasks as u64, workers as u32, size, region);
         request.arch = arch;
-        request.startup = Duration::from_secs_f64(startup_secs.max(0.0));
+        request.startup = startup;
         let e = estimate(&Catalog::builtin(), &request).map_err(invalid)?;
         Ok(named(
             &[
@@ -713,6 +783,9 @@ extendr_module! {
     fn sb_worker_log;
     fn sb_session_close;
     fn sb_validate_size;
+    fn sb_check_seconds;
+    fn sb_setup_workers;
+    fn sb_session_swept;
     fn sb_setup_plan;
     fn sb_setup_apply;
     fn sb_teardown_plan;
