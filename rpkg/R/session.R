@@ -330,10 +330,11 @@ record_outcome <- function(future, res) {
       future[["result"]] <- value
       future[["state"]] <- "failed"
     } else if (inherits(value, "error")) {
+      own <- grep("^starburst_", class(value), value = TRUE)
       future[["result"]] <- StarburstFutureError(
         sprintf("Future (%s) of class %s could not be evaluated by its R worker process: %s",
                 future_label(future), class(future)[1], conditionMessage(value)),
-        classes = "starburst_evaluation_error", future = future)
+        classes = c(own, "starburst_evaluation_error"), future = future)
       future[["state"]] <- "failed"
     } else {
       future[["result"]] <- StarburstFutureError(

@@ -127,11 +127,23 @@ run_task_payload <- function(payload, input) {
 }
 
 
-serialize_result <- function(result) {
-  tryCatch(serialize(result, connection = NULL), error = function(e) {
+## The pipe to the worker carries frames of at most 2^31 - 1 bytes: a larger
+## serialized value is refused with a clear error instead of breaking the pipe
+serialize_result <- function(result, limit = .Machine$integer.max) {
+  raw <- tryCatch(serialize(result, connection = NULL), error = function(e) {
     serialize(simpleError(paste("starburst worker: the result could not be serialized:",
                                 conditionMessage(e))), connection = NULL)
   })
+  if (length(raw) > limit) {
+    size <- length(raw)
+    raw <- NULL
+    too_large <- structure(class = c("starburst_result_too_large", "error", "condition"), list(
+      message = sprintf("the value of this future is %.2f GB serialized, more than the %.2f GB a starburst result can carry. Return a smaller value, or write large results to storage (S3, a file) and return where they are.",
+                        size / 1e9, limit / 1e9),
+      call = NULL))
+    raw <- serialize(too_large, connection = NULL)
+  }
+  raw
 }
 
 

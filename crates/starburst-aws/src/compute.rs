@@ -238,8 +238,7 @@ impl EcsCompute {
     /// only those started with `started_by` when given (see [`started_by`]). Follows every
     /// page of `ListTasks`.
     pub async fn list(&self, started_by: Option<&str>) -> Result<Vec<WorkerId>> {
-        // ECS: "startedBy … must be the only filter"; with it, stopped tasks are listed too
-        // (for about an hour), which callers describe anyway.
+        // ECS: "startedBy … must be the only filter".
         let request = self.client.list_tasks().cluster(&self.options.cluster);
         let request = match started_by {
             Some(s) => request.started_by(s),
@@ -253,7 +252,33 @@ impl EcsCompute {
                 ids.push(worker_id(arn)?);
             }
         }
+        if started_by.is_some() {
+            // Without the status filter, stopped tasks may be listed (ECS keeps them about an
+            // hour): keep the ones not stopped.
+            let stopped: std::collections::HashSet<WorkerId> = self
+                .describe(&ids)
+                .await?
+                .into_iter()
+                .filter(|s| s.phase == WorkerPhase::Stopped)
+                .map(|s| s.id)
+                .collect();
+            ids.retain(|id| !stopped.contains(id));
+        }
         Ok(ids)
+    }
+
+    /// The size a task definition gives its tasks.
+    async fn definition_size(&self, arn: &str) -> Result<Option<WorkerSize>> {
+        let out = self
+            .client
+            .describe_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .map_err(|e| map("describe task definition", arn.to_owned(), e))?;
+        Ok(out
+            .task_definition()
+            .and_then(|d| size_of(d.cpu(), d.memory())))
     }
 
     fn cluster_resource(&self) -> String {
@@ -637,7 +662,14 @@ impl Compute for EcsCompute {
                 if task.last_status() == Some("STOPPED") {
                     continue;
                 }
-                live.push(live_worker(task)?);
+                let mut w = live_worker(task)?;
+                if w.size.is_none()
+                    && let Some(arn) = task.task_definition_arn()
+                {
+                    // ECS reports a Fargate task's size; where it does not, its definition does.
+                    w.size = self.definition_size(arn).await?;
+                }
+                live.push(w);
             }
         }
         Ok(live)
@@ -785,9 +817,9 @@ pub fn classify_stop(
     let pulling = says("CannotPullContainerError") || says("pull image");
     let cause = if stop_code == Some("SpotInterruption") {
         StopCause::SpotInterruption
-    } else if pulling && (pull_refused || !transient) {
-        StopCause::ImagePullFailed
-    } else if says("ResourceInitializationError") && pull_refused && !transient {
+    } else if (pulling && (pull_refused || !transient))
+        || (says("ResourceInitializationError") && pull_refused && !transient)
+    {
         StopCause::ImagePullFailed
     } else if says("CannotStartContainerError") {
         StopCause::CannotStartContainer
@@ -855,16 +887,7 @@ fn worker_id(task_arn: &str) -> Result<WorkerId> {
 
 /// What ECS says of a task of the pool, whoever started it.
 fn live_worker(task: &Task) -> Result<LiveWorker> {
-    let size = match (task.cpu(), task.memory()) {
-        (Some(cpu), Some(mem)) => match (cpu.parse::<u64>(), mem.parse::<u32>()) {
-            (Ok(units), Ok(memory_mib)) => Some(WorkerSize {
-                millicpu: u32::try_from(units * 1000 / 1024).unwrap_or(u32::MAX),
-                memory_mib,
-            }),
-            _ => None,
-        },
-        _ => None,
-    };
+    let size = size_of(task.cpu(), task.memory());
     let arm = task.attributes().iter().any(|a| {
         a.name() == "ecs.cpu-architecture"
             && a.value().is_some_and(|v| v.eq_ignore_ascii_case("arm64"))
@@ -872,8 +895,10 @@ fn live_worker(task: &Task) -> Result<LiveWorker> {
     Ok(LiveWorker {
         id: worker_id(task.task_arn().unwrap_or_default())?,
         session: task.started_by().map(str::to_owned),
+        // Created is when billing can start at the earliest; started, where ECS omits it.
         created_at: task
             .created_at()
+            .or(task.started_at())
             .and_then(|t| SystemTime::try_from(*t).ok()),
         size,
         arch: if arm { Arch::Arm64 } else { Arch::X86_64 },
@@ -882,6 +907,15 @@ fn live_worker(task: &Task) -> Result<LiveWorker> {
         } else {
             Capacity::OnDemand
         },
+    })
+}
+
+/// A size from ECS's CPU units (1024 per vCPU) and MiB, as strings.
+fn size_of(cpu: Option<&str>, memory: Option<&str>) -> Option<WorkerSize> {
+    let units = cpu?.parse::<u64>().ok()?;
+    Some(WorkerSize {
+        millicpu: u32::try_from(units * 1000 / 1024).ok()?,
+        memory_mib: memory?.parse().ok()?,
     })
 }
 

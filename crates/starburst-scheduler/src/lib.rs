@@ -570,6 +570,8 @@ fn key(s: String) -> Result<ObjectPath> {
     Ok(ObjectPath::parse(s)?)
 }
 
+/// The largest payload or blob: what R's pipe frames can carry (`i32` lengths).
+const MAX_PIECE: usize = i32::MAX as usize;
 /// At most this many blobs per task (keeps a task's metadata far below the frame limit).
 const MAX_BLOBS: usize = 10_000;
 /// Labels longer than this many characters are cut.
@@ -650,6 +652,17 @@ impl Scheduler {
         blobs: Vec<Bytes>,
         label: Option<String>,
     ) -> Result<TaskId> {
+        // Worker and R exchange pieces of at most 2^31 - 1 bytes (R's integer lengths).
+        if let Some(size) = std::iter::once(payload.len())
+            .chain(blobs.iter().map(Bytes::len))
+            .find(|&n| n > MAX_PIECE)
+        {
+            return Err(Error::InvalidTask(format!(
+                "a piece of this future (its expression or one global) is {:.2} GB serialized, more than the {:.2} GB starburst carries; pass large data as several smaller objects, or read it from storage (S3, a file) inside the future",
+                size as f64 / 1e9,
+                MAX_PIECE as f64 / 1e9
+            )));
+        }
         if blobs.len() > MAX_BLOBS {
             return Err(Error::InvalidTask(format!(
                 "{} blobs in one task; at most {MAX_BLOBS} are supported",

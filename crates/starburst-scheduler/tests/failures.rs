@@ -195,3 +195,23 @@ fn start_failures_that_keep_coming_fail_the_queue_after_the_bound() {
         killed.len()
     );
 }
+
+#[test]
+fn a_piece_over_2_gib_is_refused_before_anything_is_stored() {
+    let sim = Sim::new(1);
+    // Zeroed, so the pages are never touched: no 2 GiB of real memory.
+    let big = bytes::Bytes::from(vec![0u8; (i32::MAX as usize) + 1]);
+    let before = sim.store.total_requests();
+    let e = sim
+        .sched
+        .submit(bytes::Bytes::from_static(b"x"), vec![big], None)
+        .unwrap_err();
+    assert!(
+        matches!(e, starburst_scheduler::Error::InvalidTask(ref m) if m.contains("2.15 GB")),
+        "{e}"
+    );
+    assert_eq!(sim.store.total_requests(), before, "nothing was uploaded");
+    // The session goes on.
+    let t = sim.submit("value:ok");
+    assert_eq!(sim.finish(&t).state, TaskState::Done);
+}

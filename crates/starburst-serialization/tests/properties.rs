@@ -151,14 +151,16 @@ fn client_beat() -> impl Strategy<Value = ClientBeat> {
         any::<u64>(),
         any::<Option<u64>>(),
         any::<bool>(),
+        any::<u64>(),
     )
         .prop_map(
-            |(session_id, seq, unix_ms, deadline_after_ms, closed)| ClientBeat {
+            |(session_id, seq, unix_ms, deadline_after_ms, closed, orphan_timeout_ms)| ClientBeat {
                 session_id,
                 seq,
                 unix_ms,
                 deadline_after_ms,
                 closed,
+                orphan_timeout_ms,
             },
         )
 }

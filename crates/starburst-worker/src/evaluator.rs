@@ -281,22 +281,84 @@ async fn drain(
 
 /// Lines kept for a failure report.
 const TAIL_LINES: usize = 40;
+/// The longest line kept (and logged) whole; the rest of a longer one is counted, not kept.
+const MAX_LINE: usize = 4096;
 
 /// Copies the child's output to the worker's stderr (the worker log) and keeps the last lines.
+/// Reads whatever R writes, however much and in whatever encoding: lines are cut at
+/// [`MAX_LINE`] bytes and decoded lossily, so a process that writes megabytes without a
+/// newline, or bytes that are not UTF-8, never stops the relay (which would leave R blocked on
+/// a full pipe) nor grows the worker's memory.
 async fn relay_lines(
-    stream: impl tokio::io::AsyncRead + Unpin,
+    mut stream: impl tokio::io::AsyncRead + Unpin,
     tail: Arc<Mutex<VecDeque<String>>>,
 ) {
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        eprintln!("[R] {line}");
-        if let Ok(mut t) = tail.lock() {
-            if t.len() == TAIL_LINES {
-                t.pop_front();
-            }
-            t.push_back(line);
+    use tokio::io::AsyncReadExt;
+    let mut line = LineCutter::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for l in line.feed(&buf[..n]) {
+            keep(&tail, l);
         }
+    }
+    if let Some(l) = line.finish() {
+        keep(&tail, l);
+    }
+}
+
+fn keep(tail: &Mutex<VecDeque<String>>, line: String) {
+    eprintln!("[R] {line}");
+    if let Ok(mut t) = tail.lock() {
+        if t.len() == TAIL_LINES {
+            t.pop_front();
+        }
+        t.push_back(line);
+    }
+}
+
+/// Splits bytes into lines of at most [`MAX_LINE`] bytes (longer ones end with a note of how
+/// much was cut).
+#[derive(Debug, Default)]
+struct LineCutter {
+    current: Vec<u8>,
+    cut: u64,
+}
+
+impl LineCutter {
+    fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        for chunk in bytes.split_inclusive(|b| *b == b'\n') {
+            let (body, ends) = match chunk.strip_suffix(b"\n") {
+                Some(body) => (body, true),
+                None => (chunk, false),
+            };
+            let room = MAX_LINE.saturating_sub(self.current.len());
+            let take = body.len().min(room);
+            self.current.extend_from_slice(&body[..take]);
+            self.cut += (body.len() - take) as u64;
+            if ends {
+                out.push(self.take());
+            }
+        }
+        out
+    }
+
+    fn take(&mut self) -> String {
+        let mut line = String::from_utf8_lossy(&self.current).into_owned();
+        if self.cut > 0 {
+            line.push_str(&format!(" [... {} more bytes]", self.cut));
+        }
+        self.current.clear();
+        self.cut = 0;
+        line
+    }
+
+    fn finish(&mut self) -> Option<String> {
+        (!self.current.is_empty() || self.cut > 0).then(|| self.take())
     }
 }
 
@@ -392,5 +454,49 @@ impl Evaluator for RProcess {
             let _ = c.process.start_kill();
             let _ = c.process.wait().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_cut_decoded_lossily_and_split_across_reads() {
+        let mut c = LineCutter::default();
+        assert_eq!(c.feed(b"one\ntw"), ["one"]);
+        assert_eq!(
+            c.feed(b"o\n\xff\xfe bad\n"),
+            ["two", "\u{fffd}\u{fffd} bad"]
+        );
+        // Megabytes without a newline: kept to MAX_LINE bytes, the rest counted.
+        let big = vec![b'x'; 3 << 20];
+        assert!(c.feed(&big).is_empty());
+        assert!(c.feed(&big).is_empty());
+        let lines = c.feed(b"\nafter\n");
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].len(), MAX_LINE + " [... 6287360 more bytes]".len());
+        assert!(lines[0].ends_with(&format!("[... {} more bytes]", (6 << 20) - MAX_LINE)));
+        assert_eq!(lines[1], "after");
+        assert_eq!(c.feed(b"no newline at the end"), Vec::<String>::new());
+        assert_eq!(c.finish().as_deref(), Some("no newline at the end"));
+        assert_eq!(c.finish(), None);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_output_keeps_a_bounded_tail_and_never_stops_the_relay() {
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let mut flood = Vec::new();
+        for i in 0..1000 {
+            flood.extend_from_slice(format!("line {i}: ").as_bytes());
+            flood.extend(std::iter::repeat_n(b'y', 10_000));
+            flood.push(b'\n');
+        }
+        flood.extend_from_slice(b"\xc3\x28 invalid utf-8, then the last words\n");
+        relay_lines(&flood[..], tail.clone()).await;
+        let t = tail.lock().unwrap();
+        assert_eq!(t.len(), TAIL_LINES);
+        assert!(t.iter().all(|l| l.len() <= MAX_LINE + 40));
+        assert!(t.back().unwrap().ends_with("then the last words"));
     }
 }

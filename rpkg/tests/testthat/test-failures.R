@@ -85,3 +85,21 @@ test_that("future.apply stops the other futures when one fails", {
   }, future.chunk.size = 1)), "first fails")
   expect_identical(value(future(1)), 1)
 })
+
+test_that("a future that floods stderr before it dies gives a bounded log tail; the next one works", {
+  local_starburst(workers = 1)
+  f <- future({
+    ## megabytes in one line, bytes that are not UTF-8, then death
+    cat(strrep("x", 5e6), "\n", file = stderr())
+    writeBin(as.raw(c(0xc3, 0x28, 0x0a)), stderr())
+    for (i in 1:2000) cat("line", i, strrep("y", 1000), "\n", file = stderr())
+    cat("last words\n", file = stderr())
+    tools::pskill(Sys.getpid(), tools::SIGKILL)
+    Sys.sleep(10)
+  })
+  err <- expect_error(value(f), class = "starburst_evaluator_died")
+  expect_lte(length(err$log_tail), 40L)
+  expect_lte(sum(nchar(err$log_tail, type = "bytes")), 40L * 4200L)
+  expect_true(any(grepl("last words", err$log_tail)))
+  expect_identical(value(future(6 * 7)), 42)
+})

@@ -74,3 +74,13 @@ test_that("worker_child() reports a task it cannot read, and keeps going", {
   expect_s3_class(err, "error")
   expect_identical(unserialize(frames[[3]]$payload), 2)
 })
+
+test_that("a result too large for the pipe is refused with a clear error, not a broken pipe", {
+  raw <- starburst:::serialize_result(list(x = 1:1000), limit = 100)
+  value <- unserialize(raw)
+  expect_s3_class(value, "starburst_result_too_large")
+  expect_match(conditionMessage(value), "more than the .* GB a starburst result can carry")
+  expect_lte(length(raw), 2000L)
+  ## Within the limit: the value itself
+  expect_identical(unserialize(starburst:::serialize_result(1:3)), 1:3)
+})
