@@ -53,6 +53,7 @@ split_globals <- function(globals, threshold = blob_threshold()) {
   plain <- unclass(globals)
   for (kk in seq_along(plain)) {
     value <- plain[[kk]]
+    check_travels(value, names[kk])
     ## Cheap pre-check: atomic vectors well below the threshold stay
     if (is.atomic(value) && as.numeric(utils::object.size(value)) < threshold / 2) next
     raw <- serialize(value, connection = NULL)
@@ -64,6 +65,22 @@ split_globals <- function(globals, threshold = blob_threshold()) {
   }
   attributes(plain) <- attrs
   list(globals = plain, blobs = blobs, blob_names = blob_names)
+}
+
+## Globals that cannot work in another R process are refused before anything
+## is sent: a connection (file, url, socket) or an external pointer (a
+## handle into compiled code, such as a database connection) arrives on the
+## worker as a dead handle
+check_travels <- function(value, name) {
+  if (inherits(value, "connection")) {
+    invalid_argument("Global '%s' is a connection (%s), which cannot travel to a worker's R process. Open it inside the future instead (e.g. con <- file(path) in the future's code).",
+                     name, paste(class(value), collapse = "/"))
+  }
+  if (typeof(value) == "externalptr") {
+    invalid_argument("Global '%s' is an external pointer (%s), a handle into this R process's memory that cannot travel to a worker. Create it inside the future instead (e.g. open database connections there).",
+                     name, paste(class(value), collapse = "/"))
+  }
+  invisible(value)
 }
 
 ## Puts blob values back in place of their placeholders (used by the worker)

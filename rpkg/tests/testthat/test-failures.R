@@ -91,7 +91,7 @@ test_that("a future that floods stderr before it dies gives a bounded log tail; 
   f <- future({
     ## megabytes in one line, bytes that are not UTF-8, then death
     cat(strrep("x", 5e6), "\n", file = stderr())
-    writeBin(as.raw(c(0xc3, 0x28, 0x0a)), stderr())
+    cat(rawToChar(as.raw(c(0xc3, 0x28))), "\n", file = stderr())
     for (i in 1:2000) cat("line", i, strrep("y", 1000), "\n", file = stderr())
     cat("last words\n", file = stderr())
     tools::pskill(Sys.getpid(), tools::SIGKILL)
