@@ -13,4 +13,4 @@ mod store;
 
 pub use compute::{ENV_PARENT_PID, ENV_WORKER_ID, EXIT_EVALUATOR_START, LocalCompute};
 pub use logs::FileLogs;
-pub use store::DirStore;
+pub use store::{DirStore, private_dir};

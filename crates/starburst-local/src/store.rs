@@ -12,6 +12,32 @@ use starburst_cloud::{Error, ListPage, ObjectMeta, ObjectPath, ObjectStore, Resu
 
 const PAGE_SIZE: usize = 1000;
 
+/// Creates `dir` (and missing parents) private to this user: mode 0700 for what it creates,
+/// and `dir` itself set to 0700 when it existed. Refuses a `dir` that is not a directory owned
+/// by this user (a planted symlink or someone else's directory in a shared temporary folder).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let meta = std::fs::symlink_metadata(dir)?;
+    let me = nix::unistd::Uid::current().as_raw();
+    if !meta.is_dir() || meta.uid() != me {
+        return Err(std::io::Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a directory of this user; refusing to keep data there",
+                dir.display()
+            ),
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// An object store whose objects are files below a root directory.
 ///
 /// Writes are atomic (a temporary file renamed into place), `put_if_absent` is a hard link that
@@ -25,10 +51,12 @@ pub struct DirStore {
 
 impl DirStore {
     /// A store rooted at `root`, created if missing.
+    /// Directories it creates are private to the user (mode 0700): session data may hold
+    /// anything a future uses.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         let tmp = root.join(".tmp");
-        std::fs::create_dir_all(&tmp).map_err(|e| io("open store", &root, e))?;
+        private_dir(&tmp).map_err(|e| io("open store", &root, e))?;
         Ok(Self { root, tmp })
     }
 

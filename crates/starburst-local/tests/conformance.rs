@@ -86,3 +86,30 @@ async fn local_compute_conforms() {
     assert!(seen, "the worker's stdout must reach its log");
     conformance::logs_empty(logs, &starburst_cloud::WorkerId::new("nobody").unwrap()).await;
 }
+
+#[test]
+fn session_directories_and_caches_are_private_to_the_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("a").join("session");
+    starburst_local::DirStore::new(&root).unwrap();
+    for dir in [base.path().join("a"), root.clone(), root.join(".tmp")] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+    // An existing directory open to others is closed.
+    let open = base.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    starburst_local::private_dir(&open).unwrap();
+    let mode = std::fs::metadata(&open).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    // A planted symlink is refused.
+    let link = base.path().join("link");
+    std::os::unix::fs::symlink(&open, &link).unwrap();
+    let e = starburst_local::private_dir(&link).unwrap_err();
+    assert!(
+        e.to_string().contains("not a directory of this user"),
+        "{e}"
+    );
+}

@@ -106,11 +106,11 @@ fn main() -> Result<()> {
         ))
     })?;
     tracing::info!(worker = %worker_id, store = %args.store, session = %args.session, "starting");
-    let cache = args
-        .blob_cache
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("starburst-blobs"));
-    std::fs::create_dir_all(&cache)
+    // Private to this user, never at a predictable shared path: a random name by default.
+    let cache = args.blob_cache.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("starburst-blobs-{}", uuid::Uuid::new_v4().simple()))
+    });
+    starburst::local::private_dir(&cache)
         .with_context(|| format!("creating blob cache {}", cache.display()))?;
     let mut config = WorkerConfig::new(&args.session, &worker_id, cache);
     config.idle_timeout = starburst::check_seconds("idle_timeout", args.idle_timeout)?;
