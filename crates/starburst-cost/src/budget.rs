@@ -484,6 +484,32 @@ mod tests {
         stopped: Option<Duration>,
     }
 
+    /// The modelled session heartbeat period, orphan timeout and stop latency, seconds.
+    const BEAT: u64 = 30;
+    const ORPHAN: u64 = 120;
+    const LATENCY: u64 = 30;
+
+    /// Second `t` of the workers in the model: each reads the beats published `BEAT` seconds
+    /// ago (the latest it may), takes a moving beat's deadline, and stops by itself at its
+    /// deadline or `ORPHAN` after the beat last moved (billing ends `LATENCY` later).
+    fn follow(workers: &mut [Follower], beats: &[(u64, Option<Duration>)], t: u64, m: &mut Meter) {
+        for w in workers.iter_mut().filter(|w| w.stopped.is_none()) {
+            for &(_, d) in beats.iter().filter(|(p, _)| p + BEAT == t) {
+                if s(t) > w.launched {
+                    w.reads += 1;
+                    if w.reads > 1 {
+                        w.moved_at = s(t);
+                        w.deadline = d.unwrap();
+                    }
+                }
+            }
+            if s(t) >= w.deadline || s(t) >= w.moved_at + s(ORPHAN) {
+                w.stopped = Some(s(t));
+                m.worker_stopped(&w.id, s(t + LATENCY));
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
         /// The unattended protocol keeps the cap whenever the client dies: the client checks the
@@ -498,9 +524,6 @@ mod tests {
             finishes in prop::collection::vec(prop::option::of(0u64..6000), 0..40),
             died in 0u64..6000,
         ) {
-            const BEAT: u64 = 30;
-            const ORPHAN: u64 = 120;
-            const LATENCY: u64 = 30;
             let horizon = s(ORPHAN + 2 * BEAT + 1);
             let b = Budget::new(Some(max_cost), None, s(60), s(LATENCY)).unwrap();
             let mut m = meter();
@@ -511,22 +534,7 @@ mod tests {
                 b.unattended_deadline(m, s(t), k, ONE, Arch::X86_64, Capacity::OnDemand).unwrap().unwrap()
             };
             for t in 0..=died {
-                // Workers read the beats published BEAT seconds ago, and stop by themselves.
-                for w in workers.iter_mut().filter(|w| w.stopped.is_none()) {
-                    for &(_, d) in beats.iter().filter(|(p, _)| p + BEAT == t) {
-                        if s(t) > w.launched {
-                            w.reads += 1;
-                            if w.reads > 1 {
-                                w.moved_at = s(t);
-                                w.deadline = d.unwrap();
-                            }
-                        }
-                    }
-                    if s(t) >= w.deadline || s(t) >= w.moved_at + s(ORPHAN) {
-                        w.stopped = Some(s(t));
-                        m.worker_stopped(&w.id, s(t + LATENCY));
-                    }
-                }
+                follow(&mut workers, &beats, t, &mut m);
                 // The live client: finishes, checks, beats, launches.
                 for (i, f) in finishes.iter().enumerate() {
                     if *f == Some(t) && let Some(w) = workers.get_mut(i).filter(|w| w.stopped.is_none()) {
@@ -558,19 +566,7 @@ mod tests {
             }
             // After the death: the workers go on by themselves until they stop.
             for t in died + 1..died + 10_000 {
-                for w in workers.iter_mut().filter(|w| w.stopped.is_none()) {
-                    for &(_, d) in beats.iter().filter(|(p, _)| p + BEAT == t) {
-                        w.reads += 1;
-                        if w.reads > 1 {
-                            w.moved_at = s(t);
-                            w.deadline = d.unwrap();
-                        }
-                    }
-                    if s(t) >= w.deadline || s(t) >= w.moved_at + s(ORPHAN) {
-                        w.stopped = Some(s(t));
-                        m.worker_stopped(&w.id, s(t + LATENCY));
-                    }
-                }
+                follow(&mut workers, &beats, t, &mut m);
             }
             prop_assert!(workers.iter().all(|w| w.stopped.is_some()));
             let spent = m.report(s(died + 20_000)).usd;

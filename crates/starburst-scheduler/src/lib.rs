@@ -1013,6 +1013,23 @@ fn advice(class: &str) -> &'static str {
     }
 }
 
+/// Why the futures waiting on `path` fail: the error, for how long it lasted (unless waiting
+/// could not help), and what to do.
+fn bound_message(path: Path, t: &Trouble, failing_for: Duration, bound: Duration) -> String {
+    if t.needs_user {
+        format!("{} failed: {}. {}", path.what(), t.error, advice(t.class))
+    } else {
+        format!(
+            "{} has failed for {:.0} s, longer than the session's failure bound of {:.0} s: {}. {}",
+            path.what(),
+            failing_for.as_secs_f64(),
+            bound.as_secs_f64(),
+            t.error,
+            advice(t.class)
+        )
+    }
+}
+
 /// Enforces the failure bound: the futures that wait on a kind of request failing for longer
 /// than [`SchedulerConfig::failure_timeout`] (at once when waiting cannot help) fail with a
 /// classed error naming the cause; a failure that persists for a sixth of the bound is told
@@ -1060,18 +1077,7 @@ fn enforce_failure_bound(sh: &Shared) -> bool {
         if victims.is_empty() {
             continue;
         }
-        let message = if t.needs_user {
-            format!("{} failed: {}. {}", path.what(), t.error, advice(t.class))
-        } else {
-            format!(
-                "{} has failed for {:.0} s, longer than the session's failure bound of {:.0} s: {}. {}",
-                path.what(),
-                failing_for.as_secs_f64(),
-                bound.as_secs_f64(),
-                t.error,
-                advice(t.class)
-            )
-        };
+        let message = bound_message(path, &t, failing_for, bound);
         tracing::warn!(futures = victims.len(), "{message}");
         let failure = TaskFailure {
             class: t.class.into(),
@@ -1104,23 +1110,7 @@ fn enforce_failure_bound(sh: &Shared) -> bool {
             }
             continue;
         }
-        let message = if t.needs_user {
-            format!(
-                "{} failed: {}. {}",
-                Path::Store.what(),
-                t.error,
-                advice(t.class)
-            )
-        } else {
-            format!(
-                "{} has failed for {:.0} s, longer than the session's failure bound of {:.0} s: {}. {}",
-                Path::Store.what(),
-                failing_for.as_secs_f64(),
-                bound.as_secs_f64(),
-                t.error,
-                advice(t.class)
-            )
-        };
+        let message = bound_message(Path::Store, &t, failing_for, bound);
         tracing::warn!(task = %id, "{message}");
         st.unassign(&id, now, &sh.config);
         st.finish(
@@ -1635,6 +1625,15 @@ fn complete(
     }
 }
 
+/// How long a worker may go on after this client died before it must have stopped: its
+/// orphan timeout plus two heartbeat periods (it may not have read the newest beat). A worker
+/// is launched only while the budget lasts at least this long with it running.
+fn unattended_horizon(config: &SchedulerConfig) -> Duration {
+    config.orphan_timeout
+        + 2 * config.client_beat.unwrap_or(Duration::ZERO)
+        + Duration::from_secs(1)
+}
+
 /// How many of `want` workers the caps allow to launch now.
 fn affordable(sh: &Shared, want: u32) -> u32 {
     let st = sh.lock();
@@ -1647,9 +1646,7 @@ fn affordable(sh: &Shared, want: u32) -> u32 {
     let spec = &sh.config.spec;
     let now = sh.ports.clock.now();
     // Within the cap while this client watches, and within it if the client died right after.
-    let horizon = sh.config.orphan_timeout
-        + 2 * sh.config.client_beat.unwrap_or(Duration::ZERO)
-        + Duration::from_secs(1);
+    let horizon = unattended_horizon(&sh.config);
     let allowed = budget
         .may_launch(meter, now, want, spec.size, spec.arch, spec.capacity)
         .and_then(|n| {
@@ -2042,9 +2039,7 @@ fn budget_decide(sh: &Shared, budget: &Budget, now: Duration) -> Option<BudgetSt
         let mut stop = budget.must_stop(meter, now);
         // Also when no worker may start because it could outlive the cap were this client to
         // die (the last orphan timeout of a budget).
-        let horizon = sh.config.orphan_timeout
-            + 2 * sh.config.client_beat.unwrap_or(Duration::ZERO)
-            + Duration::from_secs(1);
+        let horizon = unattended_horizon(&sh.config);
         let exhausted = budget
             .exhausted(meter, now, spec.size, spec.arch, spec.capacity)
             .unwrap_or(true)

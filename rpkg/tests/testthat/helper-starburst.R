@@ -61,3 +61,23 @@ local_aws_setup <- function(contents = valid_aws_setup, .env = parent.frame()) {
   writeLines(contents, path)
   invisible(path)
 }
+
+## Skips a test that needs the AWS emulator and its control endpoints
+skip_unless_emulator <- function() {
+  testthat::skip_if_not(test_backend() == "aws", "needs the AWS emulator")
+  testthat::skip_if_not(nzchar(Sys.getenv("AWS_ENDPOINT_URL")), "needs AWS_ENDPOINT_URL")
+  testthat::skip_if_not_installed("curl")
+}
+
+## Calls an endpoint of the AWS emulator (`cargo xtask emulator`): stats, faults,
+## Spot interruptions, its simulated tasks
+emulator <- function(path, body = NULL, method = if (is.null(body)) "GET" else "POST") {
+  h <- curl::new_handle(customrequest = method)
+  if (!is.null(body)) {
+    curl::handle_setheaders(h, "Content-Type" = "application/json")
+    curl::handle_setopt(h, postfields = jsonlite::toJSON(body, auto_unbox = TRUE))
+  }
+  res <- curl::curl_fetch_memory(paste0(Sys.getenv("AWS_ENDPOINT_URL"), "/_starburst/", path), handle = h)
+  stopifnot(res$status_code < 300)
+  jsonlite::fromJSON(rawToChar(res$content), simplifyVector = FALSE)
+}

@@ -2,23 +2,6 @@
 ## xtask emulator`): idempotency, resume after a failure, teardown of exactly
 ## what set-up made. Skipped on the local backend.
 
-skip_unless_emulator <- function() {
-  testthat::skip_if_not(test_backend() == "aws", "needs the AWS emulator")
-  testthat::skip_if_not(nzchar(Sys.getenv("AWS_ENDPOINT_URL")), "needs AWS_ENDPOINT_URL")
-  testthat::skip_if_not_installed("curl")
-}
-
-emulator <- function(path, body = NULL, method = if (is.null(body)) "GET" else "POST") {
-  h <- curl::new_handle(customrequest = method)
-  if (!is.null(body)) {
-    curl::handle_setheaders(h, "Content-Type" = "application/json")
-    curl::handle_setopt(h, postfields = jsonlite::toJSON(body, auto_unbox = TRUE))
-  }
-  res <- curl::curl_fetch_memory(paste0(Sys.getenv("AWS_ENDPOINT_URL"), "/_starburst/", path), handle = h)
-  stopifnot(res$status_code < 300)
-  jsonlite::fromJSON(rawToChar(res$content), simplifyVector = FALSE)
-}
-
 ## How often each AWS operation ran since `before` (stats), as "service Operation" = n
 ops_since <- function(before) {
   after <- emulator("stats")$requests
