@@ -1002,11 +1002,14 @@ def _availability_zone(task: Task) -> str:
 class StarburstMiddleware:
     """Counts and optionally fails AWS requests, and serves `/_starburst/` endpoints."""
 
-    def __init__(self, app: Any, sim: FargateSimulator) -> None:
+    def __init__(self, app: Any, sim: FargateSimulator, latency_ms: float = 0.0) -> None:
         self.app = app
         self.sim = sim
         self.stats = Stats()
         self.faults = FaultRules()
+        # Every AWS request waits this long before it is answered (real S3 in-region: 25-30 ms
+        # at the median); requests are served on their own threads, so they wait concurrently.
+        self.latency = max(0.0, latency_ms) / 1000.0
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -1014,6 +1017,8 @@ class StarburstMiddleware:
             return self._control(environ, start_response, path[len("/_starburst/"):])
         service, op = classify(environ)
         method = environ.get("REQUEST_METHOD", "GET").upper()
+        if self.latency:
+            time.sleep(self.latency)
         rule = self.faults.take(service, method, op)
         if rule is not None:
             body_len = len(_read_body(environ))
@@ -1168,6 +1173,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stop-grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL on StopTask (default 5)")
     p.add_argument("--spot-grace", type=float, default=2.0, help="seconds between SIGTERM and SIGKILL on a Spot interruption (default 2)")
     p.add_argument("--start-delay", type=float, default=0.0, help="extra seconds a task spends PROVISIONING (default 0)")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="delay every AWS request by this many milliseconds (default 0; real S3 in-region: about 30)")
+    p.add_argument("--fargate-vcpus", type=float, default=None, help="the account's Fargate vCPU quotas, On-Demand and Spot (default 6, AWS's default for new accounts)")
     p.add_argument("--tick", type=float, default=0.05, help="simulator poll interval in seconds (default 0.05)")
     p.add_argument("--region", default="us-east-1", help="region of the --bootstrap fixtures (default us-east-1)")
     p.add_argument("--bootstrap", action="store_true", help="create the bucket, cluster, log group, ECR repository and security group a session needs")
@@ -1197,9 +1204,12 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
+    if args.fargate_vcpus is not None:
+        for code, (name, _) in list(moto_fargate_quotas.FARGATE_DEFAULTS.items()):
+            moto_fargate_quotas.FARGATE_DEFAULTS[code] = (name, args.fargate_vcpus)
     sim = FargateSimulator(args)
     sim.install()
-    middleware = StarburstMiddleware(DomainDispatcherApplication(create_backend_app), sim)
+    middleware = StarburstMiddleware(DomainDispatcherApplication(create_backend_app), sim, args.latency_ms)
     server = make_server(args.host, args.port, middleware, threaded=True, request_handler=MotoRequestHandler)
     server.daemon_threads = True
     port = server.server_address[1]

@@ -426,6 +426,30 @@ class EmulatorExitTest(unittest.TestCase):
                 wait_for(f"process {pid} to die with the emulator", lambda: not alive(pid))
 
 
+class EmulatorOptionsTest(unittest.TestCase):
+    def test_every_aws_request_waits_and_the_fargate_quota_is_raised(self) -> None:
+        latency = 0.3
+        with tempfile.TemporaryDirectory(prefix="starburst-emulator-latency-") as tmp:
+            emu = Emulator(tmp, "--latency-ms", str(latency * 1000), "--fargate-vcpus", "64")
+            try:
+                quotas = emu.client("service-quotas")
+                for code in ("L-3032A538", "L-36FBB829"):
+                    quota = quotas.get_service_quota(ServiceCode="fargate", QuotaCode=code)["Quota"]
+                    self.assertEqual(quota["Value"], 64.0)
+                s3 = emu.client("s3")
+                bucket = emu.config["bucket"]
+                for call in (
+                    lambda: s3.put_object(Bucket=bucket, Key="k", Body=b"x"),
+                    lambda: s3.get_object(Bucket=bucket, Key="k"),
+                    lambda: emu.client("ecs").list_clusters(),
+                ):
+                    t0 = time.monotonic()
+                    call()
+                    self.assertGreaterEqual(time.monotonic() - t0, latency)
+            finally:
+                emu.stop()
+
+
 def task_definition(family: str, image: str) -> dict[str, Any]:
     """What an ECS Fargate client registers: awsvpc, task-level cpu/memory, awslogs."""
     return {

@@ -60,6 +60,7 @@ pub fn foreground(
     port: Option<u16>,
     config_out: Option<PathBuf>,
     worker_bin: Option<PathBuf>,
+    latency_ms: u32,
 ) -> Result<()> {
     let python = python()?;
     let worker = match worker_bin {
@@ -83,7 +84,7 @@ pub fn foreground(
     };
     let url = format!("http://127.0.0.1:{port}");
     eprintln!(
-        "emulator: starting a local AWS on {url} (workers: {}, their logs: {})",
+        "emulator: starting a local AWS on {url} (workers: {}, their logs: {}, latency {latency_ms} ms)",
         worker.display(),
         logs.display()
     );
@@ -100,6 +101,7 @@ pub fn foreground(
         .arg(&worker)
         .arg("--log-dir")
         .arg(&logs)
+        .args(["--latency-ms", &latency_ms.to_string()])
         .exec();
     Err(err).with_context(|| format!("starting {} {}", python.display(), script().display()))
 }

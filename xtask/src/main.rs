@@ -45,6 +45,12 @@ enum Cmd {
         /// Repetitions per plan.
         #[arg(long, default_value_t = 3)]
         reps: u32,
+        /// Delay of every AWS request in the cloud-latency benchmark (ms).
+        #[arg(long, default_value_t = 30)]
+        latency_ms: u32,
+        /// Worker counts of the cloud-latency benchmark.
+        #[arg(long, value_delimiter = ',', default_values_t = [2, 6, 16])]
+        scale_workers: Vec<u32>,
     },
     /// Run the future.tests conformance suite (future 1.31, and 1.70 when its library exists).
     Conformance,
@@ -65,8 +71,11 @@ enum Cmd {
         /// The executable ECS tasks run (default: `starburst-worker`, built now).
         #[arg(long)]
         worker_bin: Option<PathBuf>,
+        /// Delay every AWS request by this many milliseconds (real S3 in-region: about 30).
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u32,
         /// Run the emulator's own tests (Python, with a fake worker) instead.
-        #[arg(long, conflicts_with_all = ["port", "config_out", "worker_bin"])]
+        #[arg(long, conflicts_with_all = ["port", "config_out", "worker_bin", "latency_ms"])]
         test: bool,
     },
 }
@@ -116,7 +125,12 @@ fn main() -> Result<()> {
             let lib = install()?;
             rscript(&lib, &["xtask/r/demo.R", &workers.to_string()])
         }
-        Cmd::Bench { futures, reps } => bench(futures, reps),
+        Cmd::Bench {
+            futures,
+            reps,
+            latency_ms,
+            scale_workers,
+        } => bench(futures, reps, latency_ms, &scale_workers),
         Cmd::Conformance => conformance(),
         Cmd::Dist => dist::dist(&root).map(|p| println!("{}", p.display())),
         Cmd::EmulatorVenv => emulator_venv().map(|p| println!("{}", p.display())),
@@ -125,8 +139,9 @@ fn main() -> Result<()> {
             port,
             config_out,
             worker_bin,
+            latency_ms,
             ..
-        } => emulator::foreground(port, config_out, worker_bin),
+        } => emulator::foreground(port, config_out, worker_bin, latency_ms),
     }
 }
 
@@ -363,8 +378,9 @@ fn r_emulator(lib: &Path, dir: &str, args: &[&str]) -> Result<emulator::Emulator
 }
 
 /// `cargo xtask bench`: the R benchmark against its peers, on the local backend and on the
-/// emulator's aws backend, then S3 multipart against single PUT on the emulator.
-fn bench(futures: u32, reps: u32) -> Result<()> {
+/// emulator's aws backend, then S3 multipart against single PUT on the emulator, then the aws
+/// backend's throughput by worker count on an emulator with `latency_ms` per request.
+fn bench(futures: u32, reps: u32, latency_ms: u32, scale_workers: &[u32]) -> Result<()> {
     ensure_r()?;
     let lib = install()?;
     let emu = r_emulator(&lib, "emulator-bench", &[])?;
@@ -391,6 +407,34 @@ fn bench(futures: u32, reps: u32) -> Result<()> {
             "100",
             "3",
         ])
+        .envs(emu.env()))?;
+    drop(emu);
+    if scale_workers.is_empty() {
+        return Ok(());
+    }
+    // Enough Fargate vCPU quota for the largest worker count (1 vCPU each).
+    let vcpus = scale_workers.iter().max().copied().unwrap_or(6).max(6);
+    let emu = r_emulator(
+        &lib,
+        "emulator-scale",
+        &[
+            "--latency-ms",
+            &latency_ms.to_string(),
+            "--fargate-vcpus",
+            &vcpus.to_string(),
+        ],
+    )?;
+    let counts: Vec<String> = scale_workers.iter().map(u32::to_string).collect();
+    run(Command::new("Rscript")
+        .args([
+            "xtask/r/scale.R",
+            &futures.to_string(),
+            &reps.to_string(),
+            &counts.join(","),
+        ])
+        .env("R_LIBS", r_libs(&lib))
+        .env("STARBURST_BENCH_EMULATOR", emu.url())
+        .env("STARBURST_BENCH_LATENCY_MS", latency_ms.to_string())
         .envs(emu.env()))
 }
 

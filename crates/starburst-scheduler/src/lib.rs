@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod requests;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -36,6 +37,7 @@ use starburst_serialization::{
 };
 
 pub use error::{Error, Result};
+pub use requests::RequestLimits;
 pub use starburst_cost::{Catalog, MeterReport};
 
 /// The R condition class of futures that fail because the session reached a spending cap.
@@ -175,6 +177,8 @@ pub struct SchedulerConfig {
     /// that names the cause. Failures that waiting cannot fix (access denied, no usable
     /// credentials) fail them at once.
     pub failure_timeout: Duration,
+    /// How many requests the session keeps in flight (see [`RequestLimits`]).
+    pub requests: RequestLimits,
 }
 
 impl SchedulerConfig {
@@ -197,6 +201,7 @@ impl SchedulerConfig {
             client_beat: Some(Duration::from_secs(30)),
             orphan_timeout: Duration::from_secs(300),
             failure_timeout: Duration::from_secs(180),
+            requests: RequestLimits::S3,
         }
     }
 }
@@ -547,6 +552,8 @@ struct Shared {
     budget: Option<Budget>,
     /// USD per hour of one worker of the session's spec.
     worker_hourly: f64,
+    /// The bound on requests in flight.
+    inflight: requests::InFlight,
 }
 
 impl Shared {
@@ -623,6 +630,7 @@ impl Scheduler {
                 }
             }
         }
+        let inflight = requests::InFlight::new(config.requests);
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             cv: Condvar::new(),
@@ -632,6 +640,7 @@ impl Scheduler {
             layout,
             budget,
             worker_hourly,
+            inflight,
         });
         let driver = runtime.spawn(drive(shared.clone()));
         Self {
@@ -1233,141 +1242,278 @@ fn next_due(st: &State) -> Option<Duration> {
         .min()
 }
 
-/// Writes `task_id`'s assignment to `worker`'s inbox; the task is taken off the queue.
-async fn assign(sh: &Shared, worker: WorkerId, task_id: TaskId) -> Result<()> {
-    let (seq, frame) = {
-        let mut st = sh.lock();
-        let now = sh.ports.clock.now();
-        let t = st.tasks.get_mut(&task_id).expect("queued tasks exist");
-        t.state = TaskState::Running;
-        t.worker = Some(worker.clone());
-        t.next_event = 0;
-        t.known_events = 0;
-        let meta = TaskMeta {
-            session_id: sh.config.session_id.to_string(),
-            task_id: task_id.to_string(),
-            attempt: t.attempt,
-            label: t.label.clone(),
-            blobs: t.blobs.clone(),
-            submitted_unix_ms: t.submitted_unix_ms,
-        };
-        let frame = wire::encode_inbox(&InboxMeta::Run(meta), &t.payload, sh.config.encode);
-        let slot = st.workers.get_mut(&worker).expect("assigned worker exists");
-        let seq = slot.next_seq;
-        slot.next_seq += 1;
-        slot.tasks.push_back(task_id.clone());
-        let head = slot.tasks.len() == 1;
-        st.tasks.get_mut(&task_id).expect("exists").inbox_seq = seq;
-        if head {
-            st.start(&task_id, now, &sh.config);
-        }
-        st.dirty = true;
-        (seq, frame)
-    };
-    let sent = sh
-        .ports
-        .store
-        .put(
-            &key(sh.layout.inbox(worker.as_str(), seq))?,
-            Bytes::from(frame),
-        )
-        .await;
-    if let Err(e) = sent {
-        // Undo the assignment: the worker reads its inbox in sequence, so a message that was
-        // never written would leave a gap it waits at forever, with the task stuck running
-        // on a worker that beats as if all were well.
-        let mut st = sh.lock();
-        if let Some(slot) = st.workers.get_mut(&worker) {
-            slot.tasks.retain(|t| *t != task_id);
-            slot.next_seq = seq;
-        }
-        let cancelled = st.tasks.get_mut(&task_id).is_some_and(|t| {
-            t.state = TaskState::Queued;
-            t.worker = None;
-            t.cancelled
-        });
-        if cancelled {
-            st.finish(&task_id, TaskState::Cancelled, None, None);
-        } else {
-            st.queue.push_front(task_id.clone());
-        }
-        drop(st);
-        let e = Error::from(e);
-        task_failed(sh, &task_id, &e);
-        return Err(e);
-    }
-    task_succeeded(sh, &task_id);
-    Ok(())
+/// An assignment decided under the state lock, to be written to its worker's inbox.
+struct Assignment {
+    worker: WorkerId,
+    task: TaskId,
+    seq: u64,
+    frame: Vec<u8>,
 }
 
-/// One round: cancellations, dispatch, scaling, prefetching, results. True when something
-/// changed.
-async fn step(sh: &Shared, watching: bool) -> Result<bool> {
-    let mut progressed = false;
-    let store = &sh.ports.store;
-
-    // Cancellations of running tasks: the marker stops a task that runs; a `Skip` over its
-    // assignment withdraws it if the worker has not read it yet (a prefetched task).
-    type Cancel = (TaskId, u32, Option<(WorkerId, u64)>);
-    let to_cancel: Vec<Cancel> = {
-        let mut st = sh.lock();
-        st.tasks
-            .iter_mut()
-            .filter(|(_, t)| t.cancel && t.state == TaskState::Running)
-            .map(|(id, t)| {
-                t.cancel = false;
-                let at = t.worker.clone().map(|w| (w, t.inbox_seq));
-                (id.clone(), t.attempt, at)
-            })
-            .collect()
-    };
-    for (i, (id, attempt, at)) in to_cancel.iter().enumerate() {
-        let mut written = store
-            .put(&key(sh.layout.cancel(id.as_str()))?, Bytes::new())
-            .await;
-        if let (Ok(()), Some((worker, seq))) = (&written, at) {
-            let skip = InboxMeta::Skip {
-                task_id: id.to_string(),
-                attempt: *attempt,
-            };
-            let frame = wire::encode_inbox(&skip, &[], sh.config.encode);
-            written = store
-                .put(
-                    &key(sh.layout.inbox(worker.as_str(), *seq))?,
-                    Bytes::from(frame),
-                )
-                .await;
-        }
-        if let Err(e) = written {
-            // Keep the requests not yet written for the next round, or they are lost.
-            let e = Error::from(e);
-            task_failed(sh, id, &e);
-            let mut st = sh.lock();
-            for (id, _, _) in &to_cancel[i..] {
-                if let Some(t) = st.tasks.get_mut(id) {
-                    t.cancel = true;
-                }
-            }
-            return Err(e);
-        }
-        task_succeeded(sh, id);
-    }
-
-    // Dispatch queued tasks to idle workers.
-    loop {
-        let next = {
-            let mut st = sh.lock();
-            match st.idle().into_iter().next() {
-                Some(worker) => st.queue.pop_front().map(|t| (worker, t)),
-                None => None,
-            }
-        };
-        let Some((worker, task_id)) = next else {
+/// Takes queued tasks for workers: one for every idle worker, then, while more tasks wait
+/// than the session has workers, one ahead for busy ones (prefetch), so they go on without
+/// waiting for the client to see a result. The last `max_workers` tasks stay queued for
+/// whichever worker frees up first, and so does one task for every worker still to be
+/// launched.
+///
+/// At most one new assignment per worker per round: a write that fails is then the last of
+/// its inbox and can be undone without leaving a gap the worker would wait at. The tasks are
+/// marked running under the same lock as they leave the queue, so a cancel finds each either
+/// queued (it ends cancelled and is never assigned) or running (its marker follows next round).
+fn take_assignments(sh: &Shared) -> Vec<Assignment> {
+    let mut st = sh.lock();
+    let now = sh.ports.clock.now();
+    let mut out = Vec::new();
+    let mut chosen: HashSet<WorkerId> = HashSet::new();
+    for worker in st.idle() {
+        let Some(task) = st.queue.pop_front() else {
             break;
         };
-        assign(sh, worker, task_id).await?;
-        progressed = true;
+        if let Some(a) = assign_locked(sh, &mut st, worker.clone(), task, now) {
+            chosen.insert(worker);
+            out.push(a);
+        }
     }
+    loop {
+        let live = st.workers.len();
+        let max = (sh.config.max_workers as usize).max(live);
+        if st.queue.len() <= max + (max - live) {
+            break;
+        }
+        let worker = st
+            .workers
+            .iter()
+            .filter(|(id, s)| {
+                !chosen.contains(*id)
+                    && !s.tasks.is_empty()
+                    && s.tasks.len() <= sh.config.prefetch as usize
+            })
+            .min_by_key(|(_, s)| (s.tasks.len(), s.busy_since))
+            .map(|(id, _)| id.clone());
+        let Some(worker) = worker else {
+            break;
+        };
+        let Some(task) = st.queue.pop_front() else {
+            break;
+        };
+        if let Some(a) = assign_locked(sh, &mut st, worker.clone(), task, now) {
+            chosen.insert(worker);
+            out.push(a);
+        }
+    }
+    if !out.is_empty() {
+        st.dirty = true;
+    }
+    out
+}
+
+/// Assigns `task_id` (just taken off the queue) to `worker`: the task runs from now on as far
+/// as the client knows. `None` for a task that is no longer queued.
+fn assign_locked(
+    sh: &Shared,
+    st: &mut State,
+    worker: WorkerId,
+    task_id: TaskId,
+    now: Duration,
+) -> Option<Assignment> {
+    let t = st
+        .tasks
+        .get_mut(&task_id)
+        .filter(|t| t.state == TaskState::Queued)?;
+    t.state = TaskState::Running;
+    t.worker = Some(worker.clone());
+    t.next_event = 0;
+    t.known_events = 0;
+    let meta = TaskMeta {
+        session_id: sh.config.session_id.to_string(),
+        task_id: task_id.to_string(),
+        attempt: t.attempt,
+        label: t.label.clone(),
+        blobs: t.blobs.clone(),
+        submitted_unix_ms: t.submitted_unix_ms,
+    };
+    let frame = wire::encode_inbox(&InboxMeta::Run(meta), &t.payload, sh.config.encode);
+    let slot = st.workers.get_mut(&worker)?;
+    let seq = slot.next_seq;
+    slot.next_seq += 1;
+    slot.tasks.push_back(task_id.clone());
+    let head = slot.tasks.len() == 1;
+    if let Some(t) = st.tasks.get_mut(&task_id) {
+        t.inbox_seq = seq;
+    }
+    if head {
+        st.start(&task_id, now, &sh.config);
+    }
+    Some(Assignment {
+        worker,
+        task: task_id,
+        seq,
+        frame,
+    })
+}
+
+/// Writes an assignment to its worker's inbox; a write that fails is undone.
+async fn write_assignment(sh: &Shared, a: Assignment) -> Result<()> {
+    let sent = match key(sh.layout.inbox(a.worker.as_str(), a.seq)) {
+        Ok(k) => sh
+            .ports
+            .store
+            .put(&k, Bytes::from(a.frame))
+            .await
+            .map_err(Error::from),
+        Err(e) => Err(e),
+    };
+    let Err(e) = sent else {
+        task_succeeded(sh, &a.task);
+        return Ok(());
+    };
+    // Undo the assignment: the worker reads its inbox in sequence, so a message that was never
+    // written would leave a gap it waits at forever, with the task stuck running on a worker
+    // that beats as if all were well. It is the inbox's last one (one per worker per round).
+    let mut st = sh.lock();
+    if let Some(slot) = st.workers.get_mut(&a.worker) {
+        slot.tasks.retain(|t| *t != a.task);
+        if slot.next_seq == a.seq + 1 {
+            slot.next_seq = a.seq;
+        }
+    }
+    let cancelled = st
+        .tasks
+        .get_mut(&a.task)
+        .filter(|t| t.state == TaskState::Running)
+        .is_some_and(|t| {
+            t.state = TaskState::Queued;
+            t.worker = None;
+            t.cancel = false;
+            t.cancelled
+        });
+    if cancelled {
+        st.finish(&a.task, TaskState::Cancelled, None, None);
+    } else if st
+        .tasks
+        .get(&a.task)
+        .is_some_and(|t| t.state == TaskState::Queued)
+    {
+        st.queue.push_front(a.task.clone());
+    }
+    st.dirty = true;
+    drop(st);
+    task_failed(sh, &a.task, &e);
+    Err(e)
+}
+
+/// A cancel to write: the task, its attempt, and where its assignment is.
+type Cancel = (TaskId, u32, Option<(WorkerId, u64)>);
+
+/// Cancellations of running tasks still to be written.
+fn take_cancels(sh: &Shared) -> Vec<Cancel> {
+    let mut st = sh.lock();
+    st.tasks
+        .iter_mut()
+        .filter(|(_, t)| t.cancel && t.state == TaskState::Running)
+        .map(|(id, t)| {
+            t.cancel = false;
+            let at = t.worker.clone().map(|w| (w, t.inbox_seq));
+            (id.clone(), t.attempt, at)
+        })
+        .collect()
+}
+
+/// The marker stops a task that runs; a `Skip` over its assignment withdraws it if the worker
+/// has not read it yet (a prefetched task). A cancel that fails is tried again next round.
+async fn write_cancel(sh: &Shared, (id, attempt, at): Cancel) -> Result<()> {
+    let store = &sh.ports.store;
+    let mut written = match key(sh.layout.cancel(id.as_str())) {
+        Ok(k) => store.put(&k, Bytes::new()).await.map_err(Error::from),
+        Err(e) => Err(e),
+    };
+    if let (Ok(()), Some((worker, seq))) = (&written, at) {
+        let skip = InboxMeta::Skip {
+            task_id: id.to_string(),
+            attempt,
+        };
+        let frame = wire::encode_inbox(&skip, &[], sh.config.encode);
+        written = match key(sh.layout.inbox(worker.as_str(), seq)) {
+            Ok(k) => store.put(&k, Bytes::from(frame)).await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+    }
+    match written {
+        Ok(()) => {
+            task_succeeded(sh, &id);
+            Ok(())
+        }
+        Err(e) => {
+            task_failed(sh, &id, &e);
+            if let Some(t) = sh.lock().tasks.get_mut(&id) {
+                t.cancel = t.state == TaskState::Running;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Running tasks whose result (`true`) or new events are to be read now. A store that
+/// notifies is cheap to read: every assigned task's result and next events are read at every
+/// wake. Otherwise only the result of a task at the head of its worker's inbox is read, when
+/// due, and events only when a heartbeat said there are new ones (a result says how many
+/// there are in all).
+fn due_reads(sh: &Shared, watching: bool) -> Vec<(TaskId, bool)> {
+    let now = sh.ports.clock.now();
+    let st = sh.lock();
+    let heads: HashSet<&TaskId> = st
+        .workers
+        .values()
+        .filter_map(|s| s.tasks.front())
+        .collect();
+    st.tasks
+        .iter()
+        .filter(|(_, t)| t.state == TaskState::Running)
+        .filter_map(|(id, t)| {
+            let result = watching || (heads.contains(id) && t.next_poll <= now);
+            (result || t.known_events > t.next_event).then(|| (id.clone(), result))
+        })
+        .collect()
+}
+
+/// Reads a task's result and events; a failure is retried after `poll_min`. True when there
+/// was something new.
+async fn read_task(sh: &Shared, id: TaskId, read_result: bool, eager: bool) -> bool {
+    match poll_task(sh, &id, read_result, eager).await {
+        Ok(p) => {
+            task_succeeded(sh, &id);
+            p
+        }
+        Err(e) => {
+            // One unreadable key must not keep the other tasks' results from being read.
+            tracing::warn!(task = %id, error = %e, "reading the task's result failed; retrying");
+            task_failed(sh, &id, &e);
+            if let Some(t) = sh.lock().tasks.get_mut(&id) {
+                t.next_poll = sh.ports.clock.now() + sh.config.poll_min;
+            }
+            false
+        }
+    }
+}
+
+/// One round: cancellations, assignments and reads of results and events, all in flight
+/// together; then launches for what no worker can take. True when something changed.
+async fn step(sh: &Shared, watching: bool) -> Result<bool> {
+    // Decided before anything is sent: a cancel only ever targets an assignment already
+    // written (those of this round are not taken yet), and a read a task whose assignment is.
+    let cancels = take_cancels(sh);
+    let reads = due_reads(sh, watching);
+    let assignments = take_assignments(sh);
+    let mut progressed = !assignments.is_empty();
+    let (cancelled, assigned, read) = tokio::join!(
+        sh.inflight.fan_out(cancels, |c| write_cancel(sh, c)),
+        sh.inflight
+            .fan_out(assignments, |a| write_assignment(sh, a)),
+        sh.inflight
+            .fan_out(reads, |(id, result)| read_task(sh, id, result, watching)),
+    );
+    progressed |= read.into_iter().any(|p| p);
+    let failed = cancelled.into_iter().chain(assigned).find_map(Result::err);
 
     // Start workers for the tasks no idle worker can take.
     let want = {
@@ -1384,75 +1530,11 @@ async fn step(sh: &Shared, watching: bool) -> Result<bool> {
     if want > 0 {
         progressed |= launch(sh, want).await?;
     }
-
-    // Prefetch: while more tasks wait than the session has workers, busy workers get their
-    // next assignment ahead, so they go on without waiting for the client to see a result.
-    // The last `max_workers` tasks stay queued for whichever worker frees up first, and so
-    // does one task for every worker still to be launched.
-    loop {
-        let next = {
-            let mut st = sh.lock();
-            let live = st.workers.len();
-            let max = (sh.config.max_workers as usize).max(live);
-            if st.queue.len() <= max + (max - live) {
-                None
-            } else {
-                let worker = st
-                    .workers
-                    .iter()
-                    .filter(|(_, s)| {
-                        !s.tasks.is_empty() && s.tasks.len() <= sh.config.prefetch as usize
-                    })
-                    .min_by_key(|(_, s)| (s.tasks.len(), s.busy_since))
-                    .map(|(id, _)| id.clone());
-                worker.and_then(|w| st.queue.pop_front().map(|t| (w, t)))
-            }
-        };
-        let Some((worker, task_id)) = next else {
-            break;
-        };
-        assign(sh, worker, task_id).await?;
-        progressed = true;
+    match failed {
+        // The requests that failed marked their tasks (see `task_failed`).
+        Some(e) => Err(e),
+        None => Ok(progressed),
     }
-
-    // Results and events of running tasks. A store that notifies is cheap to read: every
-    // assigned task's result and next events are read at every wake. Otherwise only the
-    // result of a task at the head of its worker's inbox is read, when due, and events only
-    // when a heartbeat said there are new ones (a result says how many there are in all).
-    let now = sh.ports.clock.now();
-    let due: Vec<(TaskId, bool)> = {
-        let st = sh.lock();
-        let heads: HashSet<&TaskId> = st
-            .workers
-            .values()
-            .filter_map(|s| s.tasks.front())
-            .collect();
-        st.tasks
-            .iter()
-            .filter(|(_, t)| t.state == TaskState::Running)
-            .filter_map(|(id, t)| {
-                let result = watching || (heads.contains(id) && t.next_poll <= now);
-                (result || t.known_events > t.next_event).then(|| (id.clone(), result))
-            })
-            .collect()
-    };
-    for (id, read_result) in due {
-        // One unreadable key must not keep the other tasks' results from being read.
-        match poll_task(sh, &id, read_result, watching).await {
-            Ok(p) => {
-                task_succeeded(sh, &id);
-                progressed |= p;
-            }
-            Err(e) => {
-                tracing::warn!(task = %id, error = %e, "reading the task's result failed; retrying");
-                task_failed(sh, &id, &e);
-                if let Some(t) = sh.lock().tasks.get_mut(&id) {
-                    t.next_poll = sh.ports.clock.now() + sh.config.poll_min;
-                }
-            }
-        }
-    }
-    Ok(progressed)
 }
 
 /// Reads a running task's result (when `read_result`) and its new events: those a heartbeat
@@ -1876,19 +1958,26 @@ async fn health(sh: &Shared) -> Result<bool> {
         .filter(|(id, s)| !s.tasks.is_empty() && !lost.iter().any(|(l, _, _)| l == *id))
         .map(|(id, s)| (id.clone(), s.launched_at, s.beat, s.busy_since))
         .collect();
-    for (id, launched_at, beat, busy_since) in busy {
-        let read = sh
-            .ports
-            .store
-            .get_opt(&key(sh.layout.beat(id.as_str()))?)
-            .await;
+    let reads = sh
+        .inflight
+        .fan_out(busy, |b| async move {
+            let read = match key(sh.layout.beat(b.0.as_str())) {
+                Ok(k) => sh.ports.store.get_opt(&k).await.map_err(Error::Cloud),
+                Err(e) => Err(e),
+            };
+            (b, read)
+        })
+        .await;
+    let mut failure = None;
+    let mut expired = Vec::new();
+    for ((id, launched_at, beat, busy_since), read) in reads {
         let seen = match read {
             Ok(Some(buf)) => wire::decode_heartbeat(&buf).ok(),
             Ok(None) => None,
             Err(e) => {
-                let e = Error::Cloud(e);
                 failed(sh, Path::Store, &e);
-                return Err(e);
+                failure = Some(e);
+                continue;
             }
         };
         succeeded(sh, Path::Store);
@@ -1909,36 +1998,45 @@ async fn health(sh: &Shared) -> Result<bool> {
             succeeded(sh, Path::Launch);
             continue;
         }
-        let expired = match beat {
+        let late = match beat {
             Some((_, at)) => now.saturating_sub(at.max(busy_since)) > sh.config.lease,
             None => now.saturating_sub(launched_at) > sh.config.start_timeout,
         };
-        if expired {
-            let why = if beat.is_some() {
-                format!("its heartbeat stopped for more than {:?}", sh.config.lease)
+        if late {
+            let (cause, why) = if beat.is_some() {
+                (
+                    StopCause::Other,
+                    format!("its heartbeat stopped for more than {:?}", sh.config.lease),
+                )
             } else {
-                format!("it did not start within {:?}", sh.config.start_timeout)
+                (
+                    StopCause::StartTimedOut,
+                    format!("it did not start within {:?}", sh.config.start_timeout),
+                )
             };
-            let stop = std::slice::from_ref(&id);
-            sh.lock().stopping(stop, now, false);
-            sh.ports
-                .compute
-                .stop(stop, "heartbeat lease expired")
-                .await?;
-            sh.lock().stopping(stop, now, true);
-            let cause = if beat.is_some() {
-                StopCause::Other
-            } else {
-                StopCause::StartTimedOut
-            };
-            lost.push((id, cause, why));
+            expired.push((id, cause, why));
+        }
+    }
+    if !expired.is_empty() {
+        let ids: Vec<WorkerId> = expired.iter().map(|(id, _, _)| id.clone()).collect();
+        sh.lock().stopping(&ids, now, false);
+        match sh.ports.compute.stop(&ids, "heartbeat lease expired").await {
+            Ok(()) => {
+                sh.lock().stopping(&ids, now, true);
+                lost.extend(expired);
+            }
+            // Still expired at the next check, and stopped then.
+            Err(e) => failure = Some(Error::Cloud(e)),
         }
     }
     for (id, cause, message) in lost {
         worker_lost(sh, &id, cause, &message).await;
         learned = true;
     }
-    Ok(learned)
+    match failure {
+        Some(e) if !learned => Err(e),
+        _ => Ok(learned),
+    }
 }
 
 /// A platform time as session time: `at` is `wall - t` before `now` (clamped to the origin;

@@ -1,0 +1,176 @@
+//! Requests in flight. Object stores answer in tens of milliseconds (S3 in-region: 25-30 ms at
+//! the median, 70-90 ms at p99), so a session that made its requests one after another would
+//! be bounded by (requests per future x latency), whatever its number of workers. Each round of
+//! the scheduler therefore decides its requests first, under the state lock, and then sends
+//! them together: at most [`RequestLimits::per_kind`] of one kind at once, at most
+//! [`RequestLimits::total`] of the whole session, each answered as it completes, so one slow key
+//! does not keep the others of its kind from being sent.
+
+use std::future::Future;
+
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::Semaphore;
+
+/// How many requests a session keeps in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// At most this many requests of one kind at once (assignments, cancels, result reads,
+    /// heartbeat reads).
+    pub per_kind: usize,
+    /// At most this many requests of the session at once, all kinds together.
+    pub total: usize,
+}
+
+impl RequestLimits {
+    /// Sized for S3: 5,500 reads and 3,500 writes per second per prefix are far above what
+    /// 128 requests of 25-90 ms ask (1,400-5,000 per second), and one client keeps that many
+    /// connections without effort.
+    pub const S3: Self = Self {
+        per_kind: 64,
+        total: 128,
+    };
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self::S3
+    }
+}
+
+/// The session-wide bound shared by every fan-out of one scheduler.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    limits: RequestLimits,
+    session: Semaphore,
+}
+
+impl InFlight {
+    pub(crate) fn new(limits: RequestLimits) -> Self {
+        let limits = RequestLimits {
+            per_kind: limits.per_kind.max(1),
+            total: limits.total.max(1),
+        };
+        Self {
+            limits,
+            session: Semaphore::new(limits.total),
+        }
+    }
+
+    /// Runs `f` on every item with at most `per_kind` of them (and `total` of the session) in
+    /// flight, and returns their outputs in the order they completed.
+    pub(crate) async fn fan_out<T, F, Fut>(&self, items: Vec<T>, f: F) -> Vec<Fut::Output>
+    where
+        F: Fn(T) -> Fut,
+        Fut: Future,
+    {
+        if items.len() == 1 {
+            // The common case of a quiet session: no stream machinery.
+            let item = items.into_iter().next().expect("one item");
+            let _permit = self.session.acquire().await;
+            return vec![f(item).await];
+        }
+        stream::iter(items)
+            .map(|item| {
+                let request = f(item);
+                async move {
+                    // The semaphore is never closed: a permit always comes.
+                    let _permit = self.session.acquire().await;
+                    request.await
+                }
+            })
+            .buffer_unordered(self.limits.per_kind)
+            .collect()
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Counts requests in flight and remembers the most seen at once.
+    #[derive(Default)]
+    struct Probe {
+        now: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl Probe {
+        async fn request(&self, ms: u64) {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            self.now.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_kind_keeps_at_most_per_kind_in_flight_and_runs_every_item() {
+        let inflight = InFlight::new(RequestLimits {
+            per_kind: 4,
+            total: 100,
+        });
+        let probe = Probe::default();
+        let out = inflight
+            .fan_out((0..20).collect(), |i: u64| {
+                let probe = &probe;
+                async move {
+                    probe.request(10).await;
+                    i
+                }
+            })
+            .await;
+        let mut out = out;
+        out.sort_unstable();
+        assert_eq!(out, (0..20).collect::<Vec<_>>());
+        assert_eq!(probe.most.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kinds_together_stay_within_the_session_total() {
+        let inflight = InFlight::new(RequestLimits {
+            per_kind: 8,
+            total: 10,
+        });
+        let probe = Arc::new(Probe::default());
+        let kind = |n: u64| {
+            let probe = probe.clone();
+            inflight.fan_out((0..n).collect(), move |_| {
+                let probe = probe.clone();
+                async move { probe.request(10).await }
+            })
+        };
+        let (a, b) = tokio::join!(kind(30), kind(30));
+        assert_eq!((a.len(), b.len()), (30, 30));
+        assert_eq!(probe.most.load(Ordering::SeqCst), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_request_does_not_hold_up_the_rest_of_its_kind() {
+        let inflight = InFlight::new(RequestLimits {
+            per_kind: 2,
+            total: 2,
+        });
+        let t0 = tokio::time::Instant::now();
+        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+        inflight
+            .fan_out(vec![1000u64, 10, 10, 10, 10], |ms| {
+                let done = done.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    done.lock().unwrap().push((ms, t0.elapsed()));
+                }
+            })
+            .await;
+        let done = done.lock().unwrap();
+        // The four fast ones went through the other slot while the slow one waited.
+        let fast: Vec<_> = done.iter().filter(|(ms, _)| *ms == 10).collect();
+        assert_eq!(fast.len(), 4);
+        assert!(fast.iter().all(|(_, at)| *at <= Duration::from_millis(40)));
+        assert_eq!(done.last().unwrap().0, 1000);
+    }
+}
