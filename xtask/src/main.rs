@@ -409,6 +409,16 @@ fn bench(futures: u32, reps: u32, latency_ms: u32, scale_workers: &[u32]) -> Res
         ])
         .envs(emu.env()))?;
     drop(emu);
+    // The scheduler at up to a thousand workers, in process, at S3 latency.
+    run(cargo().args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "starburst-scheduler",
+        "--example",
+        "simulate",
+    ]))?;
     if scale_workers.is_empty() {
         return Ok(());
     }
