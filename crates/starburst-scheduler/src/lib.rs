@@ -1269,10 +1269,8 @@ fn take_assignments(sh: &Shared) -> Vec<Assignment> {
         let Some(task) = st.queue.pop_front() else {
             break;
         };
-        if let Some(a) = assign_locked(sh, &mut st, worker.clone(), task, now) {
-            chosen.insert(worker);
-            out.push(a);
-        }
+        chosen.insert(worker.clone());
+        out.extend(assign_locked(sh, &mut st, worker, task, now));
     }
     loop {
         let live = st.workers.len();
@@ -1296,10 +1294,8 @@ fn take_assignments(sh: &Shared) -> Vec<Assignment> {
         let Some(task) = st.queue.pop_front() else {
             break;
         };
-        if let Some(a) = assign_locked(sh, &mut st, worker.clone(), task, now) {
-            chosen.insert(worker);
-            out.push(a);
-        }
+        chosen.insert(worker.clone());
+        out.extend(assign_locked(sh, &mut st, worker, task, now));
     }
     if !out.is_empty() {
         st.dirty = true;
@@ -1308,7 +1304,8 @@ fn take_assignments(sh: &Shared) -> Vec<Assignment> {
 }
 
 /// Assigns `task_id` (just taken off the queue) to `worker`: the task runs from now on as far
-/// as the client knows. `None` for a task that is no longer queued.
+/// as the client knows. `None` for a task that is no longer queued (and, kept queued, for a
+/// worker the session no longer has).
 fn assign_locked(
     sh: &Shared,
     st: &mut State,
@@ -1316,6 +1313,10 @@ fn assign_locked(
     task_id: TaskId,
     now: Duration,
 ) -> Option<Assignment> {
+    if !st.workers.contains_key(&worker) {
+        st.queue.push_front(task_id);
+        return None;
+    }
     let t = st
         .tasks
         .get_mut(&task_id)
