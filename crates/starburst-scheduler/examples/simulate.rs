@@ -71,19 +71,7 @@ fn next_unit(state: &mut u64) -> f64 {
 
 /// What kind of key a request was for, by the session layout.
 fn key_kind(path: &ObjectPath) -> &'static str {
-    let p = path.as_str();
-    [
-        ("/inbox/", "inbox"),
-        ("/out/results/", "result"),
-        ("/out/events/", "event"),
-        ("/cancel/", "cancel"),
-        ("/blobs/", "blob"),
-        ("/beat", "beat"),
-        ("/client", "session beat"),
-    ]
-    .into_iter()
-    .find(|(needle, _)| p.contains(needle))
-    .map_or("other", |(_, kind)| kind)
+    starburst_serialization::layout::key_kind(path.as_str())
 }
 
 /// When each result was written and first read by the client (the session clock's elapsed

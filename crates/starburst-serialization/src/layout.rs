@@ -76,6 +76,23 @@ impl SessionLayout {
     }
 }
 
+/// What kind of session key `path` is (`"inbox"`, `"result"`, `"event"`, `"cancel"`,
+/// `"blob"`, `"beat"`, `"session beat"`, else `"other"`), for counting requests by kind.
+pub fn key_kind(path: &str) -> &'static str {
+    [
+        ("/inbox/", "inbox"),
+        ("/out/results/", "result"),
+        ("/out/events/", "event"),
+        ("/cancel/", "cancel"),
+        ("/blobs/", "blob"),
+        ("/beat", "beat"),
+        ("/client", "session beat"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| path.contains(needle))
+    .map_or("other", |(_, kind)| kind)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,18 +81,7 @@ pub fn is_final(s: TaskState) -> bool {
 
 /// What kind of key a request was for, by the session layout.
 pub fn key_kind(path: &ObjectPath) -> &'static str {
-    let p = path.as_str();
-    [
-        ("/inbox/", "inbox"),
-        ("/out/results/", "result"),
-        ("/out/events/", "event"),
-        ("/cancel/", "cancel"),
-        ("/blobs/", "blob"),
-        ("/beat", "beat"),
-    ]
-    .into_iter()
-    .find(|(needle, _)| p.contains(needle))
-    .map_or("other", |(_, kind)| kind)
+    starburst_serialization::layout::key_kind(path.as_str())
 }
 
 /// Wraps an [`InMemoryStore`]: counts every request by operation and kind of key (and how many
