@@ -163,6 +163,7 @@ session_drain <- function(s) {
     res <- tryCatch(sb_collect(s[["ptr"]], id, 0), error = function(e) NULL)
     !is.null(res) && res[["state"]] %in% c("queued", "running")
   })
+  if (any(!keep)) tryCatch(sb_release(s[["ptr"]], ids[!keep]), error = function(e) NULL)
   s[["draining"]] <- ids[keep]
   invisible()
 }
@@ -283,14 +284,17 @@ collect_future <- function(future, timeout = 0) {
   state <- res[["state"]]
   final <- state %in% c("done", "failed", "cancelled")
 
-  ## Record the outcome *before* relaying conditions: the engine reports a
-  ## final state only once, and a condition handler may throw
+  ## Record the outcome *before* relaying conditions (a condition handler may
+  ## throw), and only then let the engine forget it: the engine reports a
+  ## final outcome again until it is released, so an interrupt (Ctrl-C,
+  ## setTimeLimit()) before the outcome is recorded loses nothing
   if (final) {
-    if (exists(id, envir = s[["tasks"]], inherits = FALSE)) rm(list = id, envir = s[["tasks"]])
     ## Which worker ran it, and in which session: for starburst_logs(future)
     future[["starburst_worker"]] <- res[["worker"]]
     future[["starburst_session"]] <- s
     record_outcome(future, res)
+    if (exists(id, envir = s[["tasks"]], inherits = FALSE)) rm(list = id, envir = s[["tasks"]])
+    sb_release(s[["ptr"]], id)
     count_finished(future)
   }
 

@@ -348,6 +348,7 @@ fn run(r: &Run) -> Outcome {
             loop {
                 let c = sched.collect(&id, Duration::from_secs(60)).unwrap();
                 if matches!(c.state, TaskState::Done) {
+                    sched.release(std::slice::from_ref(&id));
                     break;
                 }
                 assert!(

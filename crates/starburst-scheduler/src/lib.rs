@@ -642,7 +642,7 @@ impl Scheduler {
             worker_hourly,
             inflight,
         });
-        let driver = runtime.spawn(drive(shared.clone()));
+        let driver = runtime.spawn(supervise(shared.clone()));
         Self {
             shared,
             runtime,
@@ -760,7 +760,10 @@ impl Scheduler {
     }
 
     /// The task's state and new events, waiting up to `timeout` for it to finish or for new
-    /// events. A final state is reported once; the task is forgotten after that.
+    /// events. Events are reported once. A final state and its value or failure are reported
+    /// by every call until [`Scheduler::release`] forgets the task: a caller interrupted
+    /// between receiving the outcome and recording it (R's Ctrl-C or `setTimeLimit()`) asks
+    /// again and loses nothing.
     pub fn collect(&self, id: &TaskId, timeout: Duration) -> Result<Collected> {
         let sh = &self.shared;
         if self.engine_stopped() {
@@ -778,17 +781,14 @@ impl Scheduler {
                 let out = Collected {
                     state: t.state,
                     events: std::mem::take(&mut t.events),
-                    value: t.value.take(),
-                    failure: t.failure.take(),
+                    value: t.value.clone(),
+                    failure: t.failure.clone(),
                     worker: if t.state.is_final() {
                         t.ran_on.clone()
                     } else {
                         None
                     },
                 };
-                if out.state.is_final() {
-                    st.tasks.remove(id);
-                }
                 return Ok(out);
             }
             if self.engine_stopped() {
@@ -800,6 +800,17 @@ impl Scheduler {
                 .wait_timeout(st, (deadline - now).min(Duration::from_secs(1)))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+    }
+
+    /// Forgets finished tasks once their outcome is recorded (see [`Scheduler::collect`]);
+    /// tasks that are not finished, or unknown, are left alone.
+    pub fn release(&self, ids: &[TaskId]) {
+        let mut st = self.shared.lock();
+        for id in ids {
+            if st.tasks.get(id).is_some_and(|t| t.state.is_final()) {
+                st.tasks.remove(id);
+            }
         }
     }
 
@@ -1155,6 +1166,56 @@ fn enforce_failure_bound(sh: &Shared) -> bool {
         sh.notify_waiters(&mut st);
     }
     changed
+}
+
+/// Runs the driver; if it panics (a bug), the session's futures fail with an engine error and
+/// every worker it started is stopped, so that none runs on without a client.
+async fn supervise(sh: Arc<Shared>) {
+    let Err(e) = tokio::spawn(drive(sh.clone())).await else {
+        return;
+    };
+    let why = match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into()),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(error = %why, "the scheduler's driver failed; stopping the session's workers");
+    {
+        let mut st = sh.lock();
+        st.closed = true;
+        let failure = TaskFailure {
+            class: "starburst_engine_error".into(),
+            message: format!(
+                "the starburst engine failed ({why}); this is a bug, please report it. The session's workers were stopped; start a new session (plan(starburst, ...)) to go on"
+            ),
+            log_tail: vec![],
+        };
+        st.fatal = Some(failure.clone());
+        let pending: Vec<TaskId> = st
+            .tasks
+            .iter()
+            .filter(|(_, t)| !t.state.is_final())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in pending {
+            st.finish(&id, TaskState::Failed, None, Some(failure.clone()));
+        }
+        sh.notify_waiters(&mut st);
+    }
+    let cleanup = {
+        let sh = sh.clone();
+        tokio::spawn(async move { shutdown(&sh).await })
+    };
+    if cleanup.await.is_err() {
+        // The clean-up failed as well: at least every worker ever launched is told to stop.
+        let ids = sh.lock().launched.clone();
+        if let Err(e) = sh.ports.compute.stop(&ids, "session engine failed").await {
+            tracing::error!(error = %e, "stopping the session's workers failed");
+        }
+    }
 }
 
 async fn drive(sh: Arc<Shared>) {
@@ -1677,11 +1738,23 @@ fn complete(
                         "starburst_evaluator_died",
                         "; the worker restarted R. Look for code that ends R (quit(), a crash in compiled code) or needs more memory",
                     ),
-                    FailureKind::BlobUnavailable => (
-                        TaskState::Failed,
-                        "starburst_blob_unavailable",
-                        "; the session's data in the object store was removed or damaged",
-                    ),
+                    FailureKind::BlobUnavailable => {
+                        // The store lost it (a lifecycle rule, a deletion): the futures
+                        // submitted from now on upload it again instead of failing too.
+                        let hashes: Vec<BlobHash> = st
+                            .tasks
+                            .get(id)
+                            .map(|t| t.blobs.iter().map(|b| b.hash).collect())
+                            .unwrap_or_default();
+                        for h in &hashes {
+                            st.blobs.remove(h);
+                        }
+                        (
+                            TaskState::Failed,
+                            "starburst_blob_unavailable",
+                            "; the session's data in the object store was removed or damaged (a lifecycle rule or a deletion). Futures created from now on upload it again: run this one again",
+                        )
+                    }
                     FailureKind::Protocol => (TaskState::Failed, "starburst_worker_error", ""),
                 };
                 let failure = TaskFailure {

@@ -186,12 +186,21 @@ fn run_session(max_workers: u32, max_retries: u32, idle_timeout: Duration, ops: 
     for ((t, c), events) in tasks.iter().zip(done).zip(events) {
         let c = c.unwrap();
         let ctx = format!("task {} ({:?}): {c:?}", t.id, t.script);
+        assert_eq!(
+            sim.sched.collect(&t.id, Duration::ZERO).unwrap(),
+            Collected {
+                events: vec![],
+                ..c.clone()
+            },
+            "{ctx}: reported differently twice"
+        );
+        sim.sched.release(std::slice::from_ref(&t.id));
         assert!(
             matches!(
                 sim.sched.collect(&t.id, Duration::ZERO),
                 Err(Error::UnknownTask(_))
             ),
-            "{ctx}: reported twice"
+            "{ctx}: kept after release"
         );
         let stored = sim.stored_result(&t.id);
         match c.state {

@@ -30,6 +30,9 @@ fn a_hundred_tasks_run_on_four_reused_workers() {
         assert_eq!(c.state, TaskState::Done, "{id}: {c:?}");
         assert_eq!(c.value, Some(Bytes::from(format!("v{i}"))));
         assert!(c.failure.is_none());
+        // Reported again until released: a caller interrupted before recording it loses nothing.
+        assert_eq!(sim.sched.collect(id, Duration::ZERO).unwrap(), c);
+        sim.sched.release(std::slice::from_ref(id));
         assert!(matches!(
             sim.sched.collect(id, Duration::ZERO),
             Err(Error::UnknownTask(_))
@@ -131,9 +134,10 @@ fn a_spot_interruption_requeues_the_task_on_another_worker_once() {
     );
     let workers: Vec<String> = sim.sched.workers().iter().map(|w| w.to_string()).collect();
     assert_eq!(workers, vec![first.to_string(), runs[1].clone()]);
-    // One commit, no overwrite, and the session forgot the task after reporting it.
+    // One commit, no overwrite, and the session forgets the task once it is released.
     let key = sim.layout.result(id.as_str());
     assert_eq!(sim.store.writes_to(&key), vec![(key, "create")]);
+    sim.sched.release(std::slice::from_ref(&id));
     assert!(matches!(
         sim.sched.collect(&id, Duration::ZERO),
         Err(Error::UnknownTask(_))
@@ -381,6 +385,7 @@ fn cancelling_a_queued_task_ends_it_at_once() {
     assert_eq!(c.state, TaskState::Cancelled);
     assert_eq!(TaskState::Cancelled.as_str(), "cancelled");
     assert!(c.failure.is_none() && c.value.is_none());
+    sim.sched.release(std::slice::from_ref(&b));
     assert!(matches!(
         sim.sched.collect(&b, Duration::ZERO),
         Err(Error::UnknownTask(_))
@@ -830,4 +835,63 @@ fn a_cancel_racing_the_dispatch_of_its_task_is_kept() {
     // The driver is alive and schedules as before.
     let last = sim.submit("value:last");
     assert_eq!(sim.finish(&last).value.as_deref(), Some(&b"last"[..]));
+}
+
+/// A bug that panics the driver must not leave workers running (and billing) without a client:
+/// the session's workers are stopped and its futures fail with an engine error.
+#[test]
+fn a_driver_that_panics_still_stops_every_worker_it_started() {
+    let sim = Sim::new(2);
+    let ids = [sim.submit("hang"), sim.submit("hang")];
+    sim.until("both workers running", |s| {
+        s.journal.evaluated_by("hang").len() == 2
+    });
+    assert_eq!(sim.compute.live().len(), 2);
+    sim.port.panic_on_describe();
+    sim.until("the workers to be stopped", |s| s.compute.live().is_empty());
+    for id in &ids {
+        match sim.sched.collect(id, Duration::ZERO) {
+            Err(Error::EngineStopped) => {}
+            Ok(c) => {
+                assert_eq!(c.state, TaskState::Failed, "{c:?}");
+                assert_eq!(c.failure.unwrap().class, "starburst_engine_error");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// A blob the store lost (a lifecycle rule, a deletion) fails the future that found it missing,
+/// and is uploaded again for the futures after it instead of failing every one of them.
+#[test]
+fn a_blob_the_store_lost_is_uploaded_again() {
+    let sim = Sim::new(1);
+    let data = Bytes::from_static(b"shared data");
+    let key = support::p(sim.layout.blob(&BlobRef::of(&data).hash));
+    let first = sim
+        .sched
+        .submit(Bytes::from_static(b"echo"), vec![data.clone()], None)
+        .unwrap();
+    // Gone before any worker read it.
+    sim.rt
+        .block_on(starburst_cloud::ObjectStore::delete(&sim.store.inner, &key))
+        .unwrap();
+    let c = sim.finish(&first);
+    assert_eq!(c.state, TaskState::Failed, "{c:?}");
+    let f = c.failure.unwrap();
+    assert_eq!(f.class, "starburst_blob_unavailable");
+    assert!(f.message.contains("upload it again"), "{}", f.message);
+    let later: Vec<_> = (0..3)
+        .map(|_| {
+            sim.sched
+                .submit(Bytes::from_static(b"echo"), vec![data.clone()], None)
+                .unwrap()
+        })
+        .collect();
+    for id in &later {
+        let c = sim.finish(id);
+        assert_eq!(c.state, TaskState::Done, "{c:?}");
+        assert_eq!(c.value.unwrap(), data);
+    }
+    assert_eq!(sim.store.writes_to(key.as_str()).len(), 2);
 }

@@ -414,6 +414,11 @@ impl Session {
         Ok(self.scheduler.collect(task, timeout)?)
     }
 
+    /// Forgets finished tasks whose outcome the caller recorded; see [`Scheduler::release`].
+    pub fn release(&self, tasks: &[TaskId]) {
+        self.scheduler.release(tasks)
+    }
+
     /// Cancels tasks.
     pub fn cancel(&self, tasks: &[TaskId]) -> Result<()> {
         Ok(self.scheduler.cancel(tasks)?)

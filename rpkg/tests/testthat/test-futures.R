@@ -192,3 +192,31 @@ test_that("the global environment of a worker is cleared between futures", {
   g <- future(exists("leftover", envir = globalenv()))
   expect_false(value(g))
 })
+
+test_that("an interrupt between receiving an outcome and recording it loses nothing", {
+  local_starburst(workers = 1)
+  f <- future(6 * 7)
+  ## The first attempt to record the outcome is interrupted, as Ctrl-C or
+  ## setTimeLimit() can do right after the engine handed the outcome over
+  ns <- asNamespace("starburst")
+  real <- get("record_outcome", envir = ns)
+  calls <- 0L
+  interrupted <- function(future, res) {
+    calls <<- calls + 1L
+    if (calls == 1L) {
+      stop(structure(class = c("interrupt", "condition"), list(message = "", call = NULL)))
+    }
+    real(future, res)
+  }
+  unlockBinding("record_outcome", ns)
+  assign("record_outcome", interrupted, envir = ns)
+  on.exit({
+    assign("record_outcome", real, envir = ns)
+    lockBinding("record_outcome", ns)
+  }, add = TRUE)
+  expect_condition(value(f), class = "interrupt")
+  expect_null(f[["result"]])
+  ## Asked again, the engine still has it
+  expect_identical(value(f), 42)
+  expect_identical(calls, 2L)
+})

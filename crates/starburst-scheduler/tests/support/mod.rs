@@ -311,6 +311,8 @@ pub struct ThrottledCompute {
     /// Launches and describes fail this way from now on (None: they work).
     launch_error: Mutex<Option<fn() -> Error>>,
     describe_error: Mutex<Option<fn() -> Error>>,
+    /// Describes panic from now on (a bug in the driver's path).
+    describe_panics: AtomicBool,
     pub launch_calls: AtomicU32,
     clock: ManualClock,
     runs: Runs,
@@ -333,6 +335,11 @@ impl ThrottledCompute {
     /// From now on every describe fails with `e()`.
     pub fn fail_describes(&self, e: fn() -> Error) {
         *self.describe_error.lock().unwrap() = Some(e);
+    }
+
+    /// From now on every describe panics, as a bug on the driver's path would.
+    pub fn panic_on_describe(&self) {
+        self.describe_panics.store(true, Ordering::SeqCst);
     }
 
     /// Every launched worker: (launched at, first stop request or own exit at).
@@ -378,6 +385,10 @@ impl Compute for ThrottledCompute {
         if let Some(e) = *self.describe_error.lock().unwrap() {
             return Err(e());
         }
+        assert!(
+            !self.describe_panics.load(Ordering::SeqCst),
+            "injected panic in describe"
+        );
         self.inner.describe(ids).await
     }
     async fn stop(&self, ids: &[WorkerId], reason: &str) -> starburst_cloud::Result<()> {
@@ -631,6 +642,7 @@ impl Sim {
             throttle: AtomicU32::new(0),
             launch_error: Mutex::default(),
             describe_error: Mutex::default(),
+            describe_panics: AtomicBool::new(false),
             launch_calls: AtomicU32::new(0),
             clock: clock.clone(),
             runs,

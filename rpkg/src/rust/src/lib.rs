@@ -142,6 +142,23 @@ fn sb_collect(session: Robj, task: &str, timeout: f64) -> Robj {
     })
 }
 
+/// Forgets finished tasks once R recorded their outcome (until then `sb_collect` reports it
+/// again).
+#[extendr]
+fn sb_release(session: Robj, tasks: Strings) -> Robj {
+    let mut ids = Vec::new();
+    for t in tasks.iter() {
+        match task_id(t.as_str()) {
+            Ok(id) => ids.push(id),
+            Err(e) => return e,
+        }
+    }
+    with_session(session, |s| {
+        s.release(&ids);
+        ().into()
+    })
+}
+
 /// Cancels tasks.
 #[extendr]
 fn sb_cancel(session: Robj, tasks: Strings) -> Robj {
@@ -778,6 +795,7 @@ extendr_module! {
     fn sb_submit;
     fn sb_collect;
     fn sb_cancel;
+    fn sb_release;
     fn sb_session_info;
     fn sb_session_workers;
     fn sb_worker_log;
