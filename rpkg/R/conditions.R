@@ -29,6 +29,34 @@ invalid_argument <- function(fmt, ...) {
 }
 
 
+## Why a future failed: the engine reports a cause (FailureCause in
+## crates/starburst-scheduler, which names no R class), and this table, the
+## only place where causes meet R, gives the class of the StarburstFutureError
+## that value() raises. ?StarburstFutureError documents every class; a test
+## checks that the table covers every cause the engine knows.
+failure_classes <- c(
+  evaluator_died      = "starburst_evaluator_died",
+  worker_lost         = "starburst_worker_lost",
+  worker_start_failed = "starburst_worker_start_failed",
+  launch_failed       = "starburst_launch_failed",
+  budget_exceeded     = "starburst_budget_exceeded",
+  invalid_argument    = "starburst_invalid_argument",
+  store_unreachable   = "starburst_store_unreachable",
+  compute_unreachable = "starburst_compute_unreachable",
+  access_denied       = "starburst_access_denied",
+  credentials         = "starburst_credentials",
+  blob_unavailable    = "starburst_blob_unavailable",
+  corrupt_result      = "starburst_corrupt_result",
+  worker_error        = "starburst_worker_error",
+  engine_error        = "starburst_engine_error"
+)
+
+failure_class <- function(cause) {
+  cls <- failure_classes[as.character(cause)[1L]]
+  if (length(cls) != 1L || is.na(cls)) "starburst_engine_error" else unname(cls)
+}
+
+
 #' Errors of futures that starburst could not resolve
 #'
 #' A `StarburstFutureError` is raised by `value()` (and `result()`) when a
@@ -44,7 +72,9 @@ invalid_argument <- function(fmt, ...) {
 #' backend.
 #'
 #' @section Classes:
-#' The engine's class says why, and what to do:
+#' The engine reports why a future failed as a cause, which one table
+#' (`failure_classes` in conditions.R) maps to a class; each says why, and what
+#' to do:
 #' \describe{
 #'   \item{`starburst_evaluator_died`}{The R process evaluating the future
 #'     ended (`quit()`, a crash in compiled code, killed, out of memory); the
@@ -63,8 +93,18 @@ invalid_argument <- function(fmt, ...) {
 #'     permission (the message names the action and resource); fails at once.}
 #'   \item{`starburst_credentials`}{No usable AWS credentials: none found, or
 #'     they expired (`aws sso login`); fails at once.}
-#'   \item{`starburst_blob_unavailable`, `starburst_corrupt_result`}{The
-#'     session's data in the store was removed or damaged.}
+#'   \item{`starburst_blob_unavailable`}{Data of the future (a global) was
+#'     removed from the store (a lifecycle rule, a deletion) or damaged; futures
+#'     created from then on upload it again, so running the future again works.}
+#'   \item{`starburst_corrupt_result`}{The future's result in the store could
+#'     not be read (damaged, or written by another starburst version).}
+#'   \item{`starburst_invalid_argument`}{The session's spending caps cannot be
+#'     enforced (the price catalog lacks the region or size); no future runs.}
+#'   \item{`starburst_worker_error`}{The worker broke the protocol (a
+#'     starburst version mismatch between this R session and the worker image,
+#'     or a bug).}
+#'   \item{`starburst_engine_error`}{The session's engine failed (a bug): its
+#'     workers were stopped; set the plan again to go on, and please report it.}
 #'   \item{`starburst_session_closed`, `starburst_cancelled`}{The plan changed
 #'     before the value was collected; the future was cancelled.}
 #' }

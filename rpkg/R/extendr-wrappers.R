@@ -26,6 +26,8 @@ sb_collect <- function(session, task, timeout) {
   sb_check(.Call(wrap__sb_collect, session, task, as.numeric(timeout)))
 }
 
+sb_failure_causes <- function() .Call(wrap__sb_failure_causes)
+
 sb_release <- function(session, tasks) invisible(sb_check(.Call(wrap__sb_release, session, as.character(tasks))))
 
 sb_cancel <- function(session, tasks) invisible(sb_check(.Call(wrap__sb_cancel, session, as.character(tasks))))

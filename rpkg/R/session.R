@@ -349,7 +349,7 @@ record_outcome <- function(future, res) {
     }
   } else if (state == "failed") {
     err <- res[["error"]]
-    classes <- as.character(err[["class"]])
+    classes <- failure_class(err[["cause"]])
     message <- as.character(err[["message"]])
     if (length(message) == 0L) message <- "the task failed"
     future[["result"]] <- StarburstFutureError(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use starburst::aws::{AwsOptions, EcsCompute, EcsOptions};
 use starburst::cloud::{Capacity, Compute, TaskId};
-use starburst::scheduler::{Collected, TaskState};
+use starburst::scheduler::{Collected, FailureCause, TaskState};
 use starburst::{AwsSettings, Backend, Config, Session};
 use starburst_e2e::worker_bin;
 
@@ -330,7 +330,7 @@ fn a_worker_lost_for_good_fails_its_future_with_the_cloudwatch_log_tail() {
     let c = wait(&s, &id);
     assert_eq!(c.state, TaskState::Failed);
     let failure = c.failure.unwrap();
-    assert_eq!(failure.class, "starburst_worker_lost", "{failure:?}");
+    assert_eq!(failure.cause, FailureCause::WorkerLost, "{failure:?}");
     assert!(
         failure.message.contains("Spot"),
         "the message says what happened: {}",
@@ -360,7 +360,8 @@ fn an_image_that_cannot_be_pulled_fails_every_future_at_once() {
         assert_eq!(c.state, TaskState::Failed);
         let failure = c.failure.unwrap();
         assert_eq!(
-            failure.class, "starburst_worker_start_failed",
+            failure.cause,
+            FailureCause::WorkerStartFailed,
             "{failure:?}"
         );
         assert!(

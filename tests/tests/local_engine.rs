@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use starburst::scheduler::{Collected, TaskState};
+use starburst::scheduler::{Collected, FailureCause, TaskState};
 use starburst::{Config, Session};
 use starburst_e2e::worker_bin;
 
@@ -79,7 +79,7 @@ fn a_dying_evaluator_fails_its_task_only_and_is_restarted() {
     let c = wait(&s, &submit(&s, "die:3"));
     assert_eq!(c.state, TaskState::Failed);
     let f = c.failure.unwrap();
-    assert_eq!(f.class, "starburst_evaluator_died");
+    assert_eq!(f.cause, FailureCause::EvaluatorDied);
     assert!(f.message.contains("status 3"), "{}", f.message);
     assert!(
         f.log_tail.iter().any(|l| l.contains("about to die")),
@@ -195,7 +195,7 @@ fn an_evaluator_that_dies_while_its_child_holds_the_pipe_is_still_noticed() {
     let c = wait(&s, &submit(&s, "orphan:5"));
     assert_eq!(c.state, TaskState::Failed, "{c:?}");
     let f = c.failure.unwrap();
-    assert_eq!(f.class, "starburst_evaluator_died");
+    assert_eq!(f.cause, FailureCause::EvaluatorDied);
     assert!(f.message.contains("status 5"), "{}", f.message);
     let orphan: i32 = f
         .log_tail
@@ -239,7 +239,7 @@ fn workers_that_cannot_start_r_fail_the_queue_with_a_clear_error() {
         let c = wait(&s, id);
         assert_eq!(c.state, TaskState::Failed, "{c:?}");
         let f = c.failure.unwrap();
-        assert_eq!(f.class, "starburst_worker_start_failed", "{}", f.message);
+        assert_eq!(f.cause, FailureCause::WorkerStartFailed, "{}", f.message);
         assert!(
             f.log_tail.iter().any(|l| l.contains("no-such-Rscript")),
             "{:?}",

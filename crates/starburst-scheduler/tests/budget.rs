@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use starburst_cloud::{Capacity, TaskId};
 use starburst_cost::billed_seconds;
 use starburst_scheduler::{
-    BUDGET_EXCEEDED, BudgetConfig, Catalog, CostReport, SchedulerConfig, TaskState,
+    BudgetConfig, Catalog, CostReport, FailureCause, SchedulerConfig, TaskState,
 };
 use support::{Sim, SimOptions, config, is_final};
 
@@ -195,7 +195,7 @@ fn at_the_cap_pending_futures_fail_and_finished_ones_keep_their_values() {
     for c in &out[1..] {
         assert_eq!(c.state, TaskState::Failed, "{c:?}");
         let f = c.failure.as_ref().unwrap();
-        assert_eq!(f.class, BUDGET_EXCEEDED);
+        assert_eq!(f.cause, FailureCause::BudgetExceeded);
         assert!(f.message.contains("max_cost is $1.0000"), "{}", f.message);
         assert!(
             f.message.contains("plan(starburst, max_cost = ...)"),
@@ -221,7 +221,7 @@ fn at_the_cap_pending_futures_fail_and_finished_ones_keep_their_values() {
     let late = sim.submit("value:d");
     let c = sim.peek(&late);
     assert_eq!(c.state, TaskState::Failed);
-    assert_eq!(c.failure.unwrap().class, BUDGET_EXCEEDED);
+    assert_eq!(c.failure.unwrap().cause, FailureCause::BudgetExceeded);
 }
 
 #[test]
@@ -229,7 +229,10 @@ fn a_cap_below_one_worker_fails_everything_and_launches_nothing() {
     let sim = Sim::with(SimOptions::new(budget_config(4, Some(0.5), None)));
     let id = sim.submit("value:a");
     let out = run_to_end(&sim, std::slice::from_ref(&id), Some(0.5));
-    assert_eq!(out[0].failure.as_ref().unwrap().class, BUDGET_EXCEEDED);
+    assert_eq!(
+        out[0].failure.as_ref().unwrap().cause,
+        FailureCause::BudgetExceeded
+    );
     assert!(sim.compute.launched().is_empty());
     assert_eq!(cost(&sim).meter.usd, 0.0);
 
@@ -238,7 +241,7 @@ fn a_cap_below_one_worker_fails_everything_and_launches_nothing() {
     let id = sim.submit("value:a");
     let out = run_to_end(&sim, std::slice::from_ref(&id), None);
     let f = out[0].failure.as_ref().unwrap();
-    assert_eq!(f.class, BUDGET_EXCEEDED);
+    assert_eq!(f.cause, FailureCause::BudgetExceeded);
     assert!(
         f.message.contains("below the price of one worker"),
         "{}",
@@ -317,7 +320,11 @@ fn run_capped_session(max_workers: u32, max_cost: f64, jobs: Vec<Job>) {
         match c.state {
             TaskState::Done => assert_eq!(c.value.as_deref(), Some(&b"ok"[..])),
             TaskState::Failed => {
-                assert_eq!(c.failure.as_ref().unwrap().class, BUDGET_EXCEEDED, "{c:?}")
+                assert_eq!(
+                    c.failure.as_ref().unwrap().cause,
+                    FailureCause::BudgetExceeded,
+                    "{c:?}"
+                )
             }
             other => panic!("unexpected {other:?}: {c:?}"),
         }

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use starburst_cloud::Error;
-use starburst_scheduler::TaskState;
+use starburst_scheduler::{FailureCause, TaskState};
 use support::{Sim, SimOptions, config};
 
 fn bounded(secs: u64) -> SimOptions {
@@ -38,7 +38,7 @@ fn a_store_that_keeps_failing_fails_the_waiting_futures_after_the_bound() {
     assert!(waited >= Duration::from_secs(30), "{waited:?} {out:?}");
     assert_eq!(out.state, TaskState::Failed);
     let f = out.failure.unwrap();
-    assert_eq!(f.class, "starburst_store_unreachable");
+    assert_eq!(f.cause, FailureCause::StoreUnreachable);
     assert!(
         f.message.contains("has failed for 30 s") && f.message.contains("starburst_status()"),
         "{}",
@@ -67,7 +67,7 @@ fn access_denied_on_results_fails_at_once_with_its_class() {
     assert!(sim.now() - start < Duration::from_secs(5));
     assert_eq!(out.state, TaskState::Failed);
     let f = out.failure.unwrap();
-    assert_eq!(f.class, "starburst_access_denied");
+    assert_eq!(f.cause, FailureCause::AccessDenied);
     assert!(f.message.contains("explicit deny"), "{}", f.message);
     assert!(f.message.contains("AWS_PROFILE"), "{}", f.message);
 }
@@ -83,7 +83,7 @@ fn launches_without_credentials_fail_at_once_and_throttling_fails_after_the_boun
     let t = sim.submit("value:1");
     let out = sim.finish(&t);
     let f = out.failure.unwrap();
-    assert_eq!(f.class, "starburst_credentials");
+    assert_eq!(f.cause, FailureCause::Credentials);
     assert!(f.message.contains("aws sso login"), "{}", f.message);
 
     let sim = Sim::with(bounded(20));
@@ -97,7 +97,7 @@ fn launches_without_credentials_fail_at_once_and_throttling_fails_after_the_boun
     let out = sim.finish(&t);
     assert!(sim.now() - start >= Duration::from_secs(20));
     let f = out.failure.unwrap();
-    assert_eq!(f.class, "starburst_launch_failed");
+    assert_eq!(f.cause, FailureCause::LaunchFailed);
     assert!(f.message.contains("throttled"), "{}", f.message);
 }
 
@@ -115,7 +115,7 @@ fn workers_nobody_can_watch_fail_their_futures_after_the_bound() {
     let out = sim.finish(&t);
     assert!(sim.now() - start >= Duration::from_secs(20));
     let f = out.failure.unwrap();
-    assert_eq!(f.class, "starburst_compute_unreachable");
+    assert_eq!(f.cause, FailureCause::ComputeUnreachable);
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn start_failures_that_keep_coming_fail_the_queue_after_the_bound() {
         "{:?} {f:?}",
         sim.now() - start
     );
-    assert_eq!(f.class, "starburst_launch_failed");
+    assert_eq!(f.cause, FailureCause::LaunchFailed);
     assert!(
         f.message.contains("ResourceInitializationError"),
         "{}",

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use starburst_cloud::{Clock, WorkerId};
-use starburst_scheduler::{BudgetConfig, Catalog};
+use starburst_scheduler::{BudgetConfig, Catalog, FailureCause};
 use starburst_serialization as wire;
 use support::{Entry, Sim, SimOptions, config};
 
@@ -97,7 +97,7 @@ fn no_worker_starts_in_the_last_orphan_timeout_of_a_budget() {
     let out = sim.finish(&t);
     assert_eq!(out.state, starburst_scheduler::TaskState::Failed);
     let f = out.failure.unwrap();
-    assert_eq!(f.class, starburst_scheduler::BUDGET_EXCEEDED);
+    assert_eq!(f.cause, FailureCause::BudgetExceeded);
     assert!(
         f.message.contains("orphan timeout of 197 s"),
         "{}",

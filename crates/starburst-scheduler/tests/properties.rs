@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use proptest::prelude::*;
 use starburst_cloud::{StopCause, TaskId};
-use starburst_scheduler::{Collected, Error, TaskState};
+use starburst_scheduler::{Collected, Error, FailureCause, TaskState};
 use starburst_serialization::{FailureKind, Outcome};
 use support::{MAX_STEPS, Sim, SimOptions, config, is_final};
 
@@ -217,8 +217,8 @@ fn run_session(max_workers: u32, max_retries: u32, idle_timeout: Duration, ops: 
             }
             TaskState::Failed => {
                 let f = c.failure.clone().expect("a failed task says why");
-                match f.class.as_str() {
-                    "starburst_evaluator_died" => {
+                match f.cause {
+                    FailureCause::EvaluatorDied => {
                         assert!(matches!(t.script, Script::Die), "{ctx}");
                         let (meta, _) = stored.expect("the worker reported the death");
                         assert!(
@@ -226,15 +226,15 @@ fn run_session(max_workers: u32, max_retries: u32, idle_timeout: Duration, ops: 
                             "{ctx}"
                         );
                     }
-                    "starburst_worker_lost"
-                    | "starburst_worker_start_failed"
-                    | "starburst_launch_failed" => {
+                    FailureCause::WorkerLost
+                    | FailureCause::WorkerStartFailed
+                    | FailureCause::LaunchFailed => {
                         assert!(
                             stored.is_none(),
                             "{ctx}: failed although a result is stored"
                         );
                     }
-                    other => panic!("{ctx}: unexpected class {other}"),
+                    other => panic!("{ctx}: unexpected cause {other}"),
                 }
             }
             TaskState::Cancelled => {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use starburst_cloud::{SessionId, StopCause, TaskId};
-use starburst_scheduler::{SchedulerConfig, TaskState};
+use starburst_scheduler::{FailureCause, SchedulerConfig, TaskState};
 use starburst_serialization::{self as wire, InboxMeta, Limits};
 use support::{Entry, Sim, SimOptions, config, spec};
 
@@ -110,7 +110,7 @@ fn a_lost_worker_requeues_its_prefetched_task_without_counting_a_loss_for_it() {
     // runs again on the next worker, as a new attempt.
     assert_eq!(done[0].state, TaskState::Failed, "{:?}", done[0]);
     let f = done[0].failure.clone().unwrap();
-    assert_eq!(f.class, "starburst_worker_lost");
+    assert_eq!(f.cause, FailureCause::WorkerLost);
     assert!(f.message.contains("after 1 attempt(s)"), "{}", f.message);
     assert_eq!(
         done[1].value,

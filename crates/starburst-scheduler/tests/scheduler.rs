@@ -13,7 +13,7 @@ use starburst_cloud::mocks::MockCompute;
 use starburst_cloud::{
     Clock, LaunchReport, StopCause, WorkerId, WorkerPhase, WorkerSpec, WorkerStatus,
 };
-use starburst_scheduler::{Error, Scheduler, TaskState};
+use starburst_scheduler::{Error, FailureCause, Scheduler, TaskState};
 use starburst_serialization::{self as wire, BlobRef, InboxMeta, Limits};
 use support::{Behaviour, Entry, STEP, Sim, SimOptions, config, is_final};
 
@@ -169,7 +169,7 @@ fn repeated_losses_fail_the_task_with_the_worker_log_tail() {
     };
     assert_eq!(c.state, TaskState::Failed);
     let f = c.failure.unwrap();
-    assert_eq!(f.class, "starburst_worker_lost");
+    assert_eq!(f.cause, FailureCause::WorkerLost);
     assert!(f.message.contains("after 2 attempt(s)"), "{}", f.message);
     assert!(
         f.message.contains("Essential container in task exited"),
@@ -216,7 +216,7 @@ fn a_clean_exit_requeues_without_using_a_retry_and_out_of_memory_is_not_retried(
     let c = sim.finish(&b);
     assert_eq!(c.state, TaskState::Failed);
     let f = c.failure.unwrap();
-    assert_eq!(f.class, "starburst_worker_lost");
+    assert_eq!(f.cause, FailureCause::WorkerLost);
     assert!(f.message.contains("more memory"), "{}", f.message);
     assert_eq!(sim.journal.evaluated_by("hang").len(), 1);
 }
@@ -229,7 +229,7 @@ fn a_dead_evaluator_fails_the_task_and_the_worker_goes_on() {
     let (done, _) = sim.finish_all(&[a, b]);
     assert_eq!(done[0].state, TaskState::Failed);
     let f = done[0].failure.clone().unwrap();
-    assert_eq!(f.class, "starburst_evaluator_died");
+    assert_eq!(f.cause, FailureCause::EvaluatorDied);
     assert!(f.message.contains("exited with status 1"), "{}", f.message);
     assert_eq!(f.log_tail.len(), 1, "{:?}", f.log_tail);
     assert_eq!(done[1].value, Some(Bytes::from_static(b"after")));
@@ -256,7 +256,7 @@ fn an_image_pull_failure_fails_the_task_and_the_queue_fast() {
     for c in done {
         assert_eq!(c.state, TaskState::Failed);
         let f = c.failure.unwrap();
-        assert_eq!(f.class, "starburst_worker_start_failed", "{f:?}");
+        assert_eq!(f.cause, FailureCause::WorkerStartFailed, "{f:?}");
         assert!(f.message.contains("pull access denied"), "{}", f.message);
     }
     assert_eq!(sim.sched.info().queued, 0);
@@ -264,7 +264,7 @@ fn an_image_pull_failure_fails_the_task_and_the_queue_fast() {
     let late = sim.submit("value:late");
     let c = sim.peek(&late);
     assert_eq!(c.state, TaskState::Failed);
-    assert_eq!(c.failure.unwrap().class, "starburst_worker_start_failed");
+    assert_eq!(c.failure.unwrap().cause, FailureCause::WorkerStartFailed);
     for _ in 0..20 {
         sim.tick();
     }
@@ -345,7 +345,7 @@ fn a_worker_that_never_beats_within_start_timeout_is_lost() {
     let waited = sim.now() - submitted_at;
     assert_eq!(c.state, TaskState::Failed);
     let f = c.failure.unwrap();
-    assert_eq!(f.class, "starburst_worker_start_failed");
+    assert_eq!(f.cause, FailureCause::WorkerStartFailed);
     assert!(
         f.message.contains("subnets reach ECR and S3"),
         "{}",
@@ -470,7 +470,7 @@ fn a_failed_launch_with_no_worker_alive_fails_the_queue() {
         let c = sim.finish(id);
         assert_eq!(c.state, TaskState::Failed);
         let f = c.failure.unwrap();
-        assert_eq!(f.class, "starburst_launch_failed");
+        assert_eq!(f.cause, FailureCause::LaunchFailed);
         assert!(f.message.contains("capacity exhausted"), "{}", f.message);
     }
     // Not a permanent verdict: once capacity is back, work runs.
@@ -854,7 +854,7 @@ fn a_driver_that_panics_still_stops_every_worker_it_started() {
             Err(Error::EngineStopped) => {}
             Ok(c) => {
                 assert_eq!(c.state, TaskState::Failed, "{c:?}");
-                assert_eq!(c.failure.unwrap().class, "starburst_engine_error");
+                assert_eq!(c.failure.unwrap().cause, FailureCause::EngineError);
             }
             Err(e) => panic!("{e}"),
         }
@@ -879,7 +879,7 @@ fn a_blob_the_store_lost_is_uploaded_again() {
     let c = sim.finish(&first);
     assert_eq!(c.state, TaskState::Failed, "{c:?}");
     let f = c.failure.unwrap();
-    assert_eq!(f.class, "starburst_blob_unavailable");
+    assert_eq!(f.cause, FailureCause::BlobUnavailable);
     assert!(f.message.contains("upload it again"), "{}", f.message);
     let later: Vec<_> = (0..3)
         .map(|_| {

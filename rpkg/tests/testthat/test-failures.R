@@ -103,3 +103,16 @@ test_that("a future that floods stderr before it dies gives a bounded log tail; 
   expect_true(any(grepl("last words", err$log_tail)))
   expect_identical(value(future(6 * 7)), 42)
 })
+
+test_that("every failure cause the engine reports has a documented condition class", {
+  causes <- starburst:::sb_failure_causes()
+  expect_gt(length(causes), 10L)
+  expect_setequal(names(starburst:::failure_classes), causes)
+  expect_true(all(startsWith(starburst:::failure_classes, "starburst_")))
+  ## ... each documented in ?StarburstFutureError
+  rd <- tools::Rd_db("starburst")[["StarburstFutureError.Rd"]]
+  text <- paste(as.character(rd), collapse = "")
+  for (cls in starburst:::failure_classes) expect_match(text, cls, fixed = TRUE, info = cls)
+  ## A cause the table does not know (never sent by this engine) is still an error class
+  expect_identical(starburst:::failure_class("no_such_cause"), "starburst_engine_error")
+})

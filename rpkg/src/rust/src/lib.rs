@@ -108,9 +108,9 @@ fn sb_collect(session: Robj, task: &str, timeout: f64) -> Robj {
                 .unwrap_or_else(|| ().into());
             let error = match &c.failure {
                 Some(f) => List::from_names_and_values(
-                    ["class", "message", "log_tail"],
+                    ["cause", "message", "log_tail"],
                     [
-                        r!(f.class.as_str()),
+                        r!(f.cause.as_str()),
                         r!(f.message.as_str()),
                         r!(f.log_tail.clone()),
                     ],
@@ -157,6 +157,15 @@ fn sb_release(session: Robj, tasks: Strings) -> Robj {
         s.release(&ids);
         ().into()
     })
+}
+
+/// The names of every failure cause the engine reports (R maps each to a condition class).
+#[extendr]
+fn sb_failure_causes() -> Vec<String> {
+    starburst::scheduler::FailureCause::ALL
+        .iter()
+        .map(|c| c.as_str().to_string())
+        .collect()
 }
 
 /// Cancels tasks.
@@ -796,6 +805,7 @@ extendr_module! {
     fn sb_collect;
     fn sb_cancel;
     fn sb_release;
+    fn sb_failure_causes;
     fn sb_session_info;
     fn sb_session_workers;
     fn sb_worker_log;

@@ -1,0 +1,687 @@
+//! The driver: the background task that does the session's I/O. Each round it asks the core
+//! ([`Core`]) what to send, sends it with many requests in flight (see [`crate::requests`]),
+//! and tells the core what came back. The state lock is never held across I/O.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use starburst_cloud::{LogQuery, ObjectPath, ObjectStoreExt, StopCause, TaskId, WorkerId};
+use starburst_serialization::{self as wire, InboxMeta, Limits, SessionLayout, unix_ms};
+
+use crate::requests::InFlight;
+use crate::state::Core;
+use crate::state::dispatch::{Assignment, Cancel, ReadOutcome};
+use crate::state::trouble::Path;
+use crate::state::workers::{Beat, Busy, lost_failure};
+use crate::{Error, FailureCause, Ports, Result, SchedulerConfig, TaskFailure};
+
+/// What the caller's thread and the driver share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    core: Mutex<Core>,
+    pub(crate) cv: Condvar,
+    pub(crate) wake: tokio::sync::Notify,
+    pub(crate) ports: Ports,
+    pub(crate) config: Arc<SchedulerConfig>,
+    pub(crate) layout: SessionLayout,
+    /// The bound on requests in flight.
+    inflight: InFlight,
+}
+
+impl Shared {
+    pub(crate) fn new(core: Core, ports: Ports, config: Arc<SchedulerConfig>) -> Self {
+        Self {
+            core: Mutex::new(core),
+            cv: Condvar::new(),
+            wake: tokio::sync::Notify::new(),
+            layout: SessionLayout::new(config.session_id.as_str()),
+            inflight: InFlight::new(config.requests),
+            ports,
+            config,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the callers waiting in `collect` when a task changed.
+    pub(crate) fn notify_waiters(&self, st: &mut Core) {
+        if st.dirty {
+            st.dirty = false;
+            self.cv.notify_all();
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.ports.clock.now()
+    }
+}
+
+pub(crate) fn key(s: String) -> Result<ObjectPath> {
+    Ok(ObjectPath::parse(s)?)
+}
+
+/// Runs the driver; if it panics (a bug), the session's futures fail with an engine error and
+/// every worker it started is stopped, so that none runs on without a client.
+pub(crate) async fn supervise(sh: Arc<Shared>) {
+    let Err(e) = tokio::spawn(drive(sh.clone())).await else {
+        return;
+    };
+    let why = match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into()),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(error = %why, "the scheduler's driver failed; stopping the session's workers");
+    {
+        let mut st = sh.lock();
+        st.closed = true;
+        let failure = TaskFailure::new(
+            FailureCause::EngineError,
+            format!(
+                "the starburst engine failed ({why}); this is a bug, please report it. The session's workers were stopped; start a new session (plan(starburst, ...)) to go on"
+            ),
+        );
+        st.fatal = Some(failure.clone());
+        st.finish_pending(Some(failure));
+        sh.notify_waiters(&mut st);
+    }
+    let cleanup = {
+        let sh = sh.clone();
+        tokio::spawn(async move { shutdown(&sh).await })
+    };
+    if cleanup.await.is_err() {
+        // The clean-up failed as well: at least every worker ever launched is told to stop.
+        let ids = sh.lock().launched.clone();
+        if let Err(e) = sh.ports.compute.stop(&ids, "session engine failed").await {
+            tracing::error!(error = %e, "stopping the session's workers failed");
+        }
+    }
+}
+
+async fn drive(sh: Arc<Shared>) {
+    let out = ObjectPath::parse(sh.layout.out()).ok();
+    let mut watch = out.and_then(|p| sh.ports.store.watch(&p));
+    let watching = watch.is_some();
+    let clock = sh.ports.clock.clone();
+    let mut next_health = clock.now();
+    // The first beat precedes every launch: a worker's orphan clock starts at its own start.
+    let mut next_client_beat = clock.now();
+    loop {
+        if sh.lock().closed {
+            shutdown(&sh).await;
+            return;
+        }
+        if let Some(every) = sh.config.client_beat
+            && clock.now() >= next_client_beat
+        {
+            match write_client_beat(&sh, false).await {
+                Ok(()) => sh.lock().succeeded(Path::Store),
+                Err(e) => {
+                    tracing::warn!(error = %e, "writing the session heartbeat failed; retrying");
+                    sh.lock().failed(Path::Store, &e, sh.now());
+                }
+            }
+            next_client_beat = clock.now() + every;
+        }
+        let mut progressed = false;
+        match step(&sh, watching).await {
+            Ok(p) => progressed |= p,
+            // The requests that failed marked their tasks (see `Core::task_failed`).
+            Err(e) => tracing::warn!(error = %e, "scheduler step failed; retrying"),
+        }
+        if clock.now() >= next_health {
+            match health(&sh).await {
+                Ok(p) => progressed |= p,
+                Err(e) => tracing::warn!(error = %e, "worker health check failed; retrying"),
+            }
+            progressed |= sh.lock().enforce_failure_bound(sh.now());
+            // The caps are checked as often as health, whether or not that succeeded.
+            progressed |= budget_check(&sh).await;
+            next_health = clock.now() + sh.config.health_interval;
+        }
+        {
+            let mut st = sh.lock();
+            sh.notify_waiters(&mut st);
+        }
+        if progressed {
+            continue;
+        }
+        let now = clock.now();
+        let until_health = next_health.saturating_sub(now);
+        match watch.as_mut() {
+            // Notifications wake us for every write under out/; the timer is only a safety net.
+            Some(w) => {
+                let wait = until_health.min(sh.config.poll_max);
+                tokio::select! {
+                    () = sh.wake.notified() => {}
+                    _ = w.changed(wait) => {}
+                }
+            }
+            // Sleep until the next result is due (or a health check, or a call wakes us).
+            None => {
+                let due = sh.lock().next_due().map(|d| d.saturating_sub(now));
+                let wait = due
+                    .map_or(until_health, |d| d.min(until_health))
+                    .max(Duration::from_millis(1));
+                tokio::select! {
+                    () = sh.wake.notified() => {}
+                    () = clock.sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One round: cancellations, assignments and reads of results and events, all in flight
+/// together; then launches for what no worker can take. True when something changed.
+async fn step(sh: &Shared, watching: bool) -> Result<bool> {
+    // Decided before anything is sent: a cancel only ever targets an assignment already
+    // written (those of this round are not taken yet), and a read a task whose assignment is.
+    let (cancels, reads, assignments) = {
+        let now = sh.now();
+        let mut st = sh.lock();
+        let cancels = st.take_cancels();
+        let reads = st.due_reads(now, watching);
+        (cancels, reads, st.take_assignments(now))
+    };
+    let mut progressed = !assignments.is_empty();
+    let (cancelled, assigned, read) = tokio::join!(
+        sh.inflight.fan_out(cancels, |c| write_cancel(sh, c)),
+        sh.inflight
+            .fan_out(assignments, |a| write_assignment(sh, a)),
+        sh.inflight
+            .fan_out(reads, |(id, result)| read_task(sh, id, result, watching)),
+    );
+    progressed |= read.into_iter().any(|p| p);
+    let failed = cancelled.into_iter().chain(assigned).find_map(Result::err);
+    // Start workers for the tasks no idle worker can take.
+    let want = sh.lock().launch_wanted(sh.now());
+    if want > 0 {
+        progressed |= launch(sh, want).await?;
+    }
+    match failed {
+        // The requests that failed marked their tasks (see `Core::task_failed`).
+        Some(e) => Err(e),
+        None => Ok(progressed),
+    }
+}
+
+/// Writes an assignment to its worker's inbox; a write that fails is undone.
+async fn write_assignment(sh: &Shared, a: Assignment) -> Result<()> {
+    let Assignment {
+        worker,
+        task,
+        seq,
+        frame,
+    } = a;
+    let sent = match key(sh.layout.inbox(worker.as_str(), seq)) {
+        Ok(k) => sh
+            .ports
+            .store
+            .put(&k, Bytes::from(frame))
+            .await
+            .map_err(Error::from),
+        Err(e) => Err(e),
+    };
+    let mut st = sh.lock();
+    match sent {
+        Ok(()) => {
+            st.task_succeeded(&task);
+            Ok(())
+        }
+        Err(e) => {
+            st.assignment_failed(&worker, &task, seq);
+            st.task_failed(&task, &e, sh.now());
+            Err(e)
+        }
+    }
+}
+
+/// The marker stops a task that runs; a `Skip` over its assignment withdraws it if the worker
+/// has not read it yet (a prefetched task). A cancel that fails is tried again next round.
+async fn write_cancel(sh: &Shared, (id, attempt, at): Cancel) -> Result<()> {
+    let store = &sh.ports.store;
+    let mut written = match key(sh.layout.cancel(id.as_str())) {
+        Ok(k) => store.put(&k, Bytes::new()).await.map_err(Error::from),
+        Err(e) => Err(e),
+    };
+    if let (Ok(()), Some((worker, seq))) = (&written, at) {
+        let skip = InboxMeta::Skip {
+            task_id: id.to_string(),
+            attempt,
+        };
+        let frame = wire::encode_inbox(&skip, &[], sh.config.encode);
+        written = match key(sh.layout.inbox(worker.as_str(), seq)) {
+            Ok(k) => store.put(&k, Bytes::from(frame)).await.map_err(Error::from),
+            Err(e) => Err(e),
+        };
+    }
+    let mut st = sh.lock();
+    match written {
+        Ok(()) => {
+            st.task_succeeded(&id);
+            Ok(())
+        }
+        Err(e) => {
+            st.task_failed(&id, &e, sh.now());
+            st.cancel_failed(&id);
+            Err(e)
+        }
+    }
+}
+
+/// Reads a task's result and events; a failure is retried after `poll_min`. True when there
+/// was something new.
+async fn read_task(sh: &Shared, id: TaskId, read_result: bool, eager: bool) -> bool {
+    match poll_task(sh, &id, read_result, eager).await {
+        Ok(p) => {
+            sh.lock().task_succeeded(&id);
+            p
+        }
+        Err(e) => {
+            // One unreadable key must not keep the other tasks' results from being read.
+            tracing::warn!(task = %id, error = %e, "reading the task's result failed; retrying");
+            let now = sh.now();
+            let mut st = sh.lock();
+            st.task_failed(&id, &e, now);
+            st.read_failed(&id, now);
+            false
+        }
+    }
+}
+
+/// Reads a running task's result (when `read_result`) and its new events: those a heartbeat
+/// or the result reported, or, with `eager`, every event written so far (probing the next
+/// key). True when there was something new.
+async fn poll_task(sh: &Shared, id: &TaskId, read_result: bool, eager: bool) -> Result<bool> {
+    let Some(plan) = sh.lock().read_plan(id) else {
+        return Ok(false);
+    };
+    let result = match read_result {
+        true => sh
+            .ports
+            .store
+            .get_opt(&key(sh.layout.result(id.as_str()))?)
+            .await?
+            .map(|buf| wire::decode_result(&buf, Limits::default())),
+        false => None,
+    };
+    // Events are written before the result, so after seeing the result all events are in.
+    let upto = match &result {
+        Some(Ok((meta, _))) if meta.attempt == plan.attempt => Some(meta.events),
+        // Another attempt's result (a lost run that committed after all) or an unreadable one.
+        Some(_) => Some(plan.from),
+        None if eager => None,
+        None => Some(plan.known),
+    };
+    let (events, next_event) = match upto {
+        Some(n) if n <= plan.from => (Vec::new(), plan.from),
+        _ => read_events(sh, id, plan.attempt, plan.from, upto).await?,
+    };
+    let out = ReadOutcome {
+        result,
+        events,
+        next_event,
+    };
+    let now = sh.now();
+    Ok(sh.lock().read_done(id, plan.attempt, read_result, out, now))
+}
+
+/// The events of a task's attempt from `next` up to `upto` (or up to the first missing one),
+/// and the number of the next one.
+async fn read_events(
+    sh: &Shared,
+    id: &TaskId,
+    attempt: u32,
+    mut next: u32,
+    upto: Option<u32>,
+) -> Result<(Vec<Bytes>, u32)> {
+    let mut events = Vec::new();
+    while upto.is_none_or(|n| next < n) {
+        let Some(buf) = sh
+            .ports
+            .store
+            .get_opt(&key(sh.layout.event(id.as_str(), attempt, next))?)
+            .await?
+        else {
+            if upto.is_some() {
+                tracing::warn!(task = %id, event = next, "a reported event is missing");
+            }
+            break;
+        };
+        match wire::decode_event(&buf, Limits::default()) {
+            Ok((_, payload)) => events.push(payload),
+            Err(e) => tracing::warn!(task = %id, error = %e, "dropping an unreadable event"),
+        }
+        next += 1;
+    }
+    Ok((events, next))
+}
+
+/// Rewrites the client's session heartbeat: it moves (workers know their client lives), and
+/// carries the unattended deadline; `closed` tells every worker to stop.
+async fn write_client_beat(sh: &Shared, closed: bool) -> Result<()> {
+    let now = sh.now();
+    let (deadline, seq) = {
+        let mut st = sh.lock();
+        st.client_seq += 1;
+        let deadline = if closed {
+            None
+        } else {
+            st.unattended_deadline(now, 0)
+        };
+        (deadline, st.client_seq)
+    };
+    let beat = wire::ClientBeat {
+        session_id: sh.config.session_id.to_string(),
+        seq,
+        unix_ms: unix_ms(sh.ports.clock.wall()),
+        deadline_after_ms: deadline
+            .map(|d| u64::try_from(d.saturating_sub(now).as_millis()).unwrap_or(u64::MAX)),
+        closed,
+        orphan_timeout_ms: u64::try_from(sh.config.orphan_timeout.as_millis()).unwrap_or(u64::MAX),
+    };
+    sh.ports
+        .store
+        .put(
+            &key(sh.layout.client())?,
+            Bytes::from(wire::encode_client_beat(&beat)),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn launch(sh: &Shared, count: u32) -> Result<bool> {
+    // Billing starts after the launch request: its time is a safe start for the meter. The
+    // platform's `started_at` (the container running) is later than Fargate's billing start
+    // (the image pull) and would under-count.
+    let requested_at = sh.now();
+    // Each worker carries its hard deadline from the start: it holds even if this client dies
+    // before the worker ever reads a session heartbeat.
+    let deadline = sh.lock().unattended_deadline(requested_at, count).map(|d| {
+        let wall = sh.ports.clock.wall() + d.saturating_sub(requested_at);
+        unix_ms(wall).to_string()
+    });
+    let spec = match deadline {
+        Some(ms) => {
+            let mut spec = sh.config.spec.clone();
+            spec.env.insert(wire::DEADLINE_ENV.into(), ms);
+            std::borrow::Cow::Owned(spec)
+        }
+        None => std::borrow::Cow::Borrowed(&sh.config.spec),
+    };
+    let report = match sh.ports.compute.launch(&spec, count).await {
+        // Starting workers works again once one is seen working (see `health`), not when the
+        // platform merely accepted the request.
+        Ok(r) => r,
+        Err(e) if e.is_retryable() || e.needs_user() => {
+            // Throttled, or a failure that may pass: the queue waits for a later round instead
+            // of failing as if no worker could ever start (up to the failure bound). Access
+            // denied, no usable credentials: the failure bound fails the queue at once with a
+            // cause that says so.
+            tracing::warn!(error = %e, "launching workers failed; will retry");
+            sh.lock().failed(Path::Launch, &Error::Cloud(e), sh.now());
+            return Ok(false);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "launching workers failed");
+            let e = Error::Cloud(e);
+            sh.lock().failed(Path::Launch, &e, sh.now());
+            starburst_cloud::LaunchReport {
+                launched: vec![],
+                failures: vec![e.to_string()],
+            }
+        }
+    };
+    let now = sh.now();
+    Ok(sh.lock().launched(&report, requested_at, now))
+}
+
+/// Checks worker status and heartbeats; re-queues or fails the tasks of lost workers. A busy
+/// worker's beat also says how many events its task has written and which task it runs: true
+/// when that told something new (events to read, a result to read now).
+async fn health(sh: &Shared) -> Result<bool> {
+    let ids = sh.lock().watched();
+    if ids.is_empty() {
+        return Ok(false);
+    }
+    let statuses = match sh.ports.compute.describe(&ids).await {
+        Ok(s) => {
+            sh.lock().succeeded(Path::Watch);
+            s
+        }
+        Err(e) => {
+            let e = Error::Cloud(e);
+            sh.lock().failed(Path::Watch, &e, sh.now());
+            return Err(e);
+        }
+    };
+    let now = sh.now();
+    let (mut lost, busy) = {
+        let mut st = sh.lock();
+        let lost = st.statuses(&statuses, now, sh.ports.clock.wall());
+        let busy = st.busy(&lost);
+        (lost, busy)
+    };
+    // Heartbeats of busy workers: a beat that stops moving means the worker is gone even if
+    // the platform has not noticed yet.
+    let reads = sh
+        .inflight
+        .fan_out(busy, |b: Busy| async move {
+            let read = match key(sh.layout.beat(b.0.as_str())) {
+                Ok(k) => sh.ports.store.get_opt(&k).await.map_err(Error::Cloud),
+                Err(e) => Err(e),
+            };
+            (b, read)
+        })
+        .await;
+    let mut learned = false;
+    let mut failure = None;
+    let mut expired = Vec::new();
+    {
+        let mut st = sh.lock();
+        for (busy, read) in reads {
+            let seen = match read {
+                Ok(Some(buf)) => wire::decode_heartbeat(&buf).ok(),
+                Ok(None) => None,
+                Err(e) => {
+                    st.failed(Path::Store, &e, now);
+                    failure = Some(e);
+                    continue;
+                }
+            };
+            st.succeeded(Path::Store);
+            if let Some(b) = &seen {
+                learned |= st.progress(&busy.0, &b.activity, now);
+            }
+            if let Beat::Expired(cause, why) = st.beat(&busy, seen.map(|b| b.seq), now) {
+                expired.push((busy.0, cause, why));
+            }
+        }
+    }
+    if !expired.is_empty() {
+        let ids: Vec<WorkerId> = expired.iter().map(|(id, _, _)| id.clone()).collect();
+        sh.lock().stopping(&ids, now, false);
+        match sh.ports.compute.stop(&ids, "heartbeat lease expired").await {
+            Ok(()) => {
+                sh.lock().stopping(&ids, now, true);
+                lost.extend(expired);
+            }
+            // Still expired at the next check, and stopped then.
+            Err(e) => failure = Some(Error::Cloud(e)),
+        }
+    }
+    for (id, cause, message) in lost {
+        worker_lost(sh, &id, cause, &message).await;
+        learned = true;
+    }
+    match failure {
+        Some(e) if !learned => Err(e),
+        _ => Ok(learned),
+    }
+}
+
+async fn worker_lost(sh: &Shared, id: &WorkerId, cause: StopCause, message: &str) {
+    let Some(tasks) = sh.lock().remove_worker(id) else {
+        return;
+    };
+    tracing::info!(worker = %id, %cause, message, tasks = ?tasks, "worker stopped");
+    if matches!(
+        cause,
+        StopCause::StartFailedTransient | StopCause::CannotStartContainer
+    ) {
+        // Another worker is started; if none gets going within the failure bound, the queue
+        // fails with a launch failure and the platform's words.
+        let e = Error::Cloud(starburst_cloud::Error::Other {
+            op: "start worker",
+            resource: id.to_string(),
+            source: format!("{cause}: {message}").into(),
+        });
+        sh.lock().failed(Path::Launch, &e, sh.now());
+    }
+    // The worker may have committed results (and their events) just before it went away.
+    for t in &tasks {
+        if let Err(e) = poll_task(sh, t, true, false).await {
+            tracing::warn!(task = %t, error = %e, "reading a lost worker's result failed");
+        }
+    }
+    let out = sh.lock().requeue_lost(tasks, cause);
+    if !out.requeued.is_empty() {
+        tracing::info!(tasks = ?out.requeued, "re-queued the tasks of a lost worker");
+        sh.wake.notify_one();
+    }
+    if let Some(task_id) = out.failed {
+        let attempts = sh.lock().tasks.get(&task_id).map_or(1, |t| t.losses);
+        let failure = lost_failure(id, cause, message, attempts.max(1), log_tail(sh, id).await);
+        sh.lock()
+            .finish(&task_id, crate::TaskState::Failed, None, Some(failure));
+    }
+    if cause.is_fatal_for_spec() {
+        let failure = lost_failure(id, cause, message, 1, log_tail(sh, id).await);
+        let mut st = sh.lock();
+        st.fatal = Some(failure.clone());
+        st.fail_queued(&failure);
+    }
+}
+
+/// A worker's last log lines (none when they cannot be read).
+async fn log_tail(sh: &Shared, id: &WorkerId) -> Vec<String> {
+    let query = LogQuery {
+        tail: Some(20),
+        since: None,
+    };
+    sh.ports
+        .logs
+        .read(id, &query)
+        .await
+        .map(|l| l.into_iter().map(|l| l.message).collect())
+        .unwrap_or_default()
+}
+
+/// Enforces the caps now (see `Core::budget_decide`), stops the workers it names after
+/// reading their committed results, and retries stop requests that did not reach the
+/// platform. True when it changed something.
+async fn budget_check(sh: &Shared) -> bool {
+    if sh.lock().budget.is_none() {
+        return false;
+    }
+    let decided = sh.lock().budget_decide(sh.now());
+    let Some((stopped, failure)) = decided else {
+        return retry_stops(sh, "stop requested earlier").await;
+    };
+    retry_stops(sh, "budget cap reached").await;
+    for (worker, tasks) in &stopped {
+        tracing::info!(worker = %worker, tasks = ?tasks, "stopped a worker at the budget cap");
+        for t in tasks {
+            // A result committed before the stop is kept.
+            if let Err(e) = poll_task(sh, t, true, false).await {
+                tracing::warn!(task = %t, error = %e, "reading a stopped worker's result failed");
+            }
+        }
+        sh.lock().fail_stopped(tasks, &failure);
+    }
+    let mut st = sh.lock();
+    st.dirty = true;
+    sh.notify_waiters(&mut st);
+    true
+}
+
+/// Sends the stop requests recorded but not yet sent; true when one was sent.
+async fn retry_stops(sh: &Shared, reason: &str) -> bool {
+    let ids = sh.lock().unsent_stops();
+    if ids.is_empty() {
+        return false;
+    }
+    match sh.ports.compute.stop(&ids, reason).await {
+        Ok(()) => {
+            sh.lock().stops_sent(&ids);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, workers = ?ids, "stopping workers failed; retrying");
+            false
+        }
+    }
+}
+
+async fn shutdown(sh: &Shared) {
+    let now = sh.now();
+    let (inboxes, billed) = {
+        let mut st = sh.lock();
+        let out = st.close_all(now);
+        sh.notify_waiters(&mut st);
+        out
+    };
+    let frame = wire::encode_inbox(
+        &InboxMeta::Stop {
+            reason: "session closed".into(),
+        },
+        &[],
+        sh.config.encode,
+    );
+    let frame = Bytes::from(frame);
+    sh.inflight
+        .fan_out(inboxes, |(id, seq)| {
+            let frame = frame.clone();
+            async move {
+                if let Ok(k) = key(sh.layout.inbox(id.as_str(), seq)) {
+                    let _ = sh.ports.store.put(&k, frame).await;
+                }
+            }
+        })
+        .await;
+    // Workers that miss their stop message (or whose stop call fails) stop at their next read
+    // of the session heartbeat.
+    if sh.config.client_beat.is_some()
+        && let Err(e) = write_client_beat(sh, true).await
+    {
+        tracing::warn!(error = %e, "marking the session closed failed");
+    }
+    // Every billed worker is stopped, the session's and those still stopping.
+    if !billed.is_empty()
+        && let Err(e) = sh.ports.compute.stop(&billed, "session closed").await
+    {
+        tracing::warn!(error = %e, "stopping workers failed");
+    }
+    sh.lock().workers.clear();
+    // The engine stops watching workers at close: the meter takes the stop times the platform
+    // reports now, and the stop-latency bound for the workers still stopping.
+    if billed.is_empty() || sh.lock().budget.is_none() {
+        return;
+    }
+    match sh.ports.compute.describe(&billed).await {
+        Ok(statuses) => {
+            let now = sh.now();
+            sh.lock()
+                .meter_statuses(&statuses, now, sh.ports.clock.wall());
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the stopped workers' status failed"),
+    }
+    sh.lock().close_meter();
+}

@@ -1,0 +1,406 @@
+//! Dispatch: which queued task goes to which worker (and which ahead of time), the cancels to
+//! write, the results and events to read, and what a result or a heartbeat means for the
+//! session.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use starburst_cloud::{TaskId, WorkerId};
+use starburst_serialization::{self as wire, FailureKind, InboxMeta, Outcome, TaskMeta};
+
+use super::Core;
+use super::trouble::Path;
+use crate::{FailureCause, TaskFailure, TaskState};
+
+/// An assignment decided by the core, to be written to its worker's inbox.
+#[derive(Debug)]
+pub(crate) struct Assignment {
+    pub(crate) worker: WorkerId,
+    pub(crate) task: TaskId,
+    pub(crate) seq: u64,
+    pub(crate) frame: Vec<u8>,
+}
+
+/// A cancel to write: the task, its attempt, and where its assignment is (a `Skip` goes there).
+pub(crate) type Cancel = (TaskId, u32, Option<(WorkerId, u64)>);
+
+/// A read decided by the core: the task, and whether its result (or only its events) is read.
+pub(crate) type Read = (TaskId, bool);
+
+/// What a read of a running task's objects is to cover: its attempt, the next event to read,
+/// and the events a heartbeat reported.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadPlan {
+    pub(crate) attempt: u32,
+    pub(crate) from: u32,
+    pub(crate) known: u32,
+}
+
+/// What a read returned: the result, if it was read and is there, and the events read.
+#[derive(Debug)]
+pub(crate) struct ReadOutcome {
+    pub(crate) result: Option<wire::Result<(wire::ResultMeta, Bytes)>>,
+    pub(crate) events: Vec<Bytes>,
+    pub(crate) next_event: u32,
+}
+
+impl Core {
+    /// Takes queued tasks for workers: one for every idle worker, then, while more tasks wait
+    /// than the session has workers, one ahead for busy ones (prefetch), so they go on without
+    /// waiting for the client to see a result. The last `max_workers` tasks stay queued for
+    /// whichever worker frees up first, and so does one task for every worker still to be
+    /// launched.
+    ///
+    /// At most one new assignment per worker per round: a write that fails is then the last of
+    /// its inbox and can be undone without leaving a gap the worker would wait at. The tasks
+    /// are marked running as they leave the queue, so a cancel finds each either queued (it
+    /// ends cancelled and is never assigned) or running (its marker follows next round).
+    pub(crate) fn take_assignments(&mut self, now: Duration) -> Vec<Assignment> {
+        let mut out = Vec::new();
+        let mut chosen: HashSet<WorkerId> = HashSet::new();
+        for worker in self.idle() {
+            let Some(task) = self.queue.pop_front() else {
+                break;
+            };
+            chosen.insert(worker.clone());
+            out.extend(self.assign(worker, task, now));
+        }
+        let prefetch = self.config.prefetch as usize;
+        loop {
+            let live = self.workers.len();
+            let max = (self.config.max_workers as usize).max(live);
+            if self.queue.len() <= max + (max - live) {
+                break;
+            }
+            let worker = self
+                .workers
+                .iter()
+                .filter(|(id, s)| {
+                    !chosen.contains(*id) && !s.tasks.is_empty() && s.tasks.len() <= prefetch
+                })
+                .min_by_key(|(_, s)| (s.tasks.len(), s.busy_since))
+                .map(|(id, _)| id.clone());
+            let Some(worker) = worker else {
+                break;
+            };
+            let Some(task) = self.queue.pop_front() else {
+                break;
+            };
+            chosen.insert(worker.clone());
+            out.extend(self.assign(worker, task, now));
+        }
+        if !out.is_empty() {
+            self.dirty = true;
+        }
+        out
+    }
+
+    /// Assigns `task_id` (just taken off the queue) to `worker`: the task runs from now on as
+    /// far as the client knows. `None` for a task that is no longer queued (and, kept queued,
+    /// for a worker the session no longer has).
+    fn assign(&mut self, worker: WorkerId, task_id: TaskId, now: Duration) -> Option<Assignment> {
+        if !self.workers.contains_key(&worker) {
+            self.queue.push_front(task_id);
+            return None;
+        }
+        let t = self
+            .tasks
+            .get_mut(&task_id)
+            .filter(|t| t.state == TaskState::Queued)?;
+        t.state = TaskState::Running;
+        t.worker = Some(worker.clone());
+        t.next_event = 0;
+        t.known_events = 0;
+        let meta = TaskMeta {
+            session_id: self.config.session_id.to_string(),
+            task_id: task_id.to_string(),
+            attempt: t.attempt,
+            label: t.label.clone(),
+            blobs: t.blobs.clone(),
+            submitted_unix_ms: t.submitted_unix_ms,
+        };
+        let frame = wire::encode_inbox(&InboxMeta::Run(meta), &t.payload, self.config.encode);
+        let slot = self.workers.get_mut(&worker)?;
+        let seq = slot.next_seq;
+        slot.next_seq += 1;
+        slot.tasks.push_back(task_id.clone());
+        let head = slot.tasks.len() == 1;
+        if let Some(t) = self.tasks.get_mut(&task_id) {
+            t.inbox_seq = seq;
+        }
+        if head {
+            self.start(&task_id, now);
+        }
+        Some(Assignment {
+            worker,
+            task: task_id,
+            seq,
+            frame,
+        })
+    }
+
+    /// Undoes an assignment whose write failed: the worker reads its inbox in sequence, so a
+    /// message that was never written would leave a gap it waits at forever, with the task
+    /// stuck running on a worker that beats as if all were well. It is the inbox's last one
+    /// (one per worker per round). The task goes back to the head of the queue, or ends
+    /// cancelled if that was asked for meanwhile.
+    pub(crate) fn assignment_failed(&mut self, worker: &WorkerId, task: &TaskId, seq: u64) {
+        if let Some(slot) = self.workers.get_mut(worker) {
+            slot.tasks.retain(|t| t != task);
+            if slot.next_seq == seq + 1 {
+                slot.next_seq = seq;
+            }
+        }
+        let cancelled = self
+            .tasks
+            .get_mut(task)
+            .filter(|t| t.state == TaskState::Running)
+            .is_some_and(|t| {
+                t.state = TaskState::Queued;
+                t.worker = None;
+                t.cancel = false;
+                t.cancelled
+            });
+        if cancelled {
+            self.finish(task, TaskState::Cancelled, None, None);
+        } else if self
+            .tasks
+            .get(task)
+            .is_some_and(|t| t.state == TaskState::Queued)
+        {
+            self.queue.push_front(task.clone());
+        }
+        self.dirty = true;
+    }
+
+    /// Cancellations of running tasks still to be written.
+    pub(crate) fn take_cancels(&mut self) -> Vec<Cancel> {
+        self.tasks
+            .iter_mut()
+            .filter(|(_, t)| t.cancel && t.state == TaskState::Running)
+            .map(|(id, t)| {
+                t.cancel = false;
+                let at = t.worker.clone().map(|w| (w, t.inbox_seq));
+                (id.clone(), t.attempt, at)
+            })
+            .collect()
+    }
+
+    /// A cancel's write failed: it is written again next round if the task still runs.
+    pub(crate) fn cancel_failed(&mut self, id: &TaskId) {
+        if let Some(t) = self.tasks.get_mut(id) {
+            t.cancel = t.state == TaskState::Running;
+        }
+    }
+
+    /// Running tasks whose result (`true`) or new events are to be read now. A store that
+    /// notifies is cheap to read: every assigned task's result and next events are read at
+    /// every wake. Otherwise only the result of a task at the head of its worker's inbox is
+    /// read, when due, and events only when a heartbeat said there are new ones (a result says
+    /// how many there are in all).
+    pub(crate) fn due_reads(&self, now: Duration, watching: bool) -> Vec<Read> {
+        let heads: HashSet<&TaskId> = self
+            .workers
+            .values()
+            .filter_map(|s| s.tasks.front())
+            .collect();
+        self.tasks
+            .iter()
+            .filter(|(_, t)| t.state == TaskState::Running)
+            .filter_map(|(id, t)| {
+                let result = watching || (heads.contains(id) && t.next_poll <= now);
+                (result || t.known_events > t.next_event).then(|| (id.clone(), result))
+            })
+            .collect()
+    }
+
+    /// When the earliest result read of a running task is due.
+    pub(crate) fn next_due(&self) -> Option<Duration> {
+        self.workers
+            .values()
+            .filter_map(|s| s.tasks.front())
+            .filter_map(|id| self.tasks.get(id))
+            .filter(|t| t.state == TaskState::Running)
+            .map(|t| t.next_poll)
+            .min()
+    }
+
+    /// What a read of `id` covers, or `None` when the task no longer runs.
+    pub(crate) fn read_plan(&self, id: &TaskId) -> Option<ReadPlan> {
+        self.tasks
+            .get(id)
+            .filter(|t| t.state == TaskState::Running)
+            .map(|t| ReadPlan {
+                attempt: t.attempt,
+                from: t.next_event,
+                known: t.known_events,
+            })
+    }
+
+    /// A read failed: the task's result is read again after `poll_min`.
+    pub(crate) fn read_failed(&mut self, id: &TaskId, now: Duration) {
+        let poll_min = self.config.poll_min;
+        if let Some(t) = self.tasks.get_mut(id) {
+            t.next_poll = now + poll_min;
+        }
+    }
+
+    /// What a read of `id`'s objects for `attempt` returned at `now`; true when there was
+    /// something new.
+    pub(crate) fn read_done(
+        &mut self,
+        id: &TaskId,
+        attempt: u32,
+        read_result: bool,
+        out: ReadOutcome,
+        now: Duration,
+    ) -> bool {
+        if out.events.is_empty() && out.result.is_none() {
+            if read_result {
+                // Not done yet: read again after a quarter of the time it has run so far.
+                let (min, max) = (self.config.poll_min, self.config.poll_max);
+                if let Some(t) = self.tasks.get_mut(id) {
+                    let ran = now.saturating_sub(t.started_at);
+                    t.next_poll = now + (ran / 4).max(min).min(max.max(min));
+                }
+            }
+            return false;
+        }
+        if let Some(t) = self.tasks.get_mut(id).filter(|t| t.attempt == attempt) {
+            t.next_event = out.next_event;
+            t.known_events = t.known_events.max(out.next_event);
+            t.events.extend(out.events);
+            self.dirty = true;
+        }
+        if let Some(result) = out.result {
+            self.complete(id, result, now);
+        }
+        true
+    }
+
+    /// A task's result was read.
+    pub(crate) fn complete(
+        &mut self,
+        id: &TaskId,
+        result: wire::Result<(wire::ResultMeta, Bytes)>,
+        now: Duration,
+    ) {
+        if result.is_ok()
+            && let Some(slot) = self
+                .workers
+                .values_mut()
+                .find(|w| w.tasks.front() == Some(id))
+        {
+            slot.ready = true;
+            self.succeeded(Path::Launch);
+        }
+        self.unassign(id, now);
+        match result {
+            Ok((meta, payload)) => match meta.outcome {
+                Outcome::Value => {
+                    if let Some(t) = self.tasks.get(id) {
+                        let roundtrip = now.saturating_sub(t.started_at);
+                        let worker_ms = meta
+                            .timing
+                            .finished_unix_ms
+                            .saturating_sub(meta.timing.received_unix_ms);
+                        self.stats.completed += 1;
+                        self.stats.roundtrip += roundtrip;
+                        self.stats.worker_ms += worker_ms;
+                        // Exponential moving average (weight 1/4) of the time on the worker.
+                        let took = Duration::from_millis(worker_ms);
+                        self.estimate = Some(match self.estimate {
+                            Some(e) => (e * 3 + took) / 4,
+                            None => took,
+                        });
+                    }
+                    self.finish(id, TaskState::Done, Some(payload), None)
+                }
+                Outcome::Failed(f) => {
+                    let (state, cause, hint) = match f.kind {
+                        FailureKind::Cancelled => (TaskState::Cancelled, None, ""),
+                        FailureKind::EvaluatorDied => (
+                            TaskState::Failed,
+                            Some(FailureCause::EvaluatorDied),
+                            "; the worker restarted R. Look for code that ends R (quit(), a crash in compiled code) or needs more memory",
+                        ),
+                        FailureKind::BlobUnavailable => {
+                            // The store lost it (a lifecycle rule, a deletion): the futures
+                            // submitted from now on upload it again instead of failing too.
+                            if let Some(t) = self.tasks.get(id) {
+                                for b in &t.blobs {
+                                    self.blobs.remove(&b.hash);
+                                }
+                            }
+                            (
+                                TaskState::Failed,
+                                Some(FailureCause::BlobUnavailable),
+                                "; the session's data in the object store was removed or damaged (a lifecycle rule or a deletion). Futures created from now on upload it again: run this one again",
+                            )
+                        }
+                        FailureKind::Protocol => {
+                            (TaskState::Failed, Some(FailureCause::WorkerError), "")
+                        }
+                    };
+                    let failure = cause.map(|cause| TaskFailure {
+                        cause,
+                        message: format!("{} (worker {}){hint}", f.message, meta.worker_id),
+                        log_tail: f.log_tail,
+                    });
+                    self.finish(id, state, None, failure);
+                }
+            },
+            Err(e) => {
+                let failure = TaskFailure::new(
+                    FailureCause::CorruptResult,
+                    format!("the result of this future could not be read: {e}"),
+                );
+                self.finish(id, TaskState::Failed, None, Some(failure));
+            }
+        }
+    }
+
+    /// What a busy worker's beat says about its assignments: new events of the task it runs,
+    /// and, when it runs a task prefetched behind the head of its inbox, that the head's result
+    /// is in. True when that told something new.
+    pub(crate) fn progress(
+        &mut self,
+        worker: &WorkerId,
+        activity: &wire::WorkerActivity,
+        now: Duration,
+    ) -> bool {
+        let wire::WorkerActivity::Busy {
+            task_id,
+            attempt,
+            events,
+        } = activity
+        else {
+            return false;
+        };
+        let Some(pos) = self
+            .workers
+            .get(worker)
+            .and_then(|s| s.tasks.iter().position(|t| t.as_str() == task_id))
+        else {
+            // A task it has finished (an old beat), or one it was never given.
+            return false;
+        };
+        let mut learned = false;
+        if pos > 0
+            && let Some(head) = self.head(worker).cloned()
+            && let Some(t) = self.tasks.get_mut(&head)
+        {
+            learned |= t.next_poll > now;
+            t.next_poll = t.next_poll.min(now);
+        }
+        let id = self.workers[worker].tasks[pos].clone();
+        if let Some(t) = self.tasks.get_mut(&id).filter(|t| t.attempt == *attempt)
+            && *events > t.known_events
+        {
+            t.known_events = *events;
+            learned = true;
+        }
+        learned
+    }
+}
