@@ -13,7 +13,7 @@ use crate::requests::InFlight;
 use crate::state::Core;
 use crate::state::dispatch::{Assignment, Cancel, ReadOutcome};
 use crate::state::trouble::Path;
-use crate::state::workers::{Beat, Busy, lost_failure};
+use crate::state::workers::{Beat, Busy};
 use crate::{Error, FailureCause, Ports, Result, SchedulerConfig, TaskFailure};
 
 /// What the caller's thread and the driver share.
@@ -551,22 +551,15 @@ async fn worker_lost(sh: &Shared, id: &WorkerId, cause: StopCause, message: &str
             tracing::warn!(task = %t, error = %e, "reading a lost worker's result failed");
         }
     }
-    let out = sh.lock().requeue_lost(tasks, cause);
-    if !out.requeued.is_empty() {
-        tracing::info!(tasks = ?out.requeued, "re-queued the tasks of a lost worker");
+    let fails = sh.lock().lost_fails(&tasks, cause);
+    let log_tail = match fails {
+        true => log_tail(sh, id).await,
+        false => Vec::new(),
+    };
+    let requeued = sh.lock().worker_lost(id, tasks, cause, message, &log_tail);
+    if !requeued.is_empty() {
+        tracing::info!(tasks = ?requeued, "re-queued the tasks of a lost worker");
         sh.wake.notify_one();
-    }
-    if let Some(task_id) = out.failed {
-        let attempts = sh.lock().tasks.get(&task_id).map_or(1, |t| t.losses);
-        let failure = lost_failure(id, cause, message, attempts.max(1), log_tail(sh, id).await);
-        sh.lock()
-            .finish(&task_id, crate::TaskState::Failed, None, Some(failure));
-    }
-    if cause.is_fatal_for_spec() {
-        let failure = lost_failure(id, cause, message, 1, log_tail(sh, id).await);
-        let mut st = sh.lock();
-        st.fatal = Some(failure.clone());
-        st.fail_queued(&failure);
     }
 }
 

@@ -9,6 +9,9 @@ pub(crate) mod dispatch;
 pub(crate) mod trouble;
 pub(crate) mod workers;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;

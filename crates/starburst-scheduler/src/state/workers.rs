@@ -29,15 +29,6 @@ pub(crate) enum Beat {
     Expired(StopCause, String),
 }
 
-/// What becomes of the tasks of a lost worker.
-#[derive(Debug, Default)]
-pub(crate) struct LostTasks {
-    /// Back in the queue, as new attempts.
-    pub(crate) requeued: Vec<TaskId>,
-    /// The task that ran and may not run again.
-    pub(crate) failed: Option<TaskId>,
-}
-
 /// A platform time as session time: `at` is `wall - t` before `now` (clamped to the origin;
 /// `now` for a time ahead of `wall`).
 fn session_time(now: Duration, wall: SystemTime, t: SystemTime) -> Duration {
@@ -264,19 +255,50 @@ impl Core {
         self.workers.remove(id).map(|slot| slot.tasks.into())
     }
 
-    /// The tasks of a worker lost for `cause`, after its committed results were read: the
-    /// first unfinished assignment is the one that ran and counts as a lost run; the ones
+    /// Whether losing a worker for `cause` fails one of its `tasks` (or, for a cause no
+    /// worker of the session can overcome, the queue): the driver then reads the worker's log
+    /// tail for the failure before [`Core::worker_lost`].
+    pub(crate) fn lost_fails(&self, tasks: &[TaskId], cause: StopCause) -> bool {
+        if cause.is_fatal_for_spec() {
+            return true;
+        }
+        // The first unfinished assignment is the one that ran.
+        let ran = tasks
+            .iter()
+            .filter_map(|id| self.tasks.get(id))
+            .find(|t| t.state == TaskState::Running);
+        ran.is_some_and(|t| !t.cancelled && self.lost_run_fails(t.losses, cause))
+    }
+
+    /// Whether a run lost for `cause` fails a task lost `losses` times before it.
+    fn lost_run_fails(&self, losses: u32, cause: StopCause) -> bool {
+        // A worker that exited cleanly (idle timeout racing an assignment) or never got to run
+        // (a start failure that may pass) did not fail the task; it does not use up a retry.
+        let losses = losses + u32::from(!cause.never_ran());
+        cause.is_fatal_for_spec() || !cause.is_retryable() || losses > self.config.max_retries
+    }
+
+    /// The tasks of `worker`, lost for `cause` (`message`: the platform's words), after its
+    /// committed results were read: the first unfinished assignment is the one that ran and
+    /// counts as a lost run (it fails with `log_tail` once it may not run again); the ones
     /// prefetched behind it never started and are re-queued as they are. Every re-run is a
-    /// new attempt, so its events are kept apart from a lost run's.
-    pub(crate) fn requeue_lost(&mut self, tasks: Vec<TaskId>, cause: StopCause) -> LostTasks {
-        let max = self.config.max_retries;
-        let fatal = cause.is_fatal_for_spec();
+    /// new attempt, so its events are kept apart from a lost run's. A cause no worker of the
+    /// session can overcome (an image that cannot be pulled) also fails the queue and every
+    /// later future. Returns the re-queued tasks.
+    pub(crate) fn worker_lost(
+        &mut self,
+        worker: &WorkerId,
+        tasks: Vec<TaskId>,
+        cause: StopCause,
+        message: &str,
+        log_tail: &[String],
+    ) -> Vec<TaskId> {
         let mut ran = true;
-        let mut out = LostTasks::default();
+        let mut requeued = Vec::new();
         for task_id in tasks {
             let Some(t) = self
                 .tasks
-                .get_mut(&task_id)
+                .get(&task_id)
                 .filter(|t| t.state == TaskState::Running)
             else {
                 continue;
@@ -287,29 +309,36 @@ impl Core {
                 continue;
             }
             if started {
-                // A worker that exited cleanly (idle timeout racing an assignment) or never
-                // got to run (a start failure that may pass) did not fail the task; it does not
-                // use up a retry.
+                let fails = self.lost_run_fails(t.losses, cause);
+                let t = self.tasks.get_mut(&task_id).expect("checked above");
                 if !cause.never_ran() {
                     t.losses += 1;
                 }
-                if fatal || !cause.is_retryable() || t.losses > max {
-                    out.failed = Some(task_id);
+                if fails {
+                    let failure =
+                        lost_failure(worker, cause, message, t.losses.max(1), log_tail.to_vec());
+                    self.finish(&task_id, TaskState::Failed, None, Some(failure));
                     continue;
                 }
             }
+            let t = self.tasks.get_mut(&task_id).expect("checked above");
             t.attempt += 1;
             t.next_event = 0;
             t.known_events = 0;
             t.state = TaskState::Queued;
             t.worker = None;
-            out.requeued.push(task_id);
+            requeued.push(task_id);
         }
-        for task_id in out.requeued.iter().rev() {
+        for task_id in requeued.iter().rev() {
             self.queue.push_front(task_id.clone());
         }
+        if cause.is_fatal_for_spec() {
+            let failure = lost_failure(worker, cause, message, 1, log_tail.to_vec());
+            self.fatal = Some(failure.clone());
+            self.fail_queued(&failure);
+        }
         self.dirty = true;
-        out
+        requeued
     }
 
     /// Feeds the platform's view of billed workers to the meter: a stopped worker's stop time
