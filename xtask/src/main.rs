@@ -152,7 +152,13 @@ fn set_env(k: &str, v: impl AsRef<std::ffi::OsStr>) {
 }
 
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets it at run time: the checkout being worked on. The compile-time value
+    // can name another checkout when clones share one target directory (its `debug/xtask` is
+    // then whichever checkout built it last).
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()

@@ -234,3 +234,30 @@ fn events_arrive_complete_and_in_order_without_probing_event_keys() {
         "{requests:?}"
     );
 }
+
+/// With a long queue, a busy worker's next assignment is in its inbox before it finishes, and
+/// the worker reads it while it commits the result it just produced: one request's latency
+/// between two futures, not two (commit, then read). Session time, on the manual clock.
+#[test]
+fn a_busy_worker_reads_its_next_assignment_while_it_commits_a_result() {
+    let sim = s3_like(1);
+    let ids: Vec<_> = (0..10)
+        .map(|i| sim.submit(&format!("sleep:200;value:v{i}")))
+        .collect();
+    let (done, _) = sim.finish_all(&ids);
+    assert!(done.iter().all(|c| c.state == TaskState::Done));
+    let timing: Vec<_> = ids
+        .iter()
+        .map(|id| sim.stored_result(id).unwrap().0.timing)
+        .collect();
+    // From one result being ready to the next assignment being in hand.
+    let mut gaps: Vec<u64> = timing
+        .windows(2)
+        .map(|w| w[1].received_unix_ms - w[0].finished_unix_ms)
+        .collect();
+    gaps.sort_unstable();
+    let median = gaps[gaps.len() / 2];
+    eprintln!("gaps between futures (ms of session time, 20 ms per request): {gaps:?}");
+    // 20 ms per request: 20-30 ms (one clock step) with the read ahead, 40 ms or more without.
+    assert!(median < 40, "median gap {median} ms: {gaps:?}");
+}

@@ -204,9 +204,15 @@ impl Worker {
         *self.activity.lock().await = WorkerActivity::Idle;
         let mut idle_since = self.clock.now();
         let mut backoff = self.config.poll_min;
+        // The next inbox message, read while the last result was being committed.
+        let mut ahead = None;
         loop {
             let key = path(self.layout.inbox(&self.config.worker_id, seq))?;
-            let message = match self.store.get_opt(&key).await {
+            let read = match ahead.take() {
+                Some(read) => read,
+                None => self.store.get_opt(&key).await,
+            };
+            let message = match read {
                 Ok(m) => m,
                 // A throttled or failed poll (S3 503/500) is no reason to end the worker: try
                 // again after the usual wait.
@@ -223,13 +229,15 @@ impl Worker {
                         source,
                     })?;
                 seq += 1;
-                match meta {
+                let next = path(self.layout.inbox(&self.config.worker_id, seq))?;
+                ahead = match meta {
                     InboxMeta::Stop { reason } => return Ok(Exit::Stopped(reason)),
-                    InboxMeta::Run(task) => self.run_task(task, payload).await?,
+                    InboxMeta::Run(task) => Some(self.run_task(task, payload, &next).await?),
                     InboxMeta::Skip { task_id, attempt } => {
-                        self.skip_task(task_id, attempt).await?
+                        self.skip_task(task_id, attempt).await?;
+                        None
                     }
-                }
+                };
                 idle_since = self.clock.now();
                 backoff = self.config.poll_min;
                 continue;
@@ -286,7 +294,15 @@ impl Worker {
         Ok(out)
     }
 
-    async fn run_task(&mut self, task: TaskMeta, payload: Bytes) -> Result<()> {
+    /// Runs a task and commits its result; returns the read of the inbox message at `next`,
+    /// made while the result was being committed (a prefetched assignment is then there
+    /// without another round trip to the store).
+    async fn run_task(
+        &mut self,
+        task: TaskMeta,
+        payload: Bytes,
+        next: &ObjectPath,
+    ) -> Result<starburst_cloud::Result<Option<Bytes>>> {
         let received = unix_ms(self.clock.wall());
         tracing::info!(task = %task.task_id, attempt = task.attempt, label = ?task.label, "task received");
         let cancel_key = path(self.layout.cancel(&task.task_id))?;
@@ -375,11 +391,22 @@ impl Worker {
             timing,
             events,
         };
-        self.commit(&meta, &value).await?;
+        let (committed, ahead) = tokio::join!(
+            commit(
+                &*self.store,
+                &*self.clock,
+                &self.layout,
+                self.config.encode,
+                &meta,
+                &value
+            ),
+            self.store.get_opt(next)
+        );
+        committed?;
         self.done.fetch_add(1, Ordering::Relaxed);
         *self.activity.lock().await = WorkerActivity::Idle;
         tracing::info!(task = %task.task_id, ms = meta.timing.finished_unix_ms.saturating_sub(received), "task done");
-        Ok(())
+        Ok(ahead)
     }
 
     /// A prefetched task cancelled before it started: report it cancelled without running it.
@@ -402,33 +429,46 @@ impl Worker {
             },
             events: 0,
         };
-        self.commit(&meta, &[]).await
+        commit(
+            &*self.store,
+            &*self.clock,
+            &self.layout,
+            self.config.encode,
+            &meta,
+            &[],
+        )
+        .await
     }
+}
 
-    /// Commits a result once (put-if-absent).
-    async fn commit(&mut self, meta: &ResultMeta, value: &[u8]) -> Result<()> {
-        let result_key = path(self.layout.result(&meta.task_id))?;
-        let frame = Bytes::from(wire::encode_result(meta, value, self.config.encode));
-        // Retry a commit that failed transiently; put-if-absent keeps a retry from writing
-        // twice (a first attempt that did land makes the retry report "already committed").
-        let mut retries = 0u32;
-        let created = loop {
-            match self.store.create(&result_key, frame.clone()).await {
-                Err(e) if e.is_retryable() && retries < 5 => {
-                    retries += 1;
-                    tracing::warn!(error = %e, retries, "committing the result failed; will retry");
-                    self.clock
-                        .sleep(Duration::from_millis(100 << retries))
-                        .await;
-                }
-                r => break r?,
+/// Commits a result once (put-if-absent).
+async fn commit(
+    store: &dyn ObjectStore,
+    clock: &dyn Clock,
+    layout: &SessionLayout,
+    encode: wire::EncodeOptions,
+    meta: &ResultMeta,
+    value: &[u8],
+) -> Result<()> {
+    let result_key = path(layout.result(&meta.task_id))?;
+    let frame = Bytes::from(wire::encode_result(meta, value, encode));
+    // Retry a commit that failed transiently; put-if-absent keeps a retry from writing twice (a
+    // first attempt that did land makes the retry report "already committed").
+    let mut retries = 0u32;
+    let created = loop {
+        match store.create(&result_key, frame.clone()).await {
+            Err(e) if e.is_retryable() && retries < 5 => {
+                retries += 1;
+                tracing::warn!(error = %e, retries, "committing the result failed; will retry");
+                clock.sleep(Duration::from_millis(100 << retries)).await;
             }
-        };
-        if !created {
-            tracing::warn!(task = %meta.task_id, "a result was already committed; this one is dropped");
+            r => break r?,
         }
-        Ok(())
+    };
+    if !created {
+        tracing::warn!(task = %meta.task_id, "a result was already committed; this one is dropped");
     }
+    Ok(())
 }
 
 /// Aborts a spawned task when dropped.
