@@ -261,3 +261,69 @@ fn a_busy_worker_reads_its_next_assignment_while_it_commits_a_result() {
     // 20 ms per request: 20-30 ms (one clock step) with the read ahead, 40 ms or more without.
     assert!(median < 40, "median gap {median} ms: {gaps:?}");
 }
+
+/// What idle workers cost in requests against what they cost in Fargate time: every request of
+/// the session (the workers' inbox polls, beats and session-heartbeat reads, and the client's
+/// own) while four workers idle for ten minutes after a minute of settling, at S3 Standard's
+/// us-east-1 request prices, against 1 vCPU / 2 GB on-demand workers.
+#[test]
+fn idle_workers_cost_at_most_two_percent_of_their_compute_in_requests() {
+    const WORKERS: usize = 4;
+    let sim = s3_like(WORKERS as u32);
+    let ids: Vec<_> = (0..WORKERS)
+        .map(|i| sim.submit(&format!("sleep:2000;value:v{i}")))
+        .collect();
+    sim.finish_all(&ids);
+    assert_eq!(sim.compute.live().len(), WORKERS);
+    let idle = |d: Duration| {
+        let until = sim.now() + d;
+        while sim.now() < until {
+            sim.clock.advance(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    };
+    idle(Duration::from_secs(60));
+    let before = sim.store.requests();
+    let minutes = 10.0;
+    idle(Duration::from_secs(600));
+    let after = sim.store.requests();
+    let (mut gets, mut puts) = (0.0, 0.0);
+    eprintln!("requests per idle worker per minute:");
+    for (k, n) in &after {
+        let n = (*n - before.get(k).copied().unwrap_or(0)) as f64 / WORKERS as f64 / minutes;
+        if n == 0.0 {
+            continue;
+        }
+        eprintln!(
+            "  {:<14} {:<7} {:<5} {n:>6.2}",
+            k.0,
+            k.1,
+            if k.2 { "miss" } else { "" }
+        );
+        match k.0 {
+            "get" | "head" | "get_range" => gets += n,
+            _ => puts += n,
+        }
+    }
+    // S3 Standard, us-east-1: GET/HEAD $0.0004 and PUT/LIST $0.005 per 1,000 requests.
+    let requests_hourly = 60.0 * (gets * 0.0004 + puts * 0.005) / 1000.0;
+    let catalog = starburst_cost::Catalog::builtin();
+    let prices = catalog
+        .prices("us-east-1", starburst_cloud::Arch::default())
+        .unwrap();
+    let size = spec().size;
+    let on_demand = prices.hourly(size, starburst_cloud::Capacity::OnDemand);
+    let spot = prices.hourly(size, starburst_cloud::Capacity::Spot);
+    eprintln!(
+        "{gets:.1} GET + {puts:.1} PUT per idle worker per minute: ${requests_hourly:.5}/h against ${on_demand:.5}/h on demand ({:.2}%) and ${spot:.5}/h on Spot ({:.2}%); 1,000 idle workers: ${:.2}/h of requests, ${:.2}/h of Fargate",
+        100.0 * requests_hourly / on_demand,
+        100.0 * requests_hourly / spot,
+        1000.0 * requests_hourly,
+        1000.0 * on_demand
+    );
+    assert!(
+        requests_hourly <= 0.02 * on_demand,
+        "idle requests cost {:.2}% of compute",
+        100.0 * requests_hourly / on_demand
+    );
+}

@@ -41,8 +41,12 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// Exit after this long without work.
     pub idle_timeout: Duration,
-    /// Rewrite the heartbeat this often.
+    /// Rewrite the heartbeat this often while starting or running a task.
     pub heartbeat: Duration,
+    /// Rewrite the heartbeat this often while idle. The client reads only busy workers'
+    /// beats (a worker that takes a task beats at once), so an idle worker's beat is for
+    /// people and tools looking at the session, and each one is a billed PUT.
+    pub idle_heartbeat: Duration,
     /// After a task wrote events, beat again this soon (at most one extra beat per this
     /// interval), so the client, which learns of new events from beats, relays them promptly.
     pub event_beat: Duration,
@@ -51,6 +55,10 @@ pub struct WorkerConfig {
     pub poll_min: Duration,
     /// Longest wait between inbox polls of an idle worker (the backoff doubles up to this).
     pub poll_max: Duration,
+    /// Longest wait between inbox polls of a worker idle for longer than a minute: new work
+    /// after a pause waits at most this long for it, and an idle worker costs a fifth of the
+    /// polls.
+    pub idle_poll_max: Duration,
     /// How often a running task checks for cancellation (one `head` each time, so a few
     /// seconds on a networked store: long tasks must not dominate the request count).
     pub cancel_poll: Duration,
@@ -78,9 +86,11 @@ impl WorkerConfig {
             worker_id: worker_id.into(),
             idle_timeout: Duration::from_secs(600),
             heartbeat: Duration::from_secs(5),
+            idle_heartbeat: Duration::from_secs(60),
             event_beat: Duration::from_millis(200),
             poll_min: Duration::from_millis(10),
             poll_max: Duration::from_secs(1),
+            idle_poll_max: Duration::from_secs(5),
             cancel_poll: Duration::from_secs(1),
             blob_cache,
             encode: EncodeOptions::PLAIN,
@@ -121,6 +131,9 @@ pub struct Worker {
     /// Wakes the heartbeat loop when the running task wrote events.
     beat_now: Arc<Notify>,
 }
+
+/// A worker idle for this long polls its inbox at most every [`WorkerConfig::idle_poll_max`].
+const LONG_IDLE: Duration = Duration::from_secs(60);
 
 fn path(s: String) -> Result<ObjectPath> {
     Ok(ObjectPath::parse(s)?)
@@ -255,7 +268,12 @@ impl Worker {
                 }
                 None => {
                     self.clock.sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.config.poll_max.max(self.config.poll_min));
+                    let idle_for = self.clock.now().saturating_sub(idle_since);
+                    let max = match idle_for >= LONG_IDLE {
+                        true => self.config.idle_poll_max.max(self.config.poll_max),
+                        false => self.config.poll_max,
+                    };
+                    backoff = (backoff * 2).min(max.max(self.config.poll_min));
                 }
             }
         }
@@ -311,6 +329,9 @@ impl Worker {
             attempt: task.attempt,
             events: 0,
         };
+        // The client watches busy workers' beats: a worker that was idle beats now (within
+        // `event_beat` of its last beat), not at the end of its long idle period.
+        self.beat_now.notify_one();
         let mut events = 0;
         let mut timing = Timing {
             received_unix_ms: received,
@@ -702,7 +723,11 @@ async fn heartbeat_loop(
         }
         seq += 1;
         let written_at = clock.now();
-        let deadline = written_at + config.heartbeat;
+        let period = match written {
+            WorkerActivity::Idle => config.idle_heartbeat.max(config.heartbeat),
+            _ => config.heartbeat,
+        };
+        let deadline = written_at + period;
         loop {
             let now = clock.now();
             if now >= deadline {
@@ -711,8 +736,15 @@ async fn heartbeat_loop(
             tokio::select! {
                 () = clock.sleep(deadline - now) => break,
                 () = beat_now.notified() => {
-                    if *activity.lock().await == written {
-                        // Already reported (the wake-up raced the last beat).
+                    let current = activity.lock().await.clone();
+                    // Already reported (the wake-up raced the last beat), or the next task of
+                    // a busy worker, which the periodic beat reports: only new events and the
+                    // end of idleness are worth a beat of their own.
+                    let next_task = matches!(
+                        (&written, &current),
+                        (WorkerActivity::Busy { .. }, WorkerActivity::Busy { events: 0, .. })
+                    );
+                    if current == written || next_task {
                         continue;
                     }
                     let since = clock.now().saturating_sub(written_at);

@@ -121,6 +121,7 @@ fn config(cache: &std::path::Path) -> WorkerConfig {
     let mut c = WorkerConfig::new(SESSION, WORKER, cache.to_path_buf());
     c.idle_timeout = Duration::from_secs(3600);
     c.heartbeat = Duration::from_millis(100);
+    c.idle_heartbeat = Duration::from_millis(100);
     c.poll_min = Duration::from_millis(10);
     c.poll_max = Duration::from_millis(40);
     c.cancel_poll = Duration::from_millis(20);
@@ -822,8 +823,9 @@ async fn an_idle_worker_backs_off_to_poll_max_and_a_long_task_checks_cancel_at_i
     }
     let idle = rig.store.inner.requests() - before;
     assert!((20..=30).contains(&idle), "{idle} requests in 20 s idle");
-    // A 20 s task: one inbox read, one head per 2 s (10), one result commit, then the inbox
-    // misses of the first second idle again (10 ms doubling: 7).
+    // A 20 s task: one inbox read, one beat as it takes the task after idling, one head per
+    // 2 s (10), one result commit, then the inbox misses of the first second idle again (10 ms
+    // doubling: 7).
     rig.run_task("t1", "sleep:20000;value:long").await;
     let before = rig.store.inner.requests();
     // Not `rig.result()`: its own reads would count.
@@ -832,7 +834,7 @@ async fn an_idle_worker_backs_off_to_poll_max_and_a_long_task_checks_cancel_at_i
     }
     let busy = rig.store.inner.requests() - before;
     assert_eq!(rig.result("t1").await.1, Bytes::from_static(b"long"));
-    assert!(busy <= 20, "{busy} requests for a 20 s task");
+    assert!(busy <= 21, "{busy} requests for a 20 s task");
     rig.stop().await;
 }
 
@@ -969,4 +971,43 @@ async fn a_live_client_moves_the_deadline_and_a_dead_one_leaves_the_last() {
         after >= Duration::from_secs(13) && after <= Duration::from_secs(15),
         "{after:?}"
     );
+}
+
+/// An idle worker's beats are billed PUTs nobody reads: it beats once a minute, and at once
+/// (within `event_beat`) when it takes a task, so the client's lease sees it working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_beats_rarely_and_at_once_when_it_takes_a_task() {
+    let mut rig = Rig::start_with(|c| {
+        c.idle_heartbeat = Duration::from_secs(60);
+        c.event_beat = Duration::from_millis(200);
+    });
+    rig.until("an idle beat", async || {
+        rig.beat()
+            .await
+            .is_some_and(|b| b.activity == WorkerActivity::Idle)
+    })
+    .await;
+    let idle = rig.beat().await.unwrap().seq;
+    // 30 s of idling: no beat.
+    for _ in 0..3_000 {
+        rig.clock.advance(STEP);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(rig.beat().await.unwrap().seq, idle);
+    rig.run_task("t1", "hang").await;
+    let taken = rig.clock.now();
+    rig.until("a busy beat", async || {
+        rig.beat()
+            .await
+            .is_some_and(|b| matches!(b.activity, WorkerActivity::Busy { .. }))
+    })
+    .await;
+    let waited = rig.clock.now() - taken;
+    assert!(waited <= Duration::from_millis(500), "{waited:?}");
+    rig.store
+        .put(&p(rig.layout.cancel("t1")), Bytes::new())
+        .await
+        .unwrap();
+    rig.result("t1").await;
+    rig.stop().await;
 }
