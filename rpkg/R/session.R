@@ -37,11 +37,17 @@ current_session <- function() {
 ## closed. It takes no new futures, its running futures keep their workers and
 ## values, and it closes once R has collected them (or when the plan changes).
 session_acquire <- function(config) {
-  key <- config_key(config)
   s <- current_session()
-  if (!is.null(s) && identical(s[["key"]], key)) return(s)
-  if (!is.null(s)) session_retire(s)
-  session_open(config, key = key)
+  ## Every future of a plan comes with the configuration of the one before:
+  ## no key to compute (jsonlite costs about a millisecond per future)
+  if (!is.null(s) && identical(s[["requested"]], config)) return(s)
+  key <- config_key(config)
+  if (is.null(s) || !identical(s[["key"]], key)) {
+    if (!is.null(s)) session_retire(s)
+    s <- session_open(config, key = key)
+  }
+  s[["requested"]] <- config
+  s
 }
 
 ## Retires a session replaced by one of another configuration: closed at

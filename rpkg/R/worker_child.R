@@ -130,7 +130,7 @@ run_task_payload <- function(payload, input) {
 ## The pipe to the worker carries frames of at most 2^31 - 1 bytes: a larger
 ## serialized value is refused with a clear error instead of breaking the pipe
 serialize_result <- function(result, limit = .Machine$integer.max) {
-  raw <- tryCatch(serialize(result, connection = NULL), error = function(e) {
+  raw <- tryCatch(serialize(result, connection = NULL, xdr = FALSE), error = function(e) {
     serialize(simpleError(paste("starburst worker: the result could not be serialized:",
                                 conditionMessage(e))), connection = NULL)
   })
@@ -141,7 +141,7 @@ serialize_result <- function(result, limit = .Machine$integer.max) {
       message = sprintf("the value of this future is %.2f GB serialized, more than the %.2f GB a starburst result can carry. Return a smaller value, or write large results to storage (S3, a file) and return where they are.",
                         size / 1e9, limit / 1e9),
       call = NULL))
-    raw <- serialize(too_large, connection = NULL)
+    raw <- serialize(too_large, connection = NULL, xdr = FALSE)
   }
   raw
 }
@@ -199,7 +199,7 @@ with_relay <- function(expr, classes) {
 send_condition <- function(cond) {
   output <- .child[["output"]]
   if (is.null(output)) return(invisible(FALSE))
-  raw <- tryCatch(serialize(cond, connection = NULL), error = function(e) NULL)
+  raw <- tryCatch(serialize(cond, connection = NULL, xdr = FALSE), error = function(e) NULL)
   if (is.null(raw)) return(invisible(FALSE))
   write_frame(output, "E", raw)
   invisible(TRUE)
