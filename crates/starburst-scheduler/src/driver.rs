@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     core: Mutex<Core>,
     pub(crate) cv: Condvar,
     pub(crate) wake: tokio::sync::Notify,
+    /// Wakes the watch when the session closes.
+    pub(crate) closing: tokio::sync::Notify,
     pub(crate) ports: Ports,
     pub(crate) config: Arc<SchedulerConfig>,
     pub(crate) layout: SessionLayout,
@@ -35,6 +37,7 @@ impl Shared {
             core: Mutex::new(core),
             cv: Condvar::new(),
             wake: tokio::sync::Notify::new(),
+            closing: tokio::sync::Notify::new(),
             layout: SessionLayout::new(config.session_id.as_str()),
             inflight: InFlight::new(config.requests),
             ports,
@@ -104,47 +107,89 @@ pub(crate) async fn supervise(sh: Arc<Shared>) {
     }
 }
 
+/// The session's I/O: rounds of assignments, cancels and reads ([`run_rounds`]) and, beside
+/// them, the watch over workers, failures and spend ([`watch`]), so that a slow health check
+/// (a thousand heartbeat reads) never holds up results; then the shutdown.
 async fn drive(sh: Arc<Shared>) {
+    // The first beat precedes every launch: a worker's orphan clock starts at its own start.
+    if sh.config.client_beat.is_some() {
+        client_beat(&sh).await;
+    }
+    tokio::join!(run_rounds(&sh), watch(&sh));
+    shutdown(&sh).await;
+}
+
+/// Writes the session heartbeat; a failure counts against the store's failure bound.
+async fn client_beat(sh: &Shared) {
+    match write_client_beat(sh, false).await {
+        Ok(()) => sh.lock().succeeded(Path::Store),
+        Err(e) => {
+            tracing::warn!(error = %e, "writing the session heartbeat failed; retrying");
+            sh.lock().failed(Path::Store, &e, sh.now());
+        }
+    }
+}
+
+/// Every `health_interval` until the session closes: the session heartbeat when due, worker
+/// status and heartbeats, the failure bound and the spending caps. Wakes the rounds when it
+/// changed something (a lost worker's task re-queued, a task failed).
+async fn watch(sh: &Shared) {
+    let clock = sh.ports.clock.clone();
+    let mut next_client_beat = clock.now() + sh.config.client_beat.unwrap_or_default();
+    loop {
+        if let Some(every) = sh.config.client_beat
+            && clock.now() >= next_client_beat
+        {
+            client_beat(sh).await;
+            next_client_beat = clock.now() + every;
+        }
+        let mut progressed = match health(sh).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "worker health check failed; retrying");
+                false
+            }
+        };
+        progressed |= sh.lock().enforce_failure_bound(sh.now());
+        // The caps are checked as often as health, whether or not that succeeded.
+        progressed |= budget_check(sh).await;
+        if progressed {
+            let mut st = sh.lock();
+            sh.notify_waiters(&mut st);
+            sh.wake.notify_one();
+        }
+        if sh.lock().closed {
+            return;
+        }
+        tokio::select! {
+            () = clock.sleep(sh.config.health_interval) => {}
+            () = sh.closing.notified() => {}
+        }
+        if sh.lock().closed {
+            return;
+        }
+    }
+}
+
+/// Rounds (see [`step`]) for as long as something changes, then a wait: for a store
+/// notification, the next result read that is due, or a wake-up (a call, the watch).
+async fn run_rounds(sh: &Shared) {
     let out = ObjectPath::parse(sh.layout.out()).ok();
     let mut watch = out.and_then(|p| sh.ports.store.watch(&p));
     let watching = watch.is_some();
     let clock = sh.ports.clock.clone();
-    let mut next_health = clock.now();
-    // The first beat precedes every launch: a worker's orphan clock starts at its own start.
-    let mut next_client_beat = clock.now();
     loop {
         if sh.lock().closed {
-            shutdown(&sh).await;
             return;
         }
-        if let Some(every) = sh.config.client_beat
-            && clock.now() >= next_client_beat
-        {
-            match write_client_beat(&sh, false).await {
-                Ok(()) => sh.lock().succeeded(Path::Store),
-                Err(e) => {
-                    tracing::warn!(error = %e, "writing the session heartbeat failed; retrying");
-                    sh.lock().failed(Path::Store, &e, sh.now());
-                }
-            }
-            next_client_beat = clock.now() + every;
-        }
-        let mut progressed = false;
-        match step(&sh, watching).await {
-            Ok(p) => progressed |= p,
+        let progressed = match step(sh, watching).await {
+            Ok(p) => p,
             // The requests that failed marked their tasks (see `Core::task_failed`).
-            Err(e) => tracing::warn!(error = %e, "scheduler step failed; retrying"),
-        }
-        if clock.now() >= next_health {
-            match health(&sh).await {
-                Ok(p) => progressed |= p,
-                Err(e) => tracing::warn!(error = %e, "worker health check failed; retrying"),
+            Err(e) => {
+                tracing::warn!(error = %e, "scheduler step failed; retrying");
+                false
             }
-            progressed |= sh.lock().enforce_failure_bound(sh.now());
-            // The caps are checked as often as health, whether or not that succeeded.
-            progressed |= budget_check(&sh).await;
-            next_health = clock.now() + sh.config.health_interval;
-        }
+        };
         {
             let mut st = sh.lock();
             sh.notify_waiters(&mut st);
@@ -153,21 +198,21 @@ async fn drive(sh: Arc<Shared>) {
             continue;
         }
         let now = clock.now();
-        let until_health = next_health.saturating_sub(now);
+        // A failing request is retried at the latest after `poll_max`.
+        let longest = sh.config.poll_max.max(sh.config.poll_min);
         match watch.as_mut() {
             // Notifications wake us for every write under out/; the timer is only a safety net.
             Some(w) => {
-                let wait = until_health.min(sh.config.poll_max);
                 tokio::select! {
                     () = sh.wake.notified() => {}
-                    _ = w.changed(wait) => {}
+                    _ = w.changed(longest) => {}
                 }
             }
-            // Sleep until the next result is due (or a health check, or a call wakes us).
+            // Sleep until the next result is due (or a call or the watch wakes us).
             None => {
                 let due = sh.lock().next_due().map(|d| d.saturating_sub(now));
                 let wait = due
-                    .map_or(until_health, |d| d.min(until_health))
+                    .map_or(longest, |d| d.min(longest))
                     .max(Duration::from_millis(1));
                 tokio::select! {
                     () = sh.wake.notified() => {}
@@ -329,8 +374,10 @@ async fn poll_task(sh: &Shared, id: &TaskId, read_result: bool, eager: bool) -> 
         events,
         next_event,
     };
-    let now = sh.now();
-    Ok(sh.lock().read_done(id, plan.attempt, read_result, out, now))
+    let (now, wall) = (sh.now(), sh.ports.clock.wall());
+    Ok(sh
+        .lock()
+        .read_done(id, plan.attempt, read_result, out, now, wall))
 }
 
 /// The events of a task's attempt from `next` up to `upto` (or up to the first missing one),

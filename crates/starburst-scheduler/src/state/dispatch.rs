@@ -3,7 +3,7 @@
 //! session.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use starburst_cloud::{TaskId, WorkerId};
@@ -144,34 +144,31 @@ impl Core {
     /// message that was never written would leave a gap it waits at forever, with the task
     /// stuck running on a worker that beats as if all were well. It is the inbox's last one
     /// (one per worker per round). The task goes back to the head of the queue, or ends
-    /// cancelled if that was asked for meanwhile.
+    /// cancelled if that was asked for meanwhile; a task the session took back while the write
+    /// was in flight (its worker lost, the task re-queued) or that ended is left as it is.
     pub(crate) fn assignment_failed(&mut self, worker: &WorkerId, task: &TaskId, seq: u64) {
+        self.dirty = true;
         if let Some(slot) = self.workers.get_mut(worker) {
             slot.tasks.retain(|t| t != task);
             if slot.next_seq == seq + 1 {
                 slot.next_seq = seq;
             }
         }
-        let cancelled = self
+        let Some(t) = self
             .tasks
             .get_mut(task)
-            .filter(|t| t.state == TaskState::Running)
-            .is_some_and(|t| {
-                t.state = TaskState::Queued;
-                t.worker = None;
-                t.cancel = false;
-                t.cancelled
-            });
-        if cancelled {
+            .filter(|t| t.state == TaskState::Running && t.worker.as_ref() == Some(worker))
+        else {
+            return;
+        };
+        t.state = TaskState::Queued;
+        t.worker = None;
+        t.cancel = false;
+        if t.cancelled {
             self.finish(task, TaskState::Cancelled, None, None);
-        } else if self
-            .tasks
-            .get(task)
-            .is_some_and(|t| t.state == TaskState::Queued)
-        {
+        } else {
             self.queue.push_front(task.clone());
         }
-        self.dirty = true;
     }
 
     /// Cancellations of running tasks still to be written.
@@ -246,8 +243,8 @@ impl Core {
         }
     }
 
-    /// What a read of `id`'s objects for `attempt` returned at `now`; true when there was
-    /// something new.
+    /// What a read of `id`'s objects for `attempt` returned at `now` (`wall` on this
+    /// machine's clock); true when there was something new.
     pub(crate) fn read_done(
         &mut self,
         id: &TaskId,
@@ -255,6 +252,7 @@ impl Core {
         read_result: bool,
         out: ReadOutcome,
         now: Duration,
+        wall: SystemTime,
     ) -> bool {
         if out.events.is_empty() && out.result.is_none() {
             if read_result {
@@ -274,18 +272,24 @@ impl Core {
             self.dirty = true;
         }
         if let Some(result) = out.result {
-            self.complete(id, result, now);
+            self.complete(id, result, now, wall);
         }
         true
     }
 
-    /// A task's result was read.
+    /// A task's result was read at `now` (`wall` on this machine's clock).
     pub(crate) fn complete(
         &mut self,
         id: &TaskId,
         result: wire::Result<(wire::ResultMeta, Bytes)>,
         now: Duration,
+        wall: SystemTime,
     ) {
+        // A result read twice (a lost worker's results are read while a round may read them
+        // too) counts once.
+        if self.tasks.get(id).is_none_or(|t| t.state.is_final()) {
+            return;
+        }
         if result.is_ok()
             && let Some(slot) = self
                 .workers
@@ -295,7 +299,19 @@ impl Core {
             slot.ready = true;
             self.succeeded(Path::Launch);
         }
-        self.unassign(id, now);
+        // A task prefetched behind this one started when the worker finished this one, not
+        // when the client saw it: its result is then read on the worker's schedule, and a
+        // client that reads late does not stay late (the worker's clock, kept between this
+        // task's start and now).
+        let next_start = match (&result, self.tasks.get(id)) {
+            (Ok((meta, _)), Some(t)) => {
+                let finished = UNIX_EPOCH + Duration::from_millis(meta.timing.finished_unix_ms);
+                let ago = wall.duration_since(finished).unwrap_or(Duration::ZERO);
+                now.saturating_sub(ago).clamp(t.started_at.min(now), now)
+            }
+            _ => now,
+        };
+        self.unassign(id, next_start);
         match result {
             Ok((meta, payload)) => match meta.outcome {
                 Outcome::Value => {

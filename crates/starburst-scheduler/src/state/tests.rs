@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -25,8 +25,11 @@ enum Ev {
     Submit(u8),
     Cancel(usize),
     Launch,
-    /// A round; assignment writes whose bit is set fail.
-    Round(u16),
+    /// A round: its cancels, reads and assignments are decided (the writes are in flight
+    /// until `Writes`; the driver starts no round before the last one's writes are done).
+    Round,
+    /// The writes in flight complete; those whose bit is set fail.
+    Writes(u16),
     /// The head task of a worker finishes: with a value, or its R process died.
     Result(usize, bool),
     Lost(usize, usize),
@@ -39,7 +42,8 @@ fn event() -> impl Strategy<Value = Ev> {
         (1u8..4).prop_map(Ev::Submit),
         any::<usize>().prop_map(Ev::Cancel),
         Just(Ev::Launch),
-        any::<u16>().prop_map(Ev::Round),
+        Just(Ev::Round),
+        any::<u16>().prop_map(Ev::Writes),
         (any::<usize>(), any::<bool>()).prop_map(|(w, ok)| Ev::Result(w, ok)),
         (any::<usize>(), 0usize..CAUSES.len()).prop_map(|(w, c)| Ev::Lost(w, c)),
         (1u16..2_000).prop_map(Ev::Tick),
@@ -85,6 +89,8 @@ struct World {
     finals: HashMap<TaskId, TaskState>,
     /// Tasks cancelled while queued.
     cancelled_queued: Vec<TaskId>,
+    /// Assignment writes in flight: (worker, task, seq).
+    pending: Vec<(WorkerId, TaskId, u64)>,
 }
 
 fn apply(core: &mut Core, w: &mut World, ev: &Ev) {
@@ -121,18 +127,21 @@ fn apply(core: &mut Core, w: &mut World, ev: &Ev) {
             };
             core.launched(&report, w.now, w.now);
         }
-        Ev::Round(mask) => {
+        Ev::Round if w.pending.is_empty() => {
             let _ = core.take_cancels();
             let _ = core.due_reads(w.now, false);
-            let assignments = core.take_assignments(w.now);
-            for (i, a) in assignments.into_iter().enumerate() {
+            w.pending = core
+                .take_assignments(w.now)
+                .into_iter()
+                .map(|a| (a.worker, a.task, a.seq))
+                .collect();
+        }
+        Ev::Writes(mask) => {
+            for (i, (worker, task, seq)) in std::mem::take(&mut w.pending).into_iter().enumerate() {
                 if mask & (1 << (i % 16)) != 0 {
-                    core.assignment_failed(&a.worker, &a.task, a.seq);
+                    core.assignment_failed(&worker, &task, seq);
                 } else {
-                    w.inbox
-                        .entry(a.worker.clone())
-                        .or_default()
-                        .insert(a.seq, a.task.clone());
+                    w.inbox.entry(worker).or_default().insert(seq, task);
                 }
             }
         }
@@ -181,7 +190,7 @@ fn apply(core: &mut Core, w: &mut World, ev: &Ev) {
                 events: vec![],
                 next_event: 0,
             };
-            core.read_done(&head, attempt, true, out, w.now);
+            core.read_done(&head, attempt, true, out, w.now, UNIX_EPOCH + w.now);
         }
         Ev::Lost(i, c) if !core.workers.is_empty() => {
             let worker = core
@@ -245,12 +254,21 @@ fn check(core: &Core, w: &mut World, ev: &Ev) {
                 "{ctx}: {id} on another worker"
             );
         }
-        // The worker reads its inbox in sequence: every place before the next one is written.
-        let written: Vec<u64> = w
+        // The worker reads its inbox in sequence: every place before the next one is written
+        // (or being written).
+        let mut written: Vec<u64> = w
             .inbox
             .get(wid)
             .map(|m| m.keys().copied().collect())
             .unwrap_or_default();
+        written.extend(
+            w.pending
+                .iter()
+                .filter(|(pw, _, _)| pw == wid)
+                .map(|(_, _, seq)| *seq),
+        );
+        written.sort_unstable();
+        written.dedup();
         let expected: Vec<u64> = (0..slot.next_seq).collect();
         assert_eq!(written, expected, "{ctx}: inbox of {wid} has a gap");
     }
@@ -336,7 +354,7 @@ proptest! {
             if core.tasks.values().all(|t| t.state.is_final()) {
                 break;
             }
-            for ev in [Ev::Launch, Ev::Round(0), Ev::Result(step, true), Ev::Tick(10)] {
+            for ev in [Ev::Launch, Ev::Round, Ev::Writes(0), Ev::Result(step, true), Ev::Tick(10)] {
                 apply(&mut core, &mut w, &ev);
                 check(&core, &mut w, &ev);
             }
