@@ -22,8 +22,10 @@ pub(crate) struct Shared {
     core: Mutex<Core>,
     pub(crate) cv: Condvar,
     pub(crate) wake: tokio::sync::Notify,
-    /// Wakes the watch when the session closes.
-    pub(crate) closing: tokio::sync::Notify,
+    /// True once the session closes: ends the watch's and the launches' waits.
+    pub(crate) closing: tokio::sync::watch::Sender<bool>,
+    /// Wakes the launches: tasks may wait that no worker can take.
+    launch_wake: tokio::sync::Notify,
     pub(crate) ports: Ports,
     pub(crate) config: Arc<SchedulerConfig>,
     pub(crate) layout: SessionLayout,
@@ -37,7 +39,8 @@ impl Shared {
             core: Mutex::new(core),
             cv: Condvar::new(),
             wake: tokio::sync::Notify::new(),
-            closing: tokio::sync::Notify::new(),
+            closing: tokio::sync::watch::Sender::new(false),
+            launch_wake: tokio::sync::Notify::new(),
             layout: SessionLayout::new(config.session_id.as_str()),
             inflight: InFlight::new(config.requests),
             ports,
@@ -108,14 +111,15 @@ pub(crate) async fn supervise(sh: Arc<Shared>) {
 }
 
 /// The session's I/O: rounds of assignments, cancels and reads ([`run_rounds`]) and, beside
-/// them, the watch over workers, failures and spend ([`watch`]), so that a slow health check
-/// (a thousand heartbeat reads) never holds up results; then the shutdown.
+/// them, launches ([`run_launches`]) and the watch over workers, failures and spend
+/// ([`watch`]), so that neither a ramp to a thousand workers (a hundred launch calls) nor a
+/// slow health check (a thousand heartbeat reads) holds up results; then the shutdown.
 async fn drive(sh: Arc<Shared>) {
     // The first beat precedes every launch: a worker's orphan clock starts at its own start.
     if sh.config.client_beat.is_some() {
         client_beat(&sh).await;
     }
-    tokio::join!(run_rounds(&sh), watch(&sh));
+    tokio::join!(run_rounds(&sh), run_launches(&sh), watch(&sh));
     shutdown(&sh).await;
 }
 
@@ -135,6 +139,7 @@ async fn client_beat(sh: &Shared) {
 /// changed something (a lost worker's task re-queued, a task failed).
 async fn watch(sh: &Shared) {
     let clock = sh.ports.clock.clone();
+    let mut closing = sh.closing.subscribe();
     let mut next_client_beat = clock.now() + sh.config.client_beat.unwrap_or_default();
     loop {
         if let Some(every) = sh.config.client_beat
@@ -163,10 +168,40 @@ async fn watch(sh: &Shared) {
         }
         tokio::select! {
             () = clock.sleep(sh.config.health_interval) => {}
-            () = sh.closing.notified() => {}
+            _ = closing.wait_for(|closed| *closed) => {}
         }
         if sh.lock().closed {
             return;
+        }
+    }
+}
+
+/// Launch calls, one after another, for as long as tasks wait that no worker can take; then a
+/// wait for the rounds to say there may be more (or the watch's period, after a launch that
+/// failed or was throttled).
+async fn run_launches(sh: &Shared) {
+    let mut closing = sh.closing.subscribe();
+    loop {
+        if sh.lock().closed {
+            return;
+        }
+        let want = sh.lock().launch_wanted(sh.now());
+        if want > 0 {
+            match launch(sh, want).await {
+                Ok(true) => {
+                    sh.wake.notify_one();
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "launching workers failed; retrying"),
+            }
+            let mut st = sh.lock();
+            sh.notify_waiters(&mut st);
+        }
+        tokio::select! {
+            () = sh.launch_wake.notified() => {}
+            () = sh.ports.clock.sleep(sh.config.health_interval) => {}
+            _ = closing.wait_for(|closed| *closed) => {}
         }
     }
 }
@@ -224,7 +259,7 @@ async fn run_rounds(sh: &Shared) {
 }
 
 /// One round: cancellations, assignments and reads of results and events, all in flight
-/// together; then launches for what no worker can take. True when something changed.
+/// together. True when something changed.
 async fn step(sh: &Shared, watching: bool) -> Result<bool> {
     // Decided before anything is sent: a cancel only ever targets an assignment already
     // written (those of this round are not taken yet), and a read a task whose assignment is.
@@ -245,11 +280,8 @@ async fn step(sh: &Shared, watching: bool) -> Result<bool> {
     );
     progressed |= read.into_iter().any(|p| p);
     let failed = cancelled.into_iter().chain(assigned).find_map(Result::err);
-    // Start workers for the tasks no idle worker can take.
-    let want = sh.lock().launch_wanted(sh.now());
-    if want > 0 {
-        progressed |= launch(sh, want).await?;
-    }
+    // Workers for the tasks no idle worker can take are started beside the rounds.
+    sh.launch_wake.notify_one();
     match failed {
         // The requests that failed marked their tasks (see `Core::task_failed`).
         Some(e) => Err(e),

@@ -290,7 +290,7 @@ impl Scheduler {
             st.closed = true;
         }
         self.shared.wake.notify_one();
-        self.shared.closing.notify_one();
+        self.shared.closing.send_replace(true);
         let driver = self.driver.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(d) = driver {
             let _ = self.block_on(d);
