@@ -66,28 +66,27 @@ impl Core {
             chosen.insert(worker.clone());
             out.extend(self.assign(worker, task, now));
         }
+        // Busy workers with room ahead, the least loaded and longest busy first (one sort per
+        // round: each worker gets at most one new assignment per round).
         let prefetch = self.config.prefetch as usize;
-        loop {
-            let live = self.workers.len();
-            let max = (self.config.max_workers as usize).max(live);
+        let mut ahead: Vec<(usize, Duration, WorkerId)> = self
+            .workers
+            .iter()
+            .filter(|(id, s)| {
+                !chosen.contains(*id) && !s.tasks.is_empty() && s.tasks.len() <= prefetch
+            })
+            .map(|(id, s)| (s.tasks.len(), s.busy_since, id.clone()))
+            .collect();
+        ahead.sort_unstable();
+        let live = self.workers.len();
+        let max = (self.config.max_workers as usize).max(live);
+        for (_, _, worker) in ahead {
             if self.queue.len() <= max + (max - live) {
                 break;
             }
-            let worker = self
-                .workers
-                .iter()
-                .filter(|(id, s)| {
-                    !chosen.contains(*id) && !s.tasks.is_empty() && s.tasks.len() <= prefetch
-                })
-                .min_by_key(|(_, s)| (s.tasks.len(), s.busy_since))
-                .map(|(id, _)| id.clone());
-            let Some(worker) = worker else {
-                break;
-            };
             let Some(task) = self.queue.pop_front() else {
                 break;
             };
-            chosen.insert(worker.clone());
             out.extend(self.assign(worker, task, now));
         }
         if !out.is_empty() {
@@ -171,15 +170,26 @@ impl Core {
         }
     }
 
+    /// The running tasks: those in the workers' inboxes (every running task is in exactly
+    /// one), so a round costs in proportion to the workers, not to the session's tasks.
+    fn running(&self) -> impl Iterator<Item = &TaskId> {
+        self.workers.values().flat_map(|s| s.tasks.iter())
+    }
+
     /// Cancellations of running tasks still to be written.
     pub(crate) fn take_cancels(&mut self) -> Vec<Cancel> {
-        self.tasks
-            .iter_mut()
-            .filter(|(_, t)| t.cancel && t.state == TaskState::Running)
-            .map(|(id, t)| {
+        let marked: Vec<TaskId> = self
+            .running()
+            .filter(|id| self.tasks.get(*id).is_some_and(|t| t.cancel))
+            .cloned()
+            .collect();
+        marked
+            .into_iter()
+            .filter_map(|id| {
+                let t = self.tasks.get_mut(&id)?;
                 t.cancel = false;
                 let at = t.worker.clone().map(|w| (w, t.inbox_seq));
-                (id.clone(), t.attempt, at)
+                Some((id, t.attempt, at))
             })
             .collect()
     }
@@ -197,16 +207,15 @@ impl Core {
     /// read, when due, and events only when a heartbeat said there are new ones (a result says
     /// how many there are in all).
     pub(crate) fn due_reads(&self, now: Duration, watching: bool) -> Vec<Read> {
-        let heads: HashSet<&TaskId> = self
-            .workers
+        self.workers
             .values()
-            .filter_map(|s| s.tasks.front())
-            .collect();
-        self.tasks
-            .iter()
-            .filter(|(_, t)| t.state == TaskState::Running)
-            .filter_map(|(id, t)| {
-                let result = watching || (heads.contains(id) && t.next_poll <= now);
+            .flat_map(|s| s.tasks.iter().enumerate())
+            .filter_map(|(pos, id)| {
+                let t = self
+                    .tasks
+                    .get(id)
+                    .filter(|t| t.state == TaskState::Running)?;
+                let result = watching || (pos == 0 && t.next_poll <= now);
                 (result || t.known_events > t.next_event).then(|| (id.clone(), result))
             })
             .collect()

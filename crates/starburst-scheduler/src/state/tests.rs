@@ -128,8 +128,14 @@ fn apply(core: &mut Core, w: &mut World, ev: &Ev) {
             core.launched(&report, w.now, w.now);
         }
         Ev::Round if w.pending.is_empty() => {
-            let _ = core.take_cancels();
-            let _ = core.due_reads(w.now, false);
+            // Cancels and reads only ever concern running tasks (found through the inboxes).
+            for (id, _, _) in core.take_cancels() {
+                assert_eq!(core.tasks[&id].state, TaskState::Running, "cancel of {id}");
+                assert!(core.tasks[&id].cancelled, "cancel of {id}, never asked for");
+            }
+            for (id, _) in core.due_reads(w.now, false) {
+                assert_eq!(core.tasks[&id].state, TaskState::Running, "read of {id}");
+            }
             w.pending = core
                 .take_assignments(w.now)
                 .into_iter()
