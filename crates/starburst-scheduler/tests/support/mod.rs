@@ -868,8 +868,12 @@ impl Sim {
 
 impl Drop for Sim {
     fn drop(&mut self) {
-        // Closing the session writes stop messages; nobody moves the clock any more.
+        // Closing the session writes stop messages; nobody moves the clock any more. A request
+        // already waiting out its latency on the clock (the session heartbeat, say) needs the
+        // clock to move, so it moves until the session is closed.
         self.store.clear_latency();
+        let _ticker = self.ticker();
+        self.sched.close();
     }
 }
 
