@@ -107,7 +107,7 @@ pub struct SchedulerConfig {
     /// Prices of the cost meter and spending caps; `None` for a session whose workers cannot
     /// be priced (no meter, no caps).
     pub budget: Option<BudgetConfig>,
-    /// How often the client's session heartbeat ([`wire::ClientBeat`]) is rewritten. Workers
+    /// How often the client's session heartbeat ([`starburst_serialization::ClientBeat`]) is rewritten. Workers
     /// stop when it has not moved for their orphan timeout, so this must be well below it (a
     /// fifth, say). `None` writes none (workers that follow it then stop after their orphan
     /// timeout).

@@ -20,7 +20,7 @@
 //! spend can pass the cap, and the futures the session can no longer afford fail with the cause
 //! [`FailureCause::BudgetExceeded`].
 //!
-//! Every timed decision goes through the [`Clock`] port, so tests drive time by hand. The
+//! Every timed decision goes through the [`Clock`](starburst_cloud::Clock) port, so tests drive time by hand. The
 //! scheduler knows ports only: no AWS, no file system, no R.
 
 #![deny(missing_docs)]

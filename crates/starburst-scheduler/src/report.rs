@@ -6,7 +6,7 @@ use starburst_cloud::SessionId;
 
 use crate::MeterReport;
 
-/// A session's spend so far ([`Scheduler::cost`]).
+/// A session's spend so far ([`crate::Scheduler::cost`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostReport {
     /// The region whose prices apply.
@@ -21,7 +21,7 @@ pub struct CostReport {
     /// the current hourly rate, from the workers' launch and stop times.
     pub meter: MeterReport,
     /// True once the session reached a cap: its pending futures failed with
-    /// [`BUDGET_EXCEEDED`] and new ones fail at once.
+    /// [`crate::FailureCause::BudgetExceeded`] and new ones fail at once.
     pub exceeded: bool,
     /// When the caps were last checked, on the session clock.
     pub last_check: Option<Duration>,

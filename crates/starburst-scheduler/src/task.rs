@@ -140,7 +140,7 @@ impl std::fmt::Display for FailureCause {
     }
 }
 
-/// What [`Scheduler::collect`] returns.
+/// What [`crate::Scheduler::collect`] returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collected {
     /// The task's state.
