@@ -86,9 +86,14 @@ pub struct SchedulerConfig {
     pub max_retries: u32,
     /// Shortest wait between reads of a running task's result (stores that cannot notify).
     pub poll_min: Duration,
-    /// Longest wait between reads of a running task's result, and the safety-net wait of a
-    /// store that notifies.
+    /// Longest wait between reads of a running task's result while it is young, and the
+    /// safety-net wait of a store that notifies.
     pub poll_max: Duration,
+    /// Longest wait between reads of the result of a task that runs long (stores that cannot
+    /// notify): a quarter of its run time so far, up to this. Its end is learned sooner from
+    /// its worker's heartbeat, read every `health_interval`, which shows the worker idle or on
+    /// its next task; these reads are only the safety net, and each is a billed GET.
+    pub poll_long: Duration,
     /// At most this many assignments written to a busy worker's inbox ahead of the task it
     /// runs, so it goes on without waiting for the client. Only while more tasks wait than
     /// the session has workers: the last tasks of a queue never wait behind a busy worker
@@ -136,6 +141,7 @@ impl SchedulerConfig {
             max_retries: 2,
             poll_min: Duration::from_millis(5),
             poll_max: Duration::from_secs(1),
+            poll_long: Duration::from_secs(15),
             prefetch: 1,
             health_interval: Duration::from_secs(1),
             lease: Duration::from_secs(60),

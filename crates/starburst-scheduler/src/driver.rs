@@ -297,6 +297,7 @@ async fn write_assignment(sh: &Shared, a: Assignment) -> Result<()> {
         seq,
         frame,
     } = a;
+    let began = sh.now();
     let sent = match key(sh.layout.inbox(worker.as_str(), seq)) {
         Ok(k) => sh
             .ports
@@ -306,9 +307,11 @@ async fn write_assignment(sh: &Shared, a: Assignment) -> Result<()> {
             .map_err(Error::from),
         Err(e) => Err(e),
     };
+    let took = sh.now().saturating_sub(began);
     let mut st = sh.lock();
     match sent {
         Ok(()) => {
+            st.wrote(took);
             st.task_succeeded(&task);
             Ok(())
         }

@@ -13,8 +13,8 @@ use starburst_scheduler::{FailureCause, SchedulerConfig, TaskState};
 use starburst_serialization::{self as wire, InboxMeta, Limits};
 use support::{Entry, Sim, SimOptions, config, spec};
 
-/// A session configured as on S3: the scheduler's and the workers' own defaults, with the
-/// workers' heartbeat of the worker binary (2 s), and 20 ms per request.
+/// A session configured as on S3: the scheduler's and the workers' own defaults (the worker
+/// binary's heartbeat is theirs), and 20 ms per request.
 fn s3_like(max_workers: u32) -> Sim {
     let cfg = SchedulerConfig::new(
         SessionId::new(support::SESSION).unwrap(),
@@ -23,7 +23,7 @@ fn s3_like(max_workers: u32) -> Sim {
     );
     let opts = SimOptions::new(cfg).worker_config(|w| {
         let defaults = starburst_worker::WorkerConfig::new("s", "w", w.blob_cache.clone());
-        w.heartbeat = Duration::from_secs(2);
+        w.heartbeat = defaults.heartbeat;
         w.event_beat = defaults.event_beat;
         w.poll_min = defaults.poll_min;
         w.poll_max = defaults.poll_max;
@@ -262,35 +262,33 @@ fn a_busy_worker_reads_its_next_assignment_while_it_commits_a_result() {
     assert!(median < 40, "median gap {median} ms: {gaps:?}");
 }
 
-/// What idle workers cost in requests against what they cost in Fargate time: every request of
-/// the session (the workers' inbox polls, beats and session-heartbeat reads, and the client's
-/// own) while four workers idle for ten minutes after a minute of settling, at S3 Standard's
-/// us-east-1 request prices, against 1 vCPU / 2 GB on-demand workers.
-#[test]
-fn idle_workers_cost_at_most_two_percent_of_their_compute_in_requests() {
-    const WORKERS: usize = 4;
-    let sim = s3_like(WORKERS as u32);
-    let ids: Vec<_> = (0..WORKERS)
-        .map(|i| sim.submit(&format!("sleep:2000;value:v{i}")))
-        .collect();
-    sim.finish_all(&ids);
-    assert_eq!(sim.compute.live().len(), WORKERS);
-    let idle = |d: Duration| {
-        let until = sim.now() + d;
-        while sim.now() < until {
-            sim.clock.advance(Duration::from_millis(100));
-            std::thread::sleep(Duration::from_micros(300));
-        }
-    };
-    idle(Duration::from_secs(60));
+/// Runs the session's clock for `d` of session time, in steps of 100 ms.
+fn run_for(sim: &Sim, d: Duration) {
+    let until = sim.now() + d;
+    while sim.now() < until {
+        sim.clock.advance(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
+
+/// What every request of the session costs per worker and hour while the clock runs for
+/// `minutes`, at S3 Standard's us-east-1 prices (GET/HEAD $0.0004 and PUT/LIST $0.005 per
+/// 1,000 requests), printed by kind; and what a 1 vCPU / 2 GB worker costs per hour on demand
+/// and on Spot.
+struct RequestCost {
+    hourly: f64,
+    on_demand: f64,
+    spot: f64,
+}
+
+fn request_cost(sim: &Sim, workers: usize, minutes: u64, what: &str) -> RequestCost {
     let before = sim.store.requests();
-    let minutes = 10.0;
-    idle(Duration::from_secs(600));
+    run_for(sim, Duration::from_secs(60 * minutes));
     let after = sim.store.requests();
     let (mut gets, mut puts) = (0.0, 0.0);
-    eprintln!("requests per idle worker per minute:");
+    eprintln!("requests per {what} worker per minute:");
     for (k, n) in &after {
-        let n = (*n - before.get(k).copied().unwrap_or(0)) as f64 / WORKERS as f64 / minutes;
+        let n = (*n - before.get(k).copied().unwrap_or(0)) as f64 / workers as f64 / minutes as f64;
         if n == 0.0 {
             continue;
         }
@@ -305,25 +303,71 @@ fn idle_workers_cost_at_most_two_percent_of_their_compute_in_requests() {
             _ => puts += n,
         }
     }
-    // S3 Standard, us-east-1: GET/HEAD $0.0004 and PUT/LIST $0.005 per 1,000 requests.
-    let requests_hourly = 60.0 * (gets * 0.0004 + puts * 0.005) / 1000.0;
-    let catalog = starburst_cost::Catalog::builtin();
-    let prices = catalog
+    let hourly = 60.0 * (gets * 0.0004 + puts * 0.005) / 1000.0;
+    let prices = starburst_cost::Catalog::builtin()
         .prices("us-east-1", starburst_cloud::Arch::default())
         .unwrap();
-    let size = spec().size;
-    let on_demand = prices.hourly(size, starburst_cloud::Capacity::OnDemand);
-    let spot = prices.hourly(size, starburst_cloud::Capacity::Spot);
+    let cost = RequestCost {
+        hourly,
+        on_demand: prices.hourly(spec().size, starburst_cloud::Capacity::OnDemand),
+        spot: prices.hourly(spec().size, starburst_cloud::Capacity::Spot),
+    };
     eprintln!(
-        "{gets:.1} GET + {puts:.1} PUT per idle worker per minute: ${requests_hourly:.5}/h against ${on_demand:.5}/h on demand ({:.2}%) and ${spot:.5}/h on Spot ({:.2}%); 1,000 idle workers: ${:.2}/h of requests, ${:.2}/h of Fargate",
-        100.0 * requests_hourly / on_demand,
-        100.0 * requests_hourly / spot,
-        1000.0 * requests_hourly,
-        1000.0 * on_demand
+        "{gets:.1} GET + {puts:.1} PUT per {what} worker per minute: ${hourly:.5}/h against ${:.5}/h on demand ({:.2}%) and ${:.5}/h on Spot ({:.2}%); 1,000 {what} workers: ${:.2}/h of requests, ${:.2}/h of Fargate",
+        cost.on_demand,
+        cost.percent(cost.on_demand),
+        cost.spot,
+        cost.percent(cost.spot),
+        1000.0 * hourly,
+        1000.0 * cost.on_demand
     );
+    cost
+}
+
+impl RequestCost {
+    fn percent(&self, of: f64) -> f64 {
+        100.0 * self.hourly / of
+    }
+}
+
+/// What idle workers cost in requests against what they cost in Fargate time: every request of
+/// the session (the workers' inbox polls, beats and session-heartbeat reads, and the client's
+/// own) while four workers idle for ten minutes after a minute of settling.
+#[test]
+fn idle_workers_cost_at_most_two_percent_of_their_compute_in_requests() {
+    const WORKERS: usize = 4;
+    let sim = s3_like(WORKERS as u32);
+    let ids: Vec<_> = (0..WORKERS)
+        .map(|i| sim.submit(&format!("sleep:2000;value:v{i}")))
+        .collect();
+    sim.finish_all(&ids);
+    assert_eq!(sim.compute.live().len(), WORKERS);
+    run_for(&sim, Duration::from_secs(60));
+    let cost = request_cost(&sim, WORKERS, 10, "idle");
     assert!(
-        requests_hourly <= 0.02 * on_demand,
+        cost.hourly <= 0.02 * cost.on_demand,
         "idle requests cost {:.2}% of compute",
-        100.0 * requests_hourly / on_demand
+        cost.percent(cost.on_demand)
+    );
+}
+
+/// What busy workers cost in requests against their Fargate time, for futures that run for
+/// minutes: every request of the session while four workers run one 10-minute future each
+/// (beats, cancel checks, the client's reads of their beats and results, the session
+/// heartbeat).
+#[test]
+fn busy_workers_cost_at_most_ten_percent_of_their_compute_in_requests() {
+    const WORKERS: usize = 4;
+    let sim = s3_like(WORKERS as u32);
+    let ids: Vec<_> = (0..WORKERS)
+        .map(|i| sim.submit(&format!("sleep:600000;value:v{i}")))
+        .collect();
+    run_for(&sim, Duration::from_secs(60));
+    assert!(ids.iter().all(|id| sim.state(id) == TaskState::Running));
+    let cost = request_cost(&sim, WORKERS, 5, "busy");
+    assert!(
+        cost.hourly <= 0.10 * cost.on_demand,
+        "busy requests cost {:.2}% of compute",
+        cost.percent(cost.on_demand)
     );
 }

@@ -85,7 +85,7 @@ impl WorkerConfig {
             session_id: session_id.into(),
             worker_id: worker_id.into(),
             idle_timeout: Duration::from_secs(600),
-            heartbeat: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(10),
             idle_heartbeat: Duration::from_secs(60),
             event_beat: Duration::from_millis(200),
             poll_min: Duration::from_millis(10),
@@ -426,6 +426,9 @@ impl Worker {
         committed?;
         self.done.fetch_add(1, Ordering::Relaxed);
         *self.activity.lock().await = WorkerActivity::Idle;
+        // The client learns from the beat that the task is done (it reads long tasks' results
+        // rarely); a next task read ahead replaces this before the beat goes out.
+        self.beat_now.notify_one();
         tracing::info!(task = %task.task_id, ms = meta.timing.finished_unix_ms.saturating_sub(received), "task done");
         Ok(ahead)
     }
@@ -693,6 +696,17 @@ async fn write_beat(
     Ok(())
 }
 
+/// `current` is just the next task of a worker whose last beat reported it busy.
+fn next_task(written: &WorkerActivity, current: &WorkerActivity) -> bool {
+    matches!(
+        (written, current),
+        (
+            WorkerActivity::Busy { .. },
+            WorkerActivity::Busy { events: 0, .. }
+        )
+    )
+}
+
 /// Beats every `heartbeat`, and once more `event_beat` after the last beat when the running
 /// task wrote events the last beat did not report (so at most one extra beat per
 /// `event_beat`, however many events a task writes).
@@ -740,16 +754,17 @@ async fn heartbeat_loop(
                     // Already reported (the wake-up raced the last beat), or the next task of
                     // a busy worker, which the periodic beat reports: only new events and the
                     // end of idleness are worth a beat of their own.
-                    let next_task = matches!(
-                        (&written, &current),
-                        (WorkerActivity::Busy { .. }, WorkerActivity::Busy { events: 0, .. })
-                    );
-                    if current == written || next_task {
+                    if current == written || next_task(&written, &current) {
                         continue;
                     }
                     let since = clock.now().saturating_sub(written_at);
                     if since < config.event_beat {
                         clock.sleep(config.event_beat - since).await;
+                    }
+                    // A worker that finished a task and took its next one meanwhile has nothing
+                    // new to say: back-to-back tasks cost no beat each.
+                    if next_task(&written, &*activity.lock().await) {
+                        continue;
                     }
                     break;
                 }

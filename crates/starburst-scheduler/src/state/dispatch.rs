@@ -265,11 +265,13 @@ impl Core {
     ) -> bool {
         if out.events.is_empty() && out.result.is_none() {
             if read_result {
-                // Not done yet: read again after a quarter of the time it has run so far.
-                let (min, max) = (self.config.poll_min, self.config.poll_max);
+                // Not done yet: read again after a quarter of the time it has run so far (its
+                // worker's heartbeat says sooner when it is done).
+                let min = self.config.poll_min;
+                let max = self.config.poll_long.max(self.config.poll_max).max(min);
                 if let Some(t) = self.tasks.get_mut(id) {
                     let ran = now.saturating_sub(t.started_at);
-                    t.next_poll = now + (ran / 4).max(min).min(max.max(min));
+                    t.next_poll = now + (ran / 4).max(min).min(max);
                 }
             }
             return false;
@@ -395,13 +397,26 @@ impl Core {
         activity: &wire::WorkerActivity,
         now: Duration,
     ) -> bool {
-        let wire::WorkerActivity::Busy {
-            task_id,
-            attempt,
-            events,
-        } = activity
-        else {
-            return false;
+        let (task_id, attempt, events) = match activity {
+            wire::WorkerActivity::Busy {
+                task_id,
+                attempt,
+                events,
+            } => (task_id, attempt, events),
+            // Idle with a task assigned: the task is done (or the assignment not yet read),
+            // and its result is read now rather than at its schedule.
+            wire::WorkerActivity::Idle => {
+                let Some(head) = self.head(worker).cloned() else {
+                    return false;
+                };
+                let Some(t) = self.tasks.get_mut(&head) else {
+                    return false;
+                };
+                let learned = t.next_poll > now;
+                t.next_poll = t.next_poll.min(now);
+                return learned;
+            }
+            _ => return false,
         };
         let Some(pos) = self
             .workers

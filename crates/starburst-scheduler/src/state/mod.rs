@@ -117,6 +117,9 @@ pub(crate) struct Core {
     /// Moving average of how long tasks take on a worker (from their results' timing), for the
     /// first read of a running task's result on stores that cannot notify.
     pub(crate) estimate: Option<Duration>,
+    /// Moving average of how long one of this session's writes to the store takes: a result
+    /// lands about that long after its worker finished.
+    pub(crate) write_latency: Duration,
     /// The cost meter (`None` when the session cannot be priced).
     pub(crate) meter: Option<Meter>,
     /// Workers the meter counts as billed.
@@ -152,6 +155,7 @@ impl Core {
             stats: Stats::default(),
             launched: Vec::new(),
             estimate: None,
+            write_latency: Duration::ZERO,
             meter: None,
             billing: BTreeMap::new(),
             last_budget_check: None,
@@ -274,12 +278,11 @@ impl Core {
     }
 
     /// `id` reaches the head of its worker's inbox at `now`: it runs from now on, as far as
-    /// the client knows, and its result is first read once a typical task would be done.
+    /// the client knows, and its result is first read once a typical task would be done and
+    /// its result written.
     pub(crate) fn start(&mut self, id: &TaskId, now: Duration) {
         let config = &self.config;
-        let first = self
-            .estimate
-            .unwrap_or(Duration::ZERO)
+        let first = (self.estimate.unwrap_or(Duration::ZERO) + self.write_latency)
             .clamp(config.poll_min, config.poll_max.max(config.poll_min));
         let worker = self.tasks.get_mut(id).and_then(|t| {
             t.started_at = now;
@@ -290,6 +293,12 @@ impl Core {
         if let Some(slot) = worker.and_then(|w| self.workers.get_mut(&w)) {
             slot.busy_since = now;
         }
+    }
+
+    /// One of the session's writes to the store took `took`.
+    pub(crate) fn wrote(&mut self, took: Duration) {
+        // Exponential moving average, weight 1/8.
+        self.write_latency = (self.write_latency * 7 + took) / 8;
     }
 
     /// Removes `id` from its worker's assignments; the next one, if any, starts.

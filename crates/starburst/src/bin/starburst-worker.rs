@@ -33,8 +33,9 @@ struct Args {
     /// Seconds without work before the worker exits.
     #[arg(long, env = "STARBURST_IDLE_TIMEOUT", default_value_t = 600.0)]
     idle_timeout: f64,
-    /// Seconds between heartbeats.
-    #[arg(long, env = "STARBURST_HEARTBEAT", default_value_t = 2.0)]
+    /// Seconds between heartbeats of a busy worker (each one is a billed PUT; new events get a
+    /// beat of their own within 200 ms, and the client's lease is 60 s locally, 120 s on AWS).
+    #[arg(long, env = "STARBURST_HEARTBEAT", default_value_t = 10.0)]
     heartbeat: f64,
     /// Blob cache directory (default: a temporary directory).
     #[arg(long, env = "STARBURST_BLOB_CACHE")]
