@@ -2,16 +2,19 @@
 //! ([`Core`]) what to send, sends it with many requests in flight (see [`crate::requests`]),
 //! and tells the core what came back. The state lock is never held across I/O.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use starburst_cloud::{LogQuery, ObjectPath, ObjectStoreExt, StopCause, TaskId, WorkerId};
 use starburst_serialization::{self as wire, InboxMeta, Limits, SessionLayout, unix_ms};
 
-use crate::requests::InFlight;
+use crate::requests::{InFlight, Kind};
 use crate::state::Core;
-use crate::state::dispatch::{Assignment, Cancel, ReadOutcome};
+use crate::state::dispatch::{Assignment, Cancel, ReadOutcome, Sending};
 use crate::state::trouble::Path;
 use crate::state::workers::{Beat, Busy};
 use crate::{Error, FailureCause, Ports, Result, SchedulerConfig, TaskFailure};
@@ -206,87 +209,168 @@ async fn run_launches(sh: &Shared) {
     }
 }
 
-/// Rounds (see [`step`]) for as long as something changes, then a wait: for a store
-/// notification, the next result read that is due, or a wake-up (a call, the watch).
+/// A request of the rounds in flight: it answers with the task it was about (free for the next
+/// request about it), whether it changed something, and, for a read, when that task's result
+/// is next due.
+type Sent<'a> = BoxFuture<'a, (TaskId, bool, Option<Duration>)>;
+
+/// The session's requests about tasks, pipelined: decide what to send (under the state lock),
+/// send it, and decide again as answers come in, without waiting for the slowest request of a
+/// decision, so that one slow or retrying key never holds up the rest. A task has at most one
+/// request in flight; what a decision leaves out for that reason (a cancel of a task whose
+/// assignment is being written, a read of a task being read) comes in a later one.
+///
+/// Decisions are time-sliced to keep the client's CPU per future low at a thousand workers.
+/// There is something to decide when an answer changed something, a call or the watch woke the
+/// driver (a submit, a cancel, a lost worker), a store notification came or a result read fell
+/// due; the next decision then comes at once if nothing is in flight any more, else `poll_min`
+/// after the last one.
 async fn run_rounds(sh: &Shared) {
     let out = ObjectPath::parse(sh.layout.out()).ok();
     let mut watch = out.and_then(|p| sh.ports.store.watch(&p));
     let watching = watch.is_some();
     let clock = sh.ports.clock.clone();
+    // A failing request is retried at the latest after `poll_max`.
+    let longest = sh.config.poll_max.max(sh.config.poll_min);
+    let mut pending: FuturesUnordered<Sent<'_>> = FuturesUnordered::new();
+    let mut sending = Sending::default();
     loop {
         if sh.lock().closed {
+            // What is in flight finishes: an assignment half-written would leave its worker
+            // waiting at a gap in its inbox instead of reading its stop message.
+            while pending.next().await.is_some() {}
             return;
         }
-        let progressed = match step(sh, watching).await {
-            Ok(p) => p,
-            // The requests that failed marked their tasks (see `Core::task_failed`).
-            Err(e) => {
-                tracing::warn!(error = %e, "scheduler step failed; retrying");
-                false
-            }
+        let decided = clock.now();
+        let cpu = std::time::Instant::now();
+        for (id, request) in decide(sh, watching, &sending) {
+            sending.add(id);
+            pending.push(request);
+        }
+        // Deciding takes at most a tenth of a core: the slice grows with what a decision costs
+        // (a scan of every worker's inbox, about 1 ms at 1,000 workers).
+        let slice = sh.config.poll_min.max(cpu.elapsed() * 10);
+        // Workers for the tasks no idle worker can take are started beside the rounds.
+        sh.launch_wake.notify_one();
+        let (mut progressed, mut woke) = (false, false);
+        // The next result read due (stores that cannot notify): found once per decision, then
+        // kept up to date from the reads' answers.
+        let mut due = match watching {
+            true => None,
+            false => sh.lock().next_due(&sending),
         };
-        {
-            let mut st = sh.lock();
-            sh.notify_waiters(&mut st);
-        }
-        if progressed {
-            continue;
-        }
-        let now = clock.now();
-        // A failing request is retried at the latest after `poll_max`.
-        let longest = sh.config.poll_max.max(sh.config.poll_min);
-        match watch.as_mut() {
-            // Notifications wake us for every write under out/; the timer is only a safety net.
-            Some(w) => {
-                tokio::select! {
-                    () = sh.wake.notified() => {}
-                    _ = w.changed(longest) => {}
-                }
+        let mut timer: Option<(Duration, BoxFuture<'_, ()>)> = None;
+        loop {
+            let now = clock.now();
+            if (progressed || woke) && (pending.is_empty() || now >= decided + slice) {
+                break;
             }
-            // Sleep until the next result is due (or a call or the watch wakes us).
-            None => {
-                let due = sh.lock().next_due().map(|d| d.saturating_sub(now));
-                let wait = due
-                    .map_or(longest, |d| d.min(longest))
-                    .max(Duration::from_millis(1));
-                tokio::select! {
-                    () = sh.wake.notified() => {}
-                    () = clock.sleep(wait) => {}
+            // A close does not wait for the slice (the clock may not move again).
+            if woke && sh.lock().closed {
+                break;
+            }
+            // When to look again: a slice after the decision once there is something to
+            // decide, else when the next result read is due (at the latest after `longest`).
+            let until = if progressed || woke {
+                Some(decided + slice)
+            } else if watching {
+                None
+            } else {
+                Some(due.map_or(decided + longest, |d| d.min(decided + longest)))
+            };
+            if timer.as_ref().map(|(t, _)| *t) != until {
+                timer = until.map(|t| {
+                    let wait = t.saturating_sub(now).max(Duration::from_millis(1));
+                    (t, clock.sleep(wait))
+                });
+            }
+            let timer_fired = async {
+                match timer.as_mut() {
+                    Some((_, sleep)) => sleep.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((id, changed, next)) = pending.next(), if !pending.is_empty() => {
+                    sending.done(&id);
+                    progressed |= changed;
+                    due = match (due, next) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let mut st = sh.lock();
+                    sh.notify_waiters(&mut st);
+                }
+                () = sh.wake.notified(), if !woke => woke = true,
+                _ = async { watch.as_mut().expect("watching").changed(longest).await }, if watching && !woke && !progressed => woke = true,
+                () = timer_fired => {
+                    timer = None;
+                    woke |= !progressed;
                 }
             }
         }
     }
 }
 
-/// One round: cancellations, assignments and reads of results and events, all in flight
-/// together. True when something changed.
-async fn step(sh: &Shared, watching: bool) -> Result<bool> {
-    // Decided before anything is sent: a cancel only ever targets an assignment already
-    // written (those of this round are not taken yet), and a read a task whose assignment is.
+/// One decision: the cancellations, assignments and reads to send now, each a request ready
+/// to go (bounded by its kind's limit as it is sent), none about a task in `sending`.
+fn decide<'a>(sh: &'a Shared, watching: bool, sending: &Sending) -> Vec<(TaskId, Sent<'a>)> {
+    // Decided together: a cancel only ever targets an assignment already written (one being
+    // written waits for the next decision), and a read a task whose assignment is.
     let (cancels, reads, assignments) = {
         let now = sh.now();
         let mut st = sh.lock();
-        let cancels = st.take_cancels();
-        let reads = st.due_reads(now, watching);
-        (cancels, reads, st.take_assignments(now))
+        let cancels = st.take_cancels(sending);
+        let mut reads = st.due_reads(now, watching, sending);
+        if !cancels.is_empty() {
+            // One request per task at a time: its read waits for its cancel.
+            let cancelled: HashSet<&TaskId> = cancels.iter().map(|c| &c.0).collect();
+            reads.retain(|(id, _)| !cancelled.contains(id));
+        }
+        (cancels, reads, st.take_assignments(now, sending))
     };
-    let mut progressed = !assignments.is_empty();
-    let (cancelled, assigned, read) = tokio::join!(
-        sh.inflight.fan_out(cancels, |c| write_cancel(sh, c)),
-        sh.inflight
-            .fan_out(assignments, |a| write_assignment(sh, a)),
-        sh.inflight
-            .fan_out(reads, |(id, result)| read_task(sh, id, result, watching)),
-    );
-    progressed |= read.into_iter().any(|p| p);
-    let failed = cancelled.into_iter().chain(assigned).find_map(Result::err);
-    // Workers for the tasks no idle worker can take are started beside the rounds.
-    sh.launch_wake.notify_one();
-    match failed {
-        // The requests that failed marked their tasks (see `Core::task_failed`).
-        Some(e) => Err(e),
-        None => Ok(progressed),
+    let inflight = &sh.inflight;
+    let mut out: Vec<(TaskId, Sent<'a>)> =
+        Vec::with_capacity(cancels.len() + reads.len() + assignments.len());
+    for c in cancels {
+        let id = c.0.clone();
+        let request = async move {
+            let task = c.0.clone();
+            if let Err(e) = inflight.send(Kind::Cancel, write_cancel(sh, c)).await {
+                tracing::warn!(task = %task, error = %e, "writing a cancel failed; retrying");
+            }
+            (task, false, None)
+        };
+        out.push((id, Box::pin(request)));
     }
+    for a in assignments {
+        let id = a.task.clone();
+        let request = async move {
+            let task = a.task.clone();
+            // A written assignment changes what can be read and prefetched next; one that
+            // failed was undone, and its task waits in the queue again.
+            match inflight.send(Kind::Assign, write_assignment(sh, a)).await {
+                Ok(()) => (task, true, None),
+                Err(e) => {
+                    tracing::warn!(task = %task, error = %e, "writing an assignment failed; retrying");
+                    (task, true, None)
+                }
+            }
+        };
+        out.push((id, Box::pin(request)));
+    }
+    for (id, result) in reads {
+        let task = id.clone();
+        let request = async move {
+            let changed = inflight
+                .send(Kind::Read, read_task(sh, id.clone(), result, watching))
+                .await;
+            let due = sh.lock().next_poll_of(&id);
+            (id, changed, due)
+        };
+        out.push((task, Box::pin(request)));
+    }
+    out
 }
 
 /// Writes an assignment to its worker's inbox; a write that fails is undone.
@@ -324,7 +408,7 @@ async fn write_assignment(sh: &Shared, a: Assignment) -> Result<()> {
 }
 
 /// The marker stops a task that runs; a `Skip` over its assignment withdraws it if the worker
-/// has not read it yet (a prefetched task). A cancel that fails is tried again next round.
+/// has not read it yet (a prefetched task). A cancel that fails is tried again.
 async fn write_cancel(sh: &Shared, (id, attempt, at): Cancel) -> Result<()> {
     let store = &sh.ports.store;
     let mut written = match key(sh.layout.cancel(id.as_str())) {
@@ -555,7 +639,7 @@ async fn health(sh: &Shared) -> Result<bool> {
     // the platform has not noticed yet.
     let reads = sh
         .inflight
-        .fan_out(busy, |b: Busy| async move {
+        .fan_out(Kind::Beat, busy, |b: Busy| async move {
             let read = match key(sh.layout.beat(b.0.as_str())) {
                 Ok(k) => sh.ports.store.get_opt(&k).await.map_err(Error::Cloud),
                 Err(e) => Err(e),
@@ -722,7 +806,7 @@ async fn shutdown(sh: &Shared) {
     );
     let frame = Bytes::from(frame);
     sh.inflight
-        .fan_out(inboxes, |(id, seq)| {
+        .fan_out(Kind::Stop, inboxes, |(id, seq)| {
             let frame = frame.clone();
             async move {
                 if let Ok(k) = key(sh.layout.inbox(id.as_str(), seq)) {

@@ -1,10 +1,10 @@
 //! Requests in flight. Object stores answer in tens of milliseconds (S3 in-region: 25-30 ms at
 //! the median, 70-90 ms at p99), so a session that made its requests one after another would
-//! be bounded by (requests per future x latency), whatever its number of workers. Each round of
-//! the scheduler therefore decides its requests first, under the state lock, and then sends
-//! them together: at most [`RequestLimits::per_kind`] of one kind at once, at most
-//! [`RequestLimits::total`] of the whole session, each answered as it completes, so one slow key
-//! does not keep the others of its kind from being sent.
+//! be bounded by (requests per future x latency), whatever its number of workers. The
+//! scheduler's driver therefore decides its requests under the state lock and sends them
+//! together, each answered as it completes: at most [`RequestLimits::per_kind`] of one kind at
+//! once, at most [`RequestLimits::total`] of the whole session, so one slow key (or kind) does
+//! not keep the others from being sent.
 
 use std::future::Future;
 
@@ -41,11 +41,32 @@ impl Default for RequestLimits {
     }
 }
 
-/// The session-wide bound shared by every fan-out of one scheduler.
+/// The kinds of request bounded apart: many of one kind never keep another from being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Assignments written to workers' inboxes.
+    Assign,
+    /// Cancel markers and the skips that withdraw prefetched assignments.
+    Cancel,
+    /// Reads of tasks' results and events.
+    Read,
+    /// Reads of workers' heartbeats.
+    Beat,
+    /// Stop messages written at the end of the session.
+    Stop,
+}
+
+impl Kind {
+    const ALL: usize = 5;
+}
+
+/// The bounds on the requests one scheduler keeps in flight: one per kind, and the session's
+/// over all kinds.
 #[derive(Debug)]
 pub(crate) struct InFlight {
     limits: RequestLimits,
     session: Semaphore,
+    kinds: [Semaphore; Kind::ALL],
 }
 
 impl InFlight {
@@ -57,31 +78,33 @@ impl InFlight {
         Self {
             limits,
             session: Semaphore::new(limits.total),
+            kinds: std::array::from_fn(|_| Semaphore::new(limits.per_kind)),
         }
     }
 
-    /// Runs `f` on every item with at most `per_kind` of them (and `total` of the session) in
-    /// flight, and returns their outputs in the order they completed.
-    pub(crate) async fn fan_out<T, F, Fut>(&self, items: Vec<T>, f: F) -> Vec<Fut::Output>
+    /// Sends `request` once a permit of its kind and one of the session are free.
+    pub(crate) async fn send<F: Future>(&self, kind: Kind, request: F) -> F::Output {
+        // The semaphores are never closed: permits always come. Taken in one order (kind,
+        // then session) by every request, so none waits on another holding what it needs.
+        let _kind = self.kinds[kind as usize].acquire().await;
+        let _session = self.session.acquire().await;
+        request.await
+    }
+
+    /// Runs `f` on every item, as requests of `kind`, and returns their outputs in the order
+    /// they completed.
+    pub(crate) async fn fan_out<T, F, Fut>(
+        &self,
+        kind: Kind,
+        items: Vec<T>,
+        f: F,
+    ) -> Vec<Fut::Output>
     where
         F: Fn(T) -> Fut,
         Fut: Future,
     {
-        if items.len() == 1 {
-            // The common case of a quiet session: no stream machinery.
-            let item = items.into_iter().next().expect("one item");
-            let _permit = self.session.acquire().await;
-            return vec![f(item).await];
-        }
         stream::iter(items)
-            .map(|item| {
-                let request = f(item);
-                async move {
-                    // The semaphore is never closed: a permit always comes.
-                    let _permit = self.session.acquire().await;
-                    request.await
-                }
-            })
+            .map(|item| self.send(kind, f(item)))
             .buffer_unordered(self.limits.per_kind)
             .collect()
             .await
@@ -120,7 +143,7 @@ mod tests {
         });
         let probe = Probe::default();
         let out = inflight
-            .fan_out((0..20).collect(), |i: u64| {
+            .fan_out(Kind::Read, (0..20).collect(), |i: u64| {
                 let probe = &probe;
                 async move {
                     probe.request(10).await;
@@ -141,16 +164,28 @@ mod tests {
             total: 10,
         });
         let probe = Arc::new(Probe::default());
-        let kind = |n: u64| {
+        let kind = |kind: Kind, n: u64| {
             let probe = probe.clone();
-            inflight.fan_out((0..n).collect(), move |_| {
+            inflight.fan_out(kind, (0..n).collect(), move |_| {
                 let probe = probe.clone();
                 async move { probe.request(10).await }
             })
         };
-        let (a, b) = tokio::join!(kind(30), kind(30));
+        let (a, b) = tokio::join!(kind(Kind::Read, 30), kind(Kind::Assign, 30));
         assert_eq!((a.len(), b.len()), (30, 30));
         assert_eq!(probe.most.load(Ordering::SeqCst), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_of_one_kind_sent_apart_share_its_bound() {
+        let inflight = InFlight::new(RequestLimits {
+            per_kind: 3,
+            total: 100,
+        });
+        let probe = Probe::default();
+        let one = |ms| inflight.send(Kind::Read, probe.request(ms));
+        futures_util::future::join_all((0..12).map(|i| one(10 + i))).await;
+        assert_eq!(probe.most.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test(start_paused = true)]
@@ -162,7 +197,7 @@ mod tests {
         let t0 = tokio::time::Instant::now();
         let done = Arc::new(std::sync::Mutex::new(Vec::new()));
         inflight
-            .fan_out(vec![1000u64, 10, 10, 10, 10], |ms| {
+            .fan_out(Kind::Read, vec![1000u64, 10, 10, 10, 10], |ms| {
                 let done = done.clone();
                 async move {
                     tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -2,7 +2,7 @@
 //! write, the results and events to read, and what a result or a heartbeat means for the
 //! session.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -45,6 +45,30 @@ pub(crate) struct ReadOutcome {
     pub(crate) next_event: u32,
 }
 
+/// The tasks with a request in flight, counted: a task taken back from a lost worker while
+/// its assignment was being written can be assigned again before that write answers.
+#[derive(Debug, Default)]
+pub(crate) struct Sending(HashMap<TaskId, u32, foldhash::fast::RandomState>);
+
+impl Sending {
+    pub(crate) fn contains(&self, id: &TaskId) -> bool {
+        self.0.contains_key(id)
+    }
+
+    pub(crate) fn add(&mut self, id: TaskId) {
+        *self.0.entry(id).or_default() += 1;
+    }
+
+    pub(crate) fn done(&mut self, id: &TaskId) {
+        if let Some(n) = self.0.get_mut(id) {
+            *n -= 1;
+            if *n == 0 {
+                self.0.remove(id);
+            }
+        }
+    }
+}
+
 impl Core {
     /// Takes queued tasks for workers: one for every idle worker, then, while more tasks wait
     /// than the session has workers, one ahead for busy ones (prefetch), so they go on without
@@ -52,11 +76,12 @@ impl Core {
     /// whichever worker frees up first, and so does one task for every worker still to be
     /// launched.
     ///
-    /// At most one new assignment per worker per round: a write that fails is then the last of
-    /// its inbox and can be undone without leaving a gap the worker would wait at. The tasks
-    /// are marked running as they leave the queue, so a cancel finds each either queued (it
-    /// ends cancelled and is never assigned) or running (its marker follows next round).
-    pub(crate) fn take_assignments(&mut self, now: Duration) -> Vec<Assignment> {
+    /// At most one assignment write per worker in flight (none for a worker whose last
+    /// assignment is in `sending`): a write that fails is then the last of its inbox and can be
+    /// undone without leaving a gap the worker would wait at. The tasks are marked running as
+    /// they leave the queue, so a cancel finds each either queued (it ends cancelled and is
+    /// never assigned) or running (its marker follows once the assignment is written).
+    pub(crate) fn take_assignments(&mut self, now: Duration, sending: &Sending) -> Vec<Assignment> {
         let mut out = Vec::new();
         let mut chosen: HashSet<WorkerId> = HashSet::new();
         for worker in self.idle() {
@@ -67,13 +92,15 @@ impl Core {
             out.extend(self.assign(worker, task, now));
         }
         // Busy workers with room ahead, the least loaded and longest busy first (one sort per
-        // round: each worker gets at most one new assignment per round).
+        // decision: each worker gets at most one new assignment per decision).
         let prefetch = self.config.prefetch as usize;
         let mut ahead: Vec<(usize, Duration, WorkerId)> = self
             .workers
             .iter()
             .filter(|(id, s)| {
-                !chosen.contains(*id) && !s.tasks.is_empty() && s.tasks.len() <= prefetch
+                !chosen.contains(*id)
+                    && s.tasks.back().is_some_and(|t| !sending.contains(t))
+                    && s.tasks.len() <= prefetch
             })
             .map(|(id, s)| (s.tasks.len(), s.busy_since, id.clone()))
             .collect();
@@ -142,7 +169,7 @@ impl Core {
     /// Undoes an assignment whose write failed: the worker reads its inbox in sequence, so a
     /// message that was never written would leave a gap it waits at forever, with the task
     /// stuck running on a worker that beats as if all were well. It is the inbox's last one
-    /// (one per worker per round). The task goes back to the head of the queue, or ends
+    /// (one write per worker in flight). The task goes back to the head of the queue, or ends
     /// cancelled if that was asked for meanwhile; a task the session took back while the write
     /// was in flight (its worker lost, the task re-queued) or that ended is left as it is.
     pub(crate) fn assignment_failed(&mut self, worker: &WorkerId, task: &TaskId, seq: u64) {
@@ -176,15 +203,22 @@ impl Core {
         self.workers.values().flat_map(|s| s.tasks.iter())
     }
 
-    /// Cancellations of running tasks still to be written.
-    pub(crate) fn take_cancels(&mut self) -> Vec<Cancel> {
+    /// Cancellations of running tasks still to be written, but none of a task with a request
+    /// in flight (`sending`): a cancel never races its task's assignment write.
+    pub(crate) fn take_cancels(&mut self, sending: &Sending) -> Vec<Cancel> {
+        if !self.cancels_marked {
+            return Vec::new();
+        }
         let marked: Vec<TaskId> = self
             .running()
             .filter(|id| self.tasks.get(*id).is_some_and(|t| t.cancel))
             .cloned()
             .collect();
+        // Those with a request in flight stay marked for a later decision.
+        self.cancels_marked = marked.iter().any(|id| sending.contains(id));
         marked
             .into_iter()
+            .filter(|id| !sending.contains(id))
             .filter_map(|id| {
                 let t = self.tasks.get_mut(&id)?;
                 t.cancel = false;
@@ -194,10 +228,11 @@ impl Core {
             .collect()
     }
 
-    /// A cancel's write failed: it is written again next round if the task still runs.
+    /// A cancel's write failed: it is written again if the task still runs.
     pub(crate) fn cancel_failed(&mut self, id: &TaskId) {
         if let Some(t) = self.tasks.get_mut(id) {
             t.cancel = t.state == TaskState::Running;
+            self.cancels_marked |= t.cancel;
         }
     }
 
@@ -205,8 +240,8 @@ impl Core {
     /// notifies is cheap to read: every assigned task's result and next events are read at
     /// every wake. Otherwise only the result of a task at the head of its worker's inbox is
     /// read, when due, and events only when a heartbeat said there are new ones (a result says
-    /// how many there are in all).
-    pub(crate) fn due_reads(&self, now: Duration, watching: bool) -> Vec<Read> {
+    /// how many there are in all). None of a task with a request in flight (`sending`).
+    pub(crate) fn due_reads(&self, now: Duration, watching: bool, sending: &Sending) -> Vec<Read> {
         self.workers
             .values()
             .flat_map(|s| s.tasks.iter().enumerate())
@@ -216,16 +251,31 @@ impl Core {
                     .get(id)
                     .filter(|t| t.state == TaskState::Running)?;
                 let result = watching || (pos == 0 && t.next_poll <= now);
-                (result || t.known_events > t.next_event).then(|| (id.clone(), result))
+                (result || t.known_events > t.next_event).then_some((id, result))
             })
+            .filter(|(id, _)| !sending.contains(id))
+            .map(|(id, result)| (id.clone(), result))
             .collect()
     }
 
-    /// When the earliest result read of a running task is due.
-    pub(crate) fn next_due(&self) -> Option<Duration> {
+    /// When `id`'s result is next to be read, if it is a running task at the head of its
+    /// worker's inbox.
+    pub(crate) fn next_poll_of(&self, id: &TaskId) -> Option<Duration> {
+        let t = self
+            .tasks
+            .get(id)
+            .filter(|t| t.state == TaskState::Running)?;
+        let head = t.worker.as_ref().and_then(|w| self.head(w));
+        (head == Some(id)).then_some(t.next_poll)
+    }
+
+    /// When the earliest result read of a running task is due, of those with no request in
+    /// flight (`sending`).
+    pub(crate) fn next_due(&self, sending: &Sending) -> Option<Duration> {
         self.workers
             .values()
             .filter_map(|s| s.tasks.front())
+            .filter(|id| !sending.contains(id))
             .filter_map(|id| self.tasks.get(id))
             .filter(|t| t.state == TaskState::Running)
             .map(|t| t.next_poll)

@@ -104,13 +104,16 @@ pub(crate) struct Core {
     /// USD per hour of one worker of the session's spec.
     pub(crate) worker_hourly: f64,
     pub(crate) next_task: u64,
-    pub(crate) tasks: HashMap<TaskId, Task>,
+    pub(crate) tasks: HashMap<TaskId, Task, foldhash::fast::RandomState>,
     pub(crate) queue: VecDeque<TaskId>,
     pub(crate) workers: BTreeMap<WorkerId, Slot>,
     pub(crate) blobs: HashSet<BlobHash>,
     pub(crate) closed: bool,
     pub(crate) fatal: Option<TaskFailure>,
     pub(crate) dirty: bool,
+    /// Some running task may be marked for a cancel still to be written (spares a decision
+    /// the scan of every running task when none is).
+    pub(crate) cancels_marked: bool,
     pub(crate) stats: Stats,
     /// Every worker launched, in launch order.
     pub(crate) launched: Vec<WorkerId>,
@@ -145,13 +148,14 @@ impl Core {
             budget: None,
             worker_hourly: 0.0,
             next_task: 0,
-            tasks: HashMap::new(),
+            tasks: HashMap::default(),
             queue: VecDeque::new(),
             workers: BTreeMap::new(),
             blobs: HashSet::new(),
             closed: false,
             fatal: None,
             dirty: false,
+            cancels_marked: false,
             stats: Stats::default(),
             launched: Vec::new(),
             estimate: None,
@@ -242,7 +246,7 @@ impl Core {
         self.tasks.insert(id, task);
     }
 
-    /// Cancels tasks: queued ones end at once, running ones get a marker written next round.
+    /// Cancels tasks: queued ones end at once, running ones get a marker written next.
     pub(crate) fn cancel(&mut self, ids: &[TaskId]) {
         for id in ids {
             let Some(t) = self.tasks.get_mut(id) else {
@@ -253,6 +257,7 @@ impl Core {
                 TaskState::Running => {
                     t.cancel = true;
                     t.cancelled = true;
+                    self.cancels_marked = true;
                 }
                 _ => {}
             }
@@ -304,12 +309,24 @@ impl Core {
     /// Removes `id` from its worker's assignments; the next one, if any, starts.
     pub(crate) fn unassign(&mut self, id: &TaskId, now: Duration) {
         let mut next = None;
-        for slot in self.workers.values_mut() {
-            if let Some(pos) = slot.tasks.iter().position(|t| t == id) {
-                slot.tasks.remove(pos);
-                if pos == 0 {
-                    next = slot.tasks.front().cloned();
-                }
+        let mut take = |slot: &mut Slot| {
+            let pos = slot.tasks.iter().position(|t| t == id)?;
+            slot.tasks.remove(pos);
+            if pos == 0 {
+                next = slot.tasks.front().cloned();
+            }
+            Some(())
+        };
+        // Its worker's inbox (a look-up: a completion costs the same at 1,000 workers as at
+        // 10), else wherever it is.
+        let worker = self.tasks.get(id).and_then(|t| t.worker.clone());
+        let found = worker
+            .and_then(|w| self.workers.get_mut(&w))
+            .and_then(&mut take)
+            .is_some();
+        if !found {
+            for slot in self.workers.values_mut() {
+                take(slot);
             }
         }
         if let Some(next) = next {

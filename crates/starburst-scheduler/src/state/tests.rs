@@ -17,7 +17,7 @@ use starburst_cloud::{
 use starburst_serialization::{self as wire, Outcome, ResultMeta, Timing};
 
 use super::Core;
-use super::dispatch::ReadOutcome;
+use super::dispatch::{ReadOutcome, Sending};
 use crate::{SchedulerConfig, TaskState};
 
 #[derive(Debug, Clone)]
@@ -127,20 +127,51 @@ fn apply(core: &mut Core, w: &mut World, ev: &Ev) {
             };
             core.launched(&report, w.now, w.now);
         }
-        Ev::Round if w.pending.is_empty() => {
+        Ev::Round => {
+            // Decisions come while earlier writes are in flight (the driver pipelines them);
+            // none concerns a task with a request in flight.
+            let mut sending = Sending::default();
+            for (_, t, _) in &w.pending {
+                sending.add(t.clone());
+            }
             // Cancels and reads only ever concern running tasks (found through the inboxes).
-            for (id, _, _) in core.take_cancels() {
+            for (id, _, _) in core.take_cancels(&sending) {
                 assert_eq!(core.tasks[&id].state, TaskState::Running, "cancel of {id}");
                 assert!(core.tasks[&id].cancelled, "cancel of {id}, never asked for");
+                assert!(
+                    !sending.contains(&id),
+                    "cancel of {id} while it is being assigned"
+                );
             }
-            for (id, _) in core.due_reads(w.now, false) {
+            // Every cancel asked for is taken, but those of tasks still being assigned.
+            for slot in core.workers.values() {
+                for id in &slot.tasks {
+                    assert!(
+                        !core.tasks[id].cancel || sending.contains(id),
+                        "the cancel of {id} was left behind"
+                    );
+                }
+            }
+            for (id, _) in core.due_reads(w.now, false, &sending) {
                 assert_eq!(core.tasks[&id].state, TaskState::Running, "read of {id}");
+                assert!(
+                    !sending.contains(&id),
+                    "read of {id} while it is being assigned"
+                );
             }
-            w.pending = core
-                .take_assignments(w.now)
-                .into_iter()
-                .map(|a| (a.worker, a.task, a.seq))
-                .collect();
+            for a in core.take_assignments(w.now, &sending) {
+                // A task taken back from a lost worker can be assigned again while its first
+                // assignment is still being written, never to the same worker.
+                assert!(
+                    !w.pending
+                        .iter()
+                        .any(|(wk, t, _)| *t == a.task && *wk == a.worker),
+                    "{} assigned twice to {}",
+                    a.task,
+                    a.worker
+                );
+                w.pending.push((a.worker, a.task, a.seq));
+            }
         }
         Ev::Writes(mask) => {
             for (i, (worker, task, seq)) in std::mem::take(&mut w.pending).into_iter().enumerate() {

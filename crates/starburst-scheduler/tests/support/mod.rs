@@ -102,6 +102,8 @@ pub struct AuditStore {
     gate_waiting: AtomicUsize,
     /// Key fragments whose reads are denied (AccessDenied), as a bucket policy would.
     deny_gets: Mutex<Vec<String>>,
+    /// (key fragment, extra time on the latency clock) for `get`: a slow or retrying key.
+    slow_gets: Mutex<Vec<(String, Duration)>>,
 }
 
 impl AuditStore {
@@ -118,6 +120,29 @@ impl AuditStore {
     async fn delay(&self) {
         let latency = self.latency.lock().unwrap().clone();
         if let Some((clock, d)) = latency {
+            clock.sleep(d).await;
+        }
+    }
+
+    /// From now on reads of keys containing `needle` take `extra` more on the latency clock
+    /// (a key whose requests time out and are retried).
+    pub fn slow_gets(&self, needle: &str, extra: Duration) {
+        self.slow_gets
+            .lock()
+            .unwrap()
+            .push((needle.to_string(), extra));
+    }
+
+    async fn slow(&self, path: &ObjectPath) {
+        let extra = self
+            .slow_gets
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(n, _)| path.as_str().contains(n.as_str()))
+            .map(|(_, d)| *d);
+        let clock = self.latency.lock().unwrap().clone().map(|(c, _)| c);
+        if let (Some(d), Some(clock)) = (extra, clock) {
             clock.sleep(d).await;
         }
     }
@@ -243,6 +268,7 @@ impl ObjectStore for AuditStore {
     }
     async fn get(&self, path: &ObjectPath) -> starburst_cloud::Result<Bytes> {
         self.delay().await;
+        self.slow(path).await;
         if self
             .deny_gets
             .lock()
