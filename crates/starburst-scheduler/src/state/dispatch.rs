@@ -316,12 +316,18 @@ impl Core {
         if out.events.is_empty() && out.result.is_none() {
             if read_result {
                 // Not done yet: read again after a quarter of the time it has run so far (its
-                // worker's heartbeat says sooner when it is done).
+                // worker's heartbeat says sooner when it is done); once it has run as long as
+                // a typical task, sooner: it is about to be done.
                 let min = self.config.poll_min;
                 let max = self.config.poll_long.max(self.config.poll_max).max(min);
+                let (estimate, write) = (self.estimate, self.write_latency);
                 if let Some(t) = self.tasks.get_mut(id) {
                     let ran = now.saturating_sub(t.started_at);
-                    t.next_poll = now + (ran / 4).max(min).min(max);
+                    let mut wait = ran / 4;
+                    if let Some(e) = estimate.filter(|e| ran >= *e) {
+                        wait = wait.min(e / 16 + write);
+                    }
+                    t.next_poll = now + wait.max(min).min(max);
                 }
             }
             return false;
