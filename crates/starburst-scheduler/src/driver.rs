@@ -223,8 +223,8 @@ type Sent<'a> = BoxFuture<'a, (TaskId, bool, Option<Duration>)>;
 /// Decisions are time-sliced to keep the client's CPU per future low at a thousand workers.
 /// There is something to decide when an answer changed something, a call or the watch woke the
 /// driver (a submit, a cancel, a lost worker), a store notification came or a result read fell
-/// due; the next decision then comes at once if nothing is in flight any more, else `poll_min`
-/// after the last one.
+/// due; the next decision then comes at once if nothing is in flight any more, else a time
+/// slice after the last one (`poll_min`, or ten times what that decision cost if more).
 async fn run_rounds(sh: &Shared) {
     let out = ObjectPath::parse(sh.layout.out()).ok();
     let mut watch = out.and_then(|p| sh.ports.store.watch(&p));
@@ -347,13 +347,15 @@ fn decide<'a>(sh: &'a Shared, watching: bool, sending: &Sending) -> Vec<(TaskId,
         let id = a.task.clone();
         let request = async move {
             let task = a.task.clone();
-            // A written assignment changes what can be read and prefetched next; one that
-            // failed was undone, and its task waits in the queue again.
+            // A written assignment changes what can be read and prefetched next. One that
+            // failed was undone, and its task waits in the queue again until the next
+            // decision (at the latest after `poll_max`): a store that refuses every write at
+            // once must not make the driver spin.
             match inflight.send(Kind::Assign, write_assignment(sh, a)).await {
                 Ok(()) => (task, true, None),
                 Err(e) => {
                     tracing::warn!(task = %task, error = %e, "writing an assignment failed; retrying");
-                    (task, true, None)
+                    (task, false, None)
                 }
             }
         };
