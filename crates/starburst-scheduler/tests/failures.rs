@@ -16,6 +16,23 @@ fn bounded(secs: u64) -> SimOptions {
     SimOptions::new(c)
 }
 
+/// A store that refuses every assignment write at once is retried at the driver's pace (the
+/// next decision: a wake-up, or `poll_max`), not in a loop as fast as the refusals come.
+#[test]
+fn a_store_refusing_every_write_at_once_is_not_retried_in_a_loop() {
+    let sim = Sim::with(bounded(30));
+    sim.store.fail_puts("/inbox/", u32::MAX);
+    let _t = sim.submit("value:1");
+    sim.settle("a refused write", |s| s.store.refused_puts() > 0);
+    // Real time passes; session time does not.
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = sim.store.refused_puts();
+    assert!(
+        refused <= 3,
+        "{refused} writes refused in 300 ms with the session's clock stopped"
+    );
+}
+
 #[test]
 fn a_store_that_keeps_failing_fails_the_waiting_futures_after_the_bound() {
     let sim = Sim::with(bounded(30));

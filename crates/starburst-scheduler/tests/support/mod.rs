@@ -98,6 +98,8 @@ pub struct AuditStore {
     puts: Mutex<HashMap<String, Vec<&'static str>>>,
     /// (key fragment, failures left) for `put`.
     fail_puts: Mutex<Vec<(String, u32)>>,
+    /// `put`s refused by `fail_puts` so far.
+    refused_puts: AtomicUsize,
     gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     gate_waiting: AtomicUsize,
     /// Key fragments whose reads are denied (AccessDenied), as a bucket policy would.
@@ -201,6 +203,11 @@ impl AuditStore {
         self.fail_puts.lock().unwrap().push((needle.to_string(), n));
     }
 
+    /// How many `put`s `fail_puts` refused so far.
+    pub fn refused_puts(&self) -> usize {
+        self.refused_puts.load(Ordering::SeqCst)
+    }
+
     fn should_fail(&self, path: &ObjectPath) -> bool {
         let mut rules = self.fail_puts.lock().unwrap();
         match rules
@@ -209,6 +216,7 @@ impl AuditStore {
         {
             Some((_, left)) => {
                 *left -= 1;
+                self.refused_puts.fetch_add(1, Ordering::SeqCst);
                 true
             }
             None => false,
