@@ -839,6 +839,32 @@ async fn an_idle_worker_backs_off_to_poll_max_and_a_long_task_checks_cancel_at_i
     rig.stop().await;
 }
 
+/// A task that runs for minutes checks for its cancel marker every second at first, then every
+/// eighth of its run time up to 5 s: 119 s of a task cost 123 requests at one a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_task_checks_for_cancellation_less_often_as_it_runs() {
+    let mut rig = Rig::start_with(|c| {
+        c.heartbeat = Duration::from_secs(3600);
+        c.cancel_poll = Duration::from_secs(1);
+    });
+    rig.until("the first beat", async || rig.beat().await.is_some())
+        .await;
+    rig.run_task("t1", "sleep:120000;value:long").await;
+    let before = rig.store.inner.requests();
+    // Until just before the task ends (ticks of 10 ms).
+    for _ in 0..11_900 {
+        rig.tick().await;
+    }
+    let checks = rig.store.inner.requests() - before;
+    eprintln!("{checks} cancel checks in 119 s of a task");
+    // 8 in the first 8 s, about 13 while the interval grows to 5 s, 16 in the last 80 s.
+    assert!(
+        (30..=45).contains(&checks),
+        "{checks} requests in 119 s of a task"
+    );
+    rig.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Following the client: no worker outlives its client, its session or its deadline
 // ---------------------------------------------------------------------------------------------
