@@ -57,7 +57,8 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    const ALL: usize = 5;
+    /// How many kinds there are (`Stop` is the last).
+    const ALL: usize = Kind::Stop as usize + 1;
 }
 
 /// The bounds on the requests one scheduler keeps in flight: one per kind, and the session's

@@ -255,8 +255,7 @@ fn a_busy_worker_reads_its_next_assignment_while_it_commits_a_result() {
         .windows(2)
         .map(|w| w[1].received_unix_ms - w[0].finished_unix_ms)
         .collect();
-    gaps.sort_unstable();
-    let median = gaps[gaps.len() / 2];
+    let median = median(&mut gaps);
     eprintln!("gaps between futures (ms of session time, 20 ms per request): {gaps:?}");
     // 20 ms per request: 20-30 ms (one clock step) with the read ahead, 40 ms or more without.
     assert!(median < 40, "median gap {median} ms: {gaps:?}");
@@ -280,8 +279,7 @@ fn a_result_is_seen_soon_after_a_typical_run_time() {
             lags.push(seen.saturating_sub(finished));
         }
     }
-    lags.sort_unstable();
-    let median = lags[lags.len() / 2];
+    let median = median(&mut lags);
     eprintln!("ms from a result's commit to the client seeing it: {lags:?}");
     assert!(median < 150, "median {median} ms: {lags:?}");
 }
@@ -310,6 +308,12 @@ fn a_slow_read_does_not_hold_up_the_other_futures() {
     assert_eq!(sim.state(&slow), TaskState::Running);
     let (all, _) = sim.finish_all(&[slow]);
     assert_eq!(all[0].state, TaskState::Done);
+}
+
+/// The median of `v` (sorted in place).
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
 }
 
 /// Runs the session's clock for `d` of session time, in steps of 100 ms.

@@ -306,30 +306,25 @@ impl Core {
         self.write_latency = (self.write_latency * 7 + took) / 8;
     }
 
-    /// Removes `id` from its worker's assignments; the next one, if any, starts.
+    /// Removes `id` from its worker's assignments; the next one, if any, starts. A running task
+    /// is in its own worker's inbox and nowhere else (a look-up, not a scan of every worker); a
+    /// queued one is in none.
     pub(crate) fn unassign(&mut self, id: &TaskId, now: Duration) {
-        let mut next = None;
-        let mut take = |slot: &mut Slot| {
-            let pos = slot.tasks.iter().position(|t| t == id)?;
-            slot.tasks.remove(pos);
-            if pos == 0 {
-                next = slot.tasks.front().cloned();
-            }
-            Some(())
-        };
-        // Its worker's inbox (a look-up: a completion costs the same at 1,000 workers as at
-        // 10), else wherever it is.
-        let worker = self.tasks.get(id).and_then(|t| t.worker.clone());
-        let found = worker
+        let Some(slot) = self
+            .tasks
+            .get(id)
+            .and_then(|t| t.worker.clone())
             .and_then(|w| self.workers.get_mut(&w))
-            .and_then(&mut take)
-            .is_some();
-        if !found {
-            for slot in self.workers.values_mut() {
-                take(slot);
-            }
-        }
-        if let Some(next) = next {
+        else {
+            return;
+        };
+        let Some(pos) = slot.tasks.iter().position(|t| t == id) else {
+            return;
+        };
+        slot.tasks.remove(pos);
+        if pos == 0
+            && let Some(next) = slot.tasks.front().cloned()
+        {
             self.start(&next, now);
         }
     }
