@@ -86,6 +86,19 @@ struct Child {
     process: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
     frames: mpsc::UnboundedReceiver<Frame>,
+    /// The relays of its stdout and stderr into the log tail.
+    relays: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Waits (at most 2 s: a process the future started may hold the pipes open) until the relays
+/// of a dead process's output have read all it wrote, so its log tail ends with its last words.
+async fn settle(relays: Vec<tokio::task::JoinHandle<()>>) {
+    let all = async {
+        for relay in relays {
+            let _ = relay.await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), all).await;
 }
 
 /// A persistent R process supervised over pipes; restarted when it dies.
@@ -184,11 +197,12 @@ impl RProcess {
             .stdin
             .take()
             .ok_or_else(|| Error::EvaluatorStart("no stdin".into()))?;
+        let mut relays = Vec::new();
         if let Some(out) = process.stdout.take() {
-            tokio::spawn(relay_lines(out, self.tail.clone()));
+            relays.push(tokio::spawn(relay_lines(out, self.tail.clone())));
         }
         if let Some(err) = process.stderr.take() {
-            tokio::spawn(relay_lines(err, self.tail.clone()));
+            relays.push(tokio::spawn(relay_lines(err, self.tail.clone())));
         }
         let (tx, mut frames) = mpsc::unbounded_channel();
         std::thread::Builder::new()
@@ -203,6 +217,7 @@ impl RProcess {
                     process,
                     stdin,
                     frames,
+                    relays,
                 })
             }
             Ok(Some(Frame::Msg(k, _))) => Err(Error::EvaluatorStart(format!(
@@ -232,7 +247,7 @@ impl RProcess {
                 // The pipe closes as the process exits: give it a moment to finish exiting so the
                 // report names its real status, then make sure it is gone.
                 let exited = tokio::time::timeout(Duration::from_secs(2), c.process.wait()).await;
-                match exited {
+                let status = match exited {
                     Ok(Ok(s)) => describe_status(s),
                     _ => {
                         let _ = c.process.start_kill();
@@ -241,7 +256,9 @@ impl RProcess {
                             _ => why,
                         }
                     }
-                }
+                };
+                settle(c.relays).await;
+                status
             }
             None => why,
         };
@@ -420,10 +437,13 @@ impl Evaluator for RProcess {
                     let status = status.map(describe_status).unwrap_or_else(|e| e.to_string());
                     return match drain(&mut child.frames, &events).await {
                         Some(value) => Evaluation::Value(value),
-                        None => Evaluation::Died {
-                            message: format!("the R process evaluating the future {status}"),
-                            log_tail: self.tail(),
-                        },
+                        None => {
+                            settle(std::mem::take(&mut child.relays)).await;
+                            Evaluation::Died {
+                                message: format!("the R process evaluating the future {status}"),
+                                log_tail: self.tail(),
+                            }
+                        }
                     };
                 }
             };
