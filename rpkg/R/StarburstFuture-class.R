@@ -52,8 +52,7 @@ run.StarburstFuture <- function(future, ...) {
   config <- future[["sb_config"]]
   if (is.null(config)) config <- resolve_config()
   session <- session_acquire(config)
-  task <- build_legacy_task(future)
-  submit_future(future, session, task)
+  submit_future(future, session, build_legacy_task)
   invisible(future)
 }
 

@@ -67,8 +67,7 @@ backend_session <- function(backend) {
 launchFuture.StarburstFutureBackend <- function(backend, future, ...) {
   future[["backend"]] <- backend
   session <- backend_session(backend)
-  task <- build_backend_task(future)
-  submit_future(future, session, task)
+  submit_future(future, session, build_backend_task)
   future
 }
 

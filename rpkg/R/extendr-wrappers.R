@@ -18,9 +18,15 @@ sb_check <- function(x) {
 
 sb_session_new <- function(config_json) sb_check(.Call(wrap__sb_session_new, config_json))
 
+sb_blob_put <- function(session, content) {
+  sb_check(.Call(wrap__sb_blob_put, session, content))
+}
+
 sb_submit <- function(session, payload, blobs, label) {
   sb_check(.Call(wrap__sb_submit, session, payload, blobs, label))
 }
+
+sb_identity <- function(x) .Call(wrap__sb_identity, x)
 
 sb_collect <- function(session, task, timeout) {
   sb_check(.Call(wrap__sb_collect, session, task, as.numeric(timeout)))

@@ -23,8 +23,12 @@
 ## Globals whose serialized size is above getOption("starburst.blob_threshold")
 ## (default 1 MB) travel as blobs: the engine stores them content-addressed,
 ## so a large global shared by many futures is uploaded once per session.
+## The session also remembers the values it sent (see remember_sent()): the
+## same value in a later future is neither serialized nor hashed again, and
+## the worker's R process keeps it in memory (worker_child.R), so it is not
+## moved or unserialized again either.
 
-payload_protocol <- 1L
+payload_protocol <- 2L
 
 blob_threshold <- function() {
   threshold <- getOption("starburst.blob_threshold", 1024^2)
@@ -41,13 +45,16 @@ blob_placeholder <- function(name) {
 
 ## Splits globals into those kept in the task and those sent as blobs.
 ## Returns list(globals = <globals, blob-sized ones replaced by placeholders>,
-##              blobs = <list of raw>, blob_names = <character>)
-split_globals <- function(globals, threshold = blob_threshold()) {
+##              blobs = <blob hashes stored in the session; without a session,
+##                       the serialized blobs themselves (a list of raw)>,
+##              blob_names = <character>)
+split_globals <- function(globals, session = NULL, threshold = blob_threshold()) {
   blobs <- list()
   blob_names <- character(0L)
   if (length(globals) == 0L) {
-    return(list(globals = globals, blobs = blobs, blob_names = blob_names))
+    return(list(globals = globals, blobs = character(0L), blob_names = blob_names))
   }
+  budget <- if (is.null(session)) 0 else reuse_budget()
   names <- names(globals)
   attrs <- attributes(globals)
   plain <- unclass(globals)
@@ -56,15 +63,87 @@ split_globals <- function(globals, threshold = blob_threshold()) {
     check_travels(value, names[kk])
     ## Cheap pre-check: atomic vectors well below the threshold stay
     if (is.atomic(value) && as.numeric(utils::object.size(value)) < threshold / 2) next
-    raw <- serialize(value, connection = NULL, xdr = FALSE)
-    if (length(raw) > threshold) {
-      blobs[[length(blobs) + 1L]] <- raw
-      blob_names <- c(blob_names, names[kk])
-      plain[kk] <- list(blob_placeholder(names[kk]))
+    key <- if (budget > 0) sb_identity(value) else NULL
+    blob <- if (is.null(key)) NULL else recall_sent(session, key)
+    if (is.null(blob)) {
+      raw <- serialize(value, connection = NULL, xdr = FALSE)
+      if (length(raw) <= threshold) next
+      if (is.null(session)) {
+        blob <- raw
+      } else {
+        blob <- sb_blob_put(session[["ptr"]], raw)
+        count_global(session, "serialized")
+        if (!is.null(key)) remember_sent(session, key, value, blob, length(raw), budget)
+      }
+      raw <- NULL
+    } else {
+      count_global(session, "reused")
     }
+    blobs[[length(blobs) + 1L]] <- blob
+    blob_names <- c(blob_names, names[kk])
+    plain[kk] <- list(blob_placeholder(names[kk]))
   }
   attributes(plain) <- attrs
+  if (!is.null(session)) blobs <- as.character(unlist(blobs))
   list(globals = plain, blobs = blobs, blob_names = blob_names)
+}
+
+
+## How many bytes (serialized) of the large globals it sent a session keeps
+## alive to recognise them in later futures: option starburst.reuse_globals
+reuse_budget <- function() {
+  opt <- getOption("starburst.reuse_globals", TRUE)
+  if (isTRUE(opt)) return(2 * 1024^3)
+  if (isFALSE(opt)) return(0)
+  if (is_scalar_number(opt) && opt >= 0) return(as.numeric(opt))
+  invalid_argument("Option 'starburst.reuse_globals' must be TRUE, FALSE or a number of bytes, not %s",
+                   deparse_short(opt))
+}
+
+## The session keeps each large global it sent, under its identity (see
+## sb_identity(): the value's address and the shape of its tree). Holding a
+## reference is what makes the identity safe: R copies a value that anything
+## else refers to before changing it, so a changed value is a new object, and
+## a value kept here is never freed, so its address cannot be reused by
+## another while it is remembered. The least recently used ones are dropped
+## beyond the budget (the newest always stays), and all with the session.
+recall_sent <- function(session, key) {
+  sent <- session[["sent"]]
+  entry <- sent[[key]]
+  if (is.null(entry)) return(NULL)
+  session[["sent_tick"]] <- session[["sent_tick"]] + 1
+  entry[["tick"]] <- session[["sent_tick"]]
+  assign(key, entry, envir = sent)
+  entry[["hash"]]
+}
+
+remember_sent <- function(session, key, value, hash, size, budget) {
+  sent <- session[["sent"]]
+  session[["sent_tick"]] <- session[["sent_tick"]] + 1
+  assign(key, list(value = value, hash = hash, size = size, tick = session[["sent_tick"]]),
+         envir = sent)
+  session[["sent_bytes"]] <- session[["sent_bytes"]] + size
+  while (session[["sent_bytes"]] > budget) {
+    keys <- ls(sent, all.names = TRUE, sorted = FALSE)
+    if (length(keys) <= 1L) break
+    ticks <- vapply(keys, function(k) sent[[k]][["tick"]], numeric(1L))
+    oldest <- keys[which.min(ticks)]
+    session[["sent_bytes"]] <- session[["sent_bytes"]] - sent[[oldest]][["size"]]
+    rm(list = oldest, envir = sent)
+  }
+  invisible(NULL)
+}
+
+## Forgets every remembered global (their blobs are sent again when used)
+forget_sent <- function(session) {
+  session[["sent"]] <- new.env(parent = emptyenv())
+  session[["sent_bytes"]] <- 0
+  invisible(NULL)
+}
+
+count_global <- function(session, what) {
+  name <- paste0("globals_", what)
+  session[[name]] <- session[[name]] + 1L
 }
 
 ## Globals that cannot work in another R process are refused before anything
@@ -113,11 +192,11 @@ immediate_condition_classes <- function(future) {
 
 
 ## future (< 1.40.0): the expression from getExpression() plus the globals
-build_legacy_task <- function(future) {
+build_legacy_task <- function(future, session = NULL) {
   expr <- getExpression(future)
   globals <- future[["globals"]]
   if (is.null(globals)) globals <- list()
-  split <- split_globals(globals)
+  split <- split_globals(globals, session)
   task <- list(
     api = "legacy",
     expr = expr,
@@ -131,10 +210,10 @@ build_legacy_task <- function(future) {
 
 
 ## future (>= 1.40.0): the data for future:::evalFuture()
-build_backend_task <- function(future) {
+build_backend_task <- function(future, session = NULL) {
   getFutureData <- future_internal("getFutureData")
   data <- getFutureData(future, mc.cores = 1L)
-  split <- split_globals(data[["core"]][["globals"]])
+  split <- split_globals(data[["core"]][["globals"]], session)
   data[["core"]][["globals"]] <- split[["globals"]]
   task <- list(
     api = "backend",
@@ -147,11 +226,20 @@ build_backend_task <- function(future) {
 }
 
 
-## Submits a future's task to the session; never waits for a free worker
-submit_future <- function(future, session, task) {
+## Builds a future's task (build_legacy_task or build_backend_task) and
+## submits it to the session; never waits for a free worker
+submit_future <- function(future, session, build) {
   label <- future[["label"]]
   label <- if (is.character(label) && length(label) == 1L) label else NA_character_
-  id <- sb_submit(session[["ptr"]], task[["payload"]], task[["blobs"]], label)
+  task <- build(future, session)
+  id <- tryCatch(sb_submit(session[["ptr"]], task[["payload"]], task[["blobs"]], label),
+                 starburst_blob_unknown = function(e) {
+    ## A worker found a blob lost from the store (a lifecycle rule, a
+    ## deletion): everything is serialized and stored again
+    forget_sent(session)
+    task <- build(future, session)
+    sb_submit(session[["ptr"]], task[["payload"]], task[["blobs"]], label)
+  })
   future[["sb_session"]] <- session
   future[["sb_task"]] <- id
   assign(id, future, envir = session[["tasks"]])

@@ -98,6 +98,11 @@ session_open <- function(config, key = config_key(config)) {
   s[["root"]] <- root
   s[["tasks"]] <- new.env(parent = emptyenv())   ## task id -> Future
   s[["draining"]] <- character(0L)               ## cancelled tasks not yet reported as ended
+  s[["sent"]] <- new.env(parent = emptyenv())    ## identity -> large global sent (payload.R)
+  s[["sent_bytes"]] <- 0
+  s[["sent_tick"]] <- 0
+  s[["globals_serialized"]] <- 0L                ## large globals serialized and stored
+  s[["globals_reused"]] <- 0L                    ## ... and found again, not serialized
   s[["closed"]] <- FALSE
   class(s) <- "StarburstSession"
   reg.finalizer(s, function(s) session_close(s, reason = "the R session ended"), onexit = TRUE)
@@ -114,6 +119,7 @@ session_open <- function(config, key = config_key(config)) {
 session_close <- function(s, reason = "the starburst session was closed") {
   if (is.null(s) || isTRUE(s[["closed"]])) return(invisible(FALSE))
   s[["closed"]] <- TRUE
+  forget_sent(s)   ## the large globals it kept alive
   if (identical(.state[["session"]], s)) .state[["session"]] <- NULL
   .state[["noted_key"]] <- NULL
 

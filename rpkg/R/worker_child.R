@@ -7,11 +7,18 @@
 ## - child -> worker, on file descriptor 3:
 ##   'H' once at start-up (R.version.string),
 ##   'E' an immediate condition (serialize(cond)),
+##   'K' the blobs this process keeps in memory now (hex hashes, one per
+##       line), before each result,
 ##   'R' the result of a task (serialize(<FutureResult>), or of an error
 ##       condition when the task could not be evaluated at all).
 ## - worker -> child, on stdin:
-##   'T' a task (the payload from make_payload()), followed by one 'B' frame
-##       per blob, in order.
+##   'T' a task (the payload from make_payload()), then
+##   'I' its blobs in order, one line each: "<hash> <size> <S|M>", S when
+##       the blob's content follows, M when this process said it keeps it,
+##   'B' one frame per blob marked S, in order.
+## Blobs are kept (unserialized, keyed by hash) up to STARBURST_KEEP_BYTES
+## of serialized size, least recently used dropped first: a large global
+## shared by many futures is moved and unserialized once per process.
 ## EOF on stdin ends the process. Anything printed to stdout/stderr goes to
 ## the worker log; the future's own output is captured by future's
 ## evaluation code and returned in the FutureResult.
@@ -94,36 +101,125 @@ worker_child <- function(input = NULL, output = NULL) {
 
 ## Runs one task and returns the serialized result, or NULL on EOF
 run_task_payload <- function(payload, input) {
+  index_frame <- read_frame(input)
+  if (is.null(index_frame)) return(NULL)
+  index <- if (identical(index_frame[["kind"]], "I")) parse_blob_index(index_frame[["payload"]])
+  if (is.null(index)) {
+    return(serialize_result(simpleError("starburst worker: the task's blob index is missing or malformed; install the same starburst version on the workers as on the client")))
+  }
+  sent <- vector("list", length = nrow(index))
+  for (kk in which(index[["how"]] == "S")) {
+    frame <- read_frame(input)
+    if (is.null(frame)) return(NULL)
+    sent[[kk]] <- frame[["payload"]]
+  }
+
   outer <- tryCatch(unserialize(payload), error = identity)
-  if (inherits(outer, "error") || !is.list(outer) || is.null(outer[["n_blobs"]])) {
-    ## Without the header the blob count is unknown; nothing sensible to do
+  if (inherits(outer, "error") || !is.list(outer) || is.null(outer[["protocol"]])) {
     msg <- if (inherits(outer, "error")) conditionMessage(outer) else "malformed task payload"
     return(serialize_result(simpleError(paste("starburst worker: cannot read task:", msg))))
   }
-
-  blobs <- vector("list", length = outer[["n_blobs"]])
-  for (kk in seq_along(blobs)) {
-    frame <- read_frame(input)
-    if (is.null(frame)) return(NULL)
-    blobs[[kk]] <- frame[["payload"]]
-  }
-
   if (!identical(outer[["protocol"]], payload_protocol)) {
     return(serialize_result(simpleError(sprintf(
       "starburst worker: task protocol %s is not supported by starburst %s on this worker (protocol %d); install the same starburst version on the workers",
       format(outer[["protocol"]]), utils::packageVersion("starburst"), payload_protocol))))
   }
+  if (!identical(as.integer(outer[["n_blobs"]]), nrow(index))) {
+    return(serialize_result(simpleError(sprintf(
+      "starburst worker: the task has %s blobs and its index lists %d",
+      format(outer[["n_blobs"]]), nrow(index)))))
+  }
 
   result <- tryCatch({
     task <- unserialize(outer[["body"]])
-    values <- lapply(blobs, FUN = unserialize)
-    blobs <- NULL
+    values <- blob_values(index, sent)
+    sent <- NULL
+    keep_blobs(index, values)
     evaluate_task(task, values)
   }, error = function(e) {
     simpleError(sprintf("starburst worker (R %s, pid %d): %s",
                         getRversion(), Sys.getpid(), conditionMessage(e)))
   })
   serialize_result(result)
+}
+
+
+## The 'I' frame as data.frame(hash, size, how), or NULL when malformed
+parse_blob_index <- function(payload) {
+  lines <- strsplit(rawToChar(payload), "\n", fixed = FALSE)[[1L]]
+  lines <- lines[nzchar(lines)]
+  parts <- strsplit(lines, " ", fixed = TRUE)
+  if (!all(lengths(parts) == 3L)) return(NULL)
+  index <- data.frame(hash = vapply(parts, `[[`, "", 1L),
+                      size = as.numeric(vapply(parts, `[[`, "", 2L)),
+                      how = vapply(parts, `[[`, "", 3L),
+                      stringsAsFactors = FALSE)
+  if (anyNA(index[["size"]]) || !all(index[["how"]] %in% c("S", "M"))) return(NULL)
+  index
+}
+
+## The values of a task's blobs: unserialized when sent, else the kept ones
+blob_values <- function(index, sent) {
+  kept <- kept_blobs()
+  values <- vector("list", length = nrow(index))
+  for (kk in seq_len(nrow(index))) {
+    if (index[["how"]][kk] == "S") {
+      values[kk] <- list(unserialize(sent[[kk]]))
+      sent[kk] <- list(NULL)
+    } else {
+      entry <- kept[[index[["hash"]][kk]]]
+      if (is.null(entry)) stop(sprintf("blob %s was expected in memory and is not there", index[["hash"]][kk]))
+      values[kk] <- list(entry[["value"]])
+    }
+  }
+  values
+}
+
+kept_blobs <- function() {
+  if (is.null(.child[["kept"]])) {
+    .child[["kept"]] <- new.env(parent = emptyenv())
+    .child[["kept_tick"]] <- 0
+    budget <- suppressWarnings(as.numeric(Sys.getenv("STARBURST_KEEP_BYTES", "0")))
+    .child[["keep_budget"]] <- if (is.na(budget) || budget < 0) 0 else budget
+  }
+  .child[["kept"]]
+}
+
+## Keeps the task's blobs that can be kept (a value with no environment,
+## external pointer or data.table inside: see sb_identity()) within the
+## budget, drops the least recently used beyond it, and tells the worker
+## what is kept ('K'). A future cannot see another's leftovers: every future
+## binds its globals anew from its own blob list, and a kept value is
+## shared with the global environment while a future runs, so R copies it
+## before any change the future makes (copy-on-modify).
+keep_blobs <- function(index, values) {
+  kept <- kept_blobs()
+  budget <- .child[["keep_budget"]]
+  for (kk in seq_len(nrow(index))) {
+    hash <- index[["hash"]][kk]
+    size <- index[["size"]][kk]
+    .child[["kept_tick"]] <- .child[["kept_tick"]] + 1
+    entry <- kept[[hash]]
+    if (!is.null(entry)) {
+      entry[["tick"]] <- .child[["kept_tick"]]
+      assign(hash, entry, envir = kept)
+    } else if (size <= budget && !is.null(sb_identity(values[[kk]]))) {
+      assign(hash, list(value = values[[kk]], size = size, tick = .child[["kept_tick"]]), envir = kept)
+    }
+  }
+  hashes <- ls(kept, all.names = TRUE, sorted = FALSE)
+  sizes <- vapply(hashes, function(h) kept[[h]][["size"]], numeric(1L))
+  ticks <- vapply(hashes, function(h) kept[[h]][["tick"]], numeric(1L))
+  for (h in hashes[order(ticks)]) {
+    if (sum(sizes) <= budget) break
+    rm(list = h, envir = kept)
+    sizes[h] <- 0
+  }
+  output <- .child[["output"]]
+  if (!is.null(output)) {
+    write_frame(output, "K", charToRaw(paste(ls(kept, all.names = TRUE), collapse = "\n")))
+  }
+  invisible(NULL)
 }
 
 

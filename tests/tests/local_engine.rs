@@ -141,6 +141,30 @@ fn a_shared_blob_is_stored_once() {
 }
 
 #[test]
+fn a_blob_kept_by_the_r_process_is_not_sent_to_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = session(1, dir.path());
+    let big = Bytes::from(vec![7u8; 1 << 20]);
+    let other = Bytes::from(vec![1u8; 10]);
+    let run = |cmd: &str, blobs: Vec<Bytes>| {
+        let id = s.submit(Bytes::from(cmd.to_string()), blobs, None).unwrap();
+        wait(&s, &id).value.unwrap()
+    };
+    assert_eq!(run("blobs", vec![big.clone()]), Bytes::from("1048576"));
+    assert_eq!(run("keep", vec![big.clone()]), Bytes::from("kept"));
+    assert_eq!(
+        run("blobs", vec![other.clone(), big.clone()]),
+        Bytes::from("10,M")
+    );
+    // A new R process keeps nothing.
+    let died = s.submit(Bytes::from("die:3"), vec![], None).unwrap();
+    wait(&s, &died);
+    assert_eq!(run("blobs", vec![big.clone()]), Bytes::from("1048576"));
+    assert_eq!(s.info().blob_uploads.count, 2);
+    assert_eq!(s.info().blob_uploads.bytes, (1 << 20) + 10);
+}
+
+#[test]
 fn cancel_interrupts_a_running_task_and_the_worker_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let s = session(1, dir.path());

@@ -209,7 +209,7 @@ impl Evaluator for Sleeper {
     async fn eval(
         &mut self,
         payload: Bytes,
-        _blobs: Vec<Bytes>,
+        _blobs: Vec<starburst_worker::TaskBlob>,
         _events: mpsc::UnboundedSender<Bytes>,
     ) -> Evaluation {
         let ms = u64::from_le_bytes(payload[..8].try_into().unwrap_or_default());

@@ -23,6 +23,10 @@ pub enum Error {
         "the starburst engine of this session stopped unexpectedly; set the plan again to start a new session"
     )]
     EngineStopped,
+    /// A task named a blob this session does not hold (never stored, or lost from the store
+    /// since): store it again with [`crate::Scheduler::put_blob`].
+    #[error("blob {0} is not stored in this session; store it again")]
+    UnknownBlob(String),
     /// A task was refused.
     #[error("invalid task: {0}")]
     InvalidTask(String),

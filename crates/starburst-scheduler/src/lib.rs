@@ -38,11 +38,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use starburst_cloud::{TaskId, WorkerId, WorkerPhase};
-use starburst_serialization::{self as wire, BlobRef, unix_ms};
+use starburst_serialization::{self as wire, BlobHash, BlobRef, unix_ms};
 
 pub use config::{BudgetConfig, Ports, SchedulerConfig};
 pub use error::{Error, Result};
-pub use report::{CostReport, SessionInfo, StartPhases};
+pub use report::{BlobUploads, CostReport, SessionInfo, StartPhases};
 pub use requests::RequestLimits;
 pub use starburst_cost::{Catalog, MeterReport};
 pub use task::{Collected, FailureCause, TaskFailure, TaskState};
@@ -56,6 +56,27 @@ const MAX_PIECE: usize = i32::MAX as usize;
 const MAX_BLOBS: usize = 10_000;
 /// Labels longer than this many characters are cut.
 const MAX_LABEL: usize = 1_000;
+
+/// Worker and R exchange pieces of at most 2^31 - 1 bytes (R's integer lengths).
+fn check_piece(size: usize) -> Result<()> {
+    if size > MAX_PIECE {
+        return Err(Error::InvalidTask(format!(
+            "a piece of this future (its expression or one global) is {:.2} GB serialized, more than the {:.2} GB starburst carries; pass large data as several smaller objects, or read it from storage (S3, a file) inside the future",
+            size as f64 / 1e9,
+            MAX_PIECE as f64 / 1e9
+        )));
+    }
+    Ok(())
+}
+
+fn check_blob_count(n: usize) -> Result<()> {
+    if n > MAX_BLOBS {
+        return Err(Error::InvalidTask(format!(
+            "{n} blobs in one task; at most {MAX_BLOBS} are supported"
+        )));
+    }
+    Ok(())
+}
 
 /// One session's scheduler. Submitting, collecting and cancelling are synchronous calls that
 /// never wait for a worker; the I/O runs on a background task of the given tokio runtime.
@@ -81,79 +102,95 @@ impl Scheduler {
         }
     }
 
-    /// Queues a task: uploads its blobs that this session has not stored yet and returns its id
-    /// at once; a worker picks it up when one is free. In a session that can run nothing more
-    /// (it reached a spending cap, or its workers cannot start) the task is accepted and ends
-    /// failed at once, with the failure of the futures before it (cause [`FailureCause::BudgetExceeded`]
-    /// at a cap), so the caller learns why through [`Scheduler::collect`] as for any future.
+    /// Queues a task: stores its blobs that this session has not stored yet (see
+    /// [`Scheduler::put_blob`]) and returns its id at once; a worker picks it up when one is
+    /// free. In a session that can run nothing more (it reached a spending cap, or its workers
+    /// cannot start) the task is accepted and ends failed at once, with the failure of the
+    /// futures before it (cause [`FailureCause::BudgetExceeded`] at a cap), so the caller learns
+    /// why through [`Scheduler::collect`] as for any future.
     pub fn submit(
         &self,
         payload: Bytes,
         blobs: Vec<Bytes>,
         label: Option<String>,
     ) -> Result<TaskId> {
-        // Worker and R exchange pieces of at most 2^31 - 1 bytes (R's integer lengths).
-        if let Some(size) = std::iter::once(payload.len())
-            .chain(blobs.iter().map(Bytes::len))
-            .find(|&n| n > MAX_PIECE)
+        check_blob_count(blobs.len())?;
+        let mut hashes = Vec::with_capacity(blobs.len());
+        for b in &blobs {
+            hashes.push(self.put_blob(b)?.hash);
+        }
+        self.submit_stored(payload, &hashes, label)
+    }
+
+    /// Stores a blob (a large global) for this session's tasks and returns its reference. A
+    /// blob this session already stored is neither uploaded nor checked again: only its hash
+    /// is computed. Blocks until the upload is done.
+    pub fn put_blob(&self, content: &[u8]) -> Result<BlobRef> {
+        check_piece(content.len())?;
+        let r = BlobRef::of(content);
+        let sh = &self.shared;
         {
-            return Err(Error::InvalidTask(format!(
-                "a piece of this future (its expression or one global) is {:.2} GB serialized, more than the {:.2} GB starburst carries; pass large data as several smaller objects, or read it from storage (S3, a file) inside the future",
-                size as f64 / 1e9,
-                MAX_PIECE as f64 / 1e9
-            )));
+            let st = sh.lock();
+            if st.closed {
+                return Err(Error::Closed);
+            }
+            if st.blobs.contains_key(&r.hash) {
+                return Ok(r);
+            }
         }
-        if blobs.len() > MAX_BLOBS {
-            return Err(Error::InvalidTask(format!(
-                "{} blobs in one task; at most {MAX_BLOBS} are supported",
-                blobs.len()
-            )));
+        let k = key(sh.layout.blob(&r.hash))?;
+        let store = sh.ports.store.clone();
+        let encode = sh.config.encode;
+        self.block_on(async {
+            // Stored by an earlier session of this process? (Blobs are per session, but a
+            // retried upload after a lost answer finds its own.)
+            if store.head(&k).await.is_err() {
+                store
+                    .put_large(&k, Bytes::from(wire::encode_blob(content, encode)))
+                    .await?;
+            }
+            Ok::<_, Error>(())
+        })?;
+        let mut st = sh.lock();
+        if st.blobs.insert(r.hash, r.size).is_none() {
+            st.blob_uploads.count += 1;
+            st.blob_uploads.bytes += r.size;
         }
+        Ok(r)
+    }
+
+    /// Queues a task whose blobs were stored by [`Scheduler::put_blob`], by their hashes (in
+    /// the order the task reads them). A hash this session does not hold (never stored, or
+    /// found lost by a worker since) is refused with [`Error::UnknownBlob`]: store it again
+    /// and resubmit. Otherwise as [`Scheduler::submit`].
+    pub fn submit_stored(
+        &self,
+        payload: Bytes,
+        blobs: &[BlobHash],
+        label: Option<String>,
+    ) -> Result<TaskId> {
+        check_piece(payload.len())?;
+        check_blob_count(blobs.len())?;
         // Labels are for logs; a huge one must not bloat (or overflow) every frame.
         let label = label.map(|l| match l.char_indices().nth(MAX_LABEL) {
             Some((cut, _)) => format!("{}...", &l[..cut]),
             None => l,
         });
         let sh = &self.shared;
-        let id = {
-            let mut st = sh.lock();
-            if st.closed {
-                return Err(Error::Closed);
-            }
-            st.next_id()
-        };
-        let refs: Vec<BlobRef> = blobs.iter().map(|b| BlobRef::of(b)).collect();
-        let missing: Vec<(BlobRef, Bytes)> = {
-            let st = sh.lock();
-            refs.iter()
-                .zip(blobs)
-                .filter(|(r, _)| !st.blobs.contains(&r.hash))
-                .map(|(r, b)| (*r, b))
-                .collect()
-        };
-        if !missing.is_empty() {
-            let store = sh.ports.store.clone();
-            let layout = sh.layout.clone();
-            let encode = sh.config.encode;
-            self.block_on(async {
-                for (r, b) in &missing {
-                    let k = key(layout.blob(&r.hash))?;
-                    if store.head(&k).await.is_err() {
-                        store
-                            .put_large(&k, Bytes::from(wire::encode_blob(b, encode)))
-                            .await?;
-                    }
-                }
-                Ok::<_, Error>(())
-            })?;
-            sh.lock().blobs.extend(missing.iter().map(|(r, _)| r.hash));
-        }
         let mut st = sh.lock();
-        // Checked again after the upload: the session may have closed (its driver is gone, so a
-        // task queued now would never end) or failed for good in the meantime.
+        // The session may have closed (its driver is gone, so a task queued now would never
+        // end) or failed for good.
         if st.closed {
             return Err(Error::Closed);
         }
+        let refs = blobs
+            .iter()
+            .map(|h| match st.blobs.get(h) {
+                Some(&size) => Ok(BlobRef { hash: *h, size }),
+                None => Err(Error::UnknownBlob(h.to_hex())),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let id = st.next_id();
         let submitted = unix_ms(sh.ports.clock.wall());
         st.submit(id.clone(), label, payload, refs, submitted);
         drop(st);
@@ -259,6 +296,7 @@ impl Scheduler {
                     p
                 }),
             queued: st.queue.len() as u32,
+            blob_uploads: st.blob_uploads,
         }
     }
 

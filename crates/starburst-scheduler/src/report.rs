@@ -65,4 +65,15 @@ pub struct SessionInfo {
     /// Mean time the worker spent per task, from reading the assignment to committing the
     /// result (millisecond resolution, from the worker's clock).
     pub mean_worker_ms: f64,
+    /// Blobs (large globals) this session uploaded: each distinct one once.
+    pub blob_uploads: BlobUploads,
+}
+
+/// Blobs uploaded by a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlobUploads {
+    /// How many.
+    pub count: u64,
+    /// Their raw size in bytes (before compression).
+    pub bytes: u64,
 }

@@ -1,12 +1,15 @@
 //! The evaluator: a persistent R process that runs one task at a time, spoken to over pipes.
 //!
 //! Frames in both directions are one ASCII kind byte, a little-endian `i32` length and the
-//! payload. The worker writes to the child's stdin: `T` (the task payload) followed by one `B`
-//! per blob. The child writes to file descriptor 3: `H` once when ready, `E` for each immediate
-//! condition, `R` with the result. The child's stdout and stderr are the worker's, so they land
-//! in the worker log.
+//! payload. The worker writes to the child's stdin: `T` (the task payload), `I` (the task's
+//! blobs: which are sent and which the child keeps in memory) and one `B` per blob sent. The
+//! child writes to file descriptor 3: `H` once when ready, `E` for each immediate condition, `K`
+//! (the blobs it keeps now, before its result; optional) and `R` with the result. The worker
+//! sends a blob's content only when the child has not said it keeps it, so a large global
+//! shared by many futures crosses the pipe and is unserialized once per R process. The child's
+//! stdout and stderr are the worker's, so they land in the worker log.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -18,6 +21,8 @@ use bytes::Bytes;
 use command_fds::{CommandFdExt, FdMapping};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+
+use starburst_serialization::{BlobHash, BlobRef};
 
 use crate::{Error, Result};
 
@@ -35,6 +40,16 @@ pub enum Evaluation {
     },
 }
 
+/// A blob of a task, in the task's order: its content, or `None` when the evaluator said it
+/// [holds](Evaluator::holds) it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskBlob {
+    /// Which blob.
+    pub blob: BlobRef,
+    /// Its verified content; `None` when the evaluator holds it in memory.
+    pub content: Option<Bytes>,
+}
+
 /// Runs task payloads. Events (immediate conditions) are sent on `events` as they happen.
 #[async_trait]
 pub trait Evaluator: Send + std::fmt::Debug {
@@ -44,9 +59,14 @@ pub trait Evaluator: Send + std::fmt::Debug {
     async fn eval(
         &mut self,
         payload: Bytes,
-        blobs: Vec<Bytes>,
+        blobs: Vec<TaskBlob>,
         events: mpsc::UnboundedSender<Bytes>,
     ) -> Evaluation;
+    /// Whether the evaluator keeps this blob in memory since an earlier task, so the next task
+    /// may name it without its content. Never true for an evaluator that cannot keep blobs.
+    fn holds(&self, _blob: &BlobHash) -> bool {
+        false
+    }
     /// Kills a running evaluation; the evaluator restarts before the next task.
     async fn kill(&mut self);
 }
@@ -60,6 +80,9 @@ pub struct RCommand {
     pub args: Vec<String>,
     /// How long R may take to say hello.
     pub start_timeout: Duration,
+    /// How many bytes of blobs (large globals, by serialized size) the R process may keep in
+    /// memory between tasks (`STARBURST_KEEP_BYTES` in its environment); 0 keeps none.
+    pub keep_bytes: u64,
 }
 
 impl RCommand {
@@ -73,7 +96,38 @@ impl RCommand {
                 "starburst:::worker_child()".into(),
             ],
             start_timeout: Duration::from_secs(60),
+            keep_bytes: default_keep_bytes(),
         }
+    }
+}
+
+/// What an R process keeps of large globals by default: a quarter of the memory it may use
+/// (the container's limit, else the machine's), or `STARBURST_KEEP_BYTES` when set.
+pub fn default_keep_bytes() -> u64 {
+    if let Some(n) = std::env::var("STARBURST_KEEP_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return n;
+    }
+    memory_limit().map_or(1 << 30, |m| m / 4)
+}
+
+/// The memory this process may use: its cgroup's limit (v2, then v1) when there is one, else
+/// the machine's.
+fn memory_limit() -> Option<u64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let cgroup = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let total = read("/proc/meminfo").and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
+    });
+    match (cgroup, total) {
+        (Some(c), Some(t)) => Some(c.min(t)),
+        (c, t) => c.or(t),
     }
 }
 
@@ -107,6 +161,8 @@ pub struct RProcess {
     command: RCommand,
     child: Option<ChildHandle>,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// The blobs the running R process said (`K`) it keeps; empty when it is not running.
+    held: HashSet<BlobHash>,
 }
 
 struct ChildHandle(Child);
@@ -167,6 +223,7 @@ impl RProcess {
             command,
             child: None,
             tail: Arc::default(),
+            held: HashSet::new(),
         }
     }
 
@@ -178,6 +235,7 @@ impl RProcess {
         let (reader, writer) = std::io::pipe().map_err(|e| Error::EvaluatorStart(e.to_string()))?;
         let mut cmd = tokio::process::Command::new(&self.command.rscript);
         cmd.args(&self.command.args)
+            .env("STARBURST_KEEP_BYTES", self.command.keep_bytes.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -242,6 +300,7 @@ impl RProcess {
     }
 
     async fn died(&mut self, child: Option<Child>, why: String) -> Evaluation {
+        self.held.clear();
         let status = match child {
             Some(mut c) => {
                 // The pipe closes as the process exits: give it a moment to finish exiting so the
@@ -392,6 +451,26 @@ fn describe_status(s: std::process::ExitStatus) -> String {
     }
 }
 
+/// The `I` frame: one line per blob of the task, in order, `<hash hex> <size> <S|M>`: `S` when
+/// its content follows in a `B` frame, `M` when the R process keeps it in memory.
+fn blob_index(blobs: &[TaskBlob]) -> String {
+    let mut out = String::with_capacity(blobs.len() * 90);
+    for b in blobs {
+        let how = if b.content.is_some() { 'S' } else { 'M' };
+        out.push_str(&format!("{} {} {how}\n", b.blob.hash, b.blob.size));
+    }
+    out
+}
+
+/// The `K` frame: the hashes (hex, one per line) of the blobs the R process keeps in memory.
+/// A line that is not a hash is ignored: the worker then sends that blob again.
+fn parse_kept(kept: &[u8]) -> HashSet<BlobHash> {
+    String::from_utf8_lossy(kept)
+        .lines()
+        .filter_map(|l| BlobHash::from_hex(l.trim()))
+        .collect()
+}
+
 #[async_trait]
 impl Evaluator for RProcess {
     async fn start(&mut self) -> Result<()> {
@@ -404,7 +483,7 @@ impl Evaluator for RProcess {
     async fn eval(
         &mut self,
         payload: Bytes,
-        blobs: Vec<Bytes>,
+        blobs: Vec<TaskBlob>,
         events: mpsc::UnboundedSender<Bytes>,
     ) -> Evaluation {
         if let Err(e) = self.start().await {
@@ -415,7 +494,10 @@ impl Evaluator for RProcess {
         }
         let mut child = self.child.take().expect("started").0;
         let mut sent = write_frame(&mut child.stdin, b'T', &payload).await;
-        for b in &blobs {
+        if sent.is_ok() {
+            sent = write_frame(&mut child.stdin, b'I', blob_index(&blobs).as_bytes()).await;
+        }
+        for b in blobs.iter().filter_map(|b| b.content.as_ref()) {
             if sent.is_ok() {
                 sent = write_frame(&mut child.stdin, b'B', b).await;
             }
@@ -451,6 +533,9 @@ impl Evaluator for RProcess {
                 Some(Frame::Msg(b'E', ev)) => {
                     let _ = events.send(ev);
                 }
+                Some(Frame::Msg(b'K', kept)) => {
+                    self.held = parse_kept(&kept);
+                }
                 Some(Frame::Msg(b'R', value)) => {
                     self.child = Some(ChildHandle(child));
                     return Evaluation::Value(value);
@@ -469,7 +554,12 @@ impl Evaluator for RProcess {
         }
     }
 
+    fn holds(&self, blob: &BlobHash) -> bool {
+        self.child.is_some() && self.held.contains(blob)
+    }
+
     async fn kill(&mut self) {
+        self.held.clear();
         if let Some(ChildHandle(mut c)) = self.child.take() {
             let _ = c.process.start_kill();
             let _ = c.process.wait().await;

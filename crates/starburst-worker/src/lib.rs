@@ -30,7 +30,7 @@ use starburst_serialization::{
 use tokio::sync::{Mutex, Notify, mpsc};
 
 pub use error::{Error, Result};
-pub use evaluator::{Evaluation, Evaluator, RCommand, RProcess};
+pub use evaluator::{Evaluation, Evaluator, RCommand, RProcess, TaskBlob};
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -282,14 +282,25 @@ impl Worker {
 
     // `&mut self`, not `&self`: a `&Worker` held across an await needs `Worker: Sync`, which
     // `Box<dyn Evaluator>` is not, and would make `run()` a future that cannot be spawned.
-    async fn blobs(&mut self, refs: &[BlobRef]) -> std::result::Result<Vec<Bytes>, String> {
+    async fn blobs(&mut self, refs: &[BlobRef]) -> std::result::Result<Vec<TaskBlob>, String> {
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
+            // Kept in memory by the evaluator since an earlier task: nothing to move.
+            if self.evaluator.holds(&r.hash) {
+                out.push(TaskBlob {
+                    blob: *r,
+                    content: None,
+                });
+                continue;
+            }
             let cached = self.config.blob_cache.join(r.hash.to_hex());
             if let Ok(b) = std::fs::read(&cached) {
                 let b = Bytes::from(b);
                 if BlobRef::of(&b) == *r {
-                    out.push(b);
+                    out.push(TaskBlob {
+                        blob: *r,
+                        content: Some(b),
+                    });
                     continue;
                 }
             }
@@ -308,7 +319,10 @@ impl Worker {
             if std::fs::write(&tmp, &content).is_ok() {
                 let _ = std::fs::rename(&tmp, &cached);
             }
-            out.push(content);
+            out.push(TaskBlob {
+                blob: *r,
+                content: Some(content),
+            });
         }
         Ok(out)
     }

@@ -387,6 +387,45 @@ async fn blobs_are_fetched_verified_and_cached() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_the_evaluator_keeps_are_neither_read_nor_sent_again() {
+    let mut rig = Rig::start();
+    let big = rig.put_blob(&vec![3u8; 200_000]).await;
+    let small = rig.put_blob(b"fresh").await;
+    rig.send(InboxMeta::Run(Rig::task("t1", vec![big])), "keep;sent")
+        .await;
+    assert_eq!(&rig.result("t1").await.1[..], b"S");
+
+    // Gone from the store and from the disk cache: only the evaluator's memory has it now.
+    rig.store
+        .delete(&p(rig.layout.blob(&big.hash)))
+        .await
+        .unwrap();
+    std::fs::remove_file(rig.cache.path().join(big.hash.to_hex())).unwrap();
+    rig.send(InboxMeta::Run(Rig::task("t2", vec![small, big])), "sent")
+        .await;
+    assert_eq!(&rig.result("t2").await.1[..], b"S,M");
+    rig.send(InboxMeta::Run(Rig::task("t3", vec![big])), "echo")
+        .await;
+    let (meta, value) = rig.result("t3").await;
+    assert_eq!(meta.outcome, Outcome::Value, "{meta:?}");
+    assert_eq!(&value[..], &vec![3u8; 200_000][..]);
+
+    // A restarted evaluator keeps nothing: the blob must be read again, and it is lost.
+    rig.send(InboxMeta::Run(Rig::task("t4", vec![])), "die")
+        .await;
+    rig.result("t4").await;
+    rig.send(InboxMeta::Run(Rig::task("t5", vec![big])), "sent")
+        .await;
+    let (meta, _) = rig.result("t5").await;
+    assert_eq!(
+        failure_kind(&meta),
+        Some(FailureKind::BlobUnavailable),
+        "{meta:?}"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_or_missing_blobs_give_blob_unavailable() {
     let mut rig = Rig::start();
     // Another blob's frame stored under this blob's hash.

@@ -44,6 +44,7 @@ impl Error {
             Self::Scheduler(starburst_scheduler::Error::InvalidTask(_)) => {
                 "starburst_invalid_argument"
             }
+            Self::Scheduler(starburst_scheduler::Error::UnknownBlob(_)) => "starburst_blob_unknown",
             Self::Cloud(starburst_cloud::Error::InvalidInput { .. }) => {
                 "starburst_invalid_argument"
             }

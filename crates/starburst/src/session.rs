@@ -15,6 +15,7 @@ use starburst_local::{DirStore, FileLogs, LocalCompute};
 use starburst_scheduler::{
     BudgetConfig, Collected, CostReport, Ports, Scheduler, SchedulerConfig, SessionInfo,
 };
+use starburst_serialization::{BlobHash, BlobRef};
 
 use crate::config::{AwsSettings, Backend, Config};
 use crate::{Error, Result};
@@ -407,6 +408,22 @@ impl Session {
         label: Option<String>,
     ) -> Result<TaskId> {
         Ok(self.scheduler.submit(payload, blobs, label)?)
+    }
+
+    /// Stores a blob (a large global) once for this session; see [`Scheduler::put_blob`].
+    pub fn put_blob(&self, content: &[u8]) -> Result<BlobRef> {
+        Ok(self.scheduler.put_blob(content)?)
+    }
+
+    /// Queues a task whose blobs were stored by [`Session::put_blob`]; see
+    /// [`Scheduler::submit_stored`].
+    pub fn submit_stored(
+        &self,
+        payload: Bytes,
+        blobs: &[BlobHash],
+        label: Option<String>,
+    ) -> Result<TaskId> {
+        Ok(self.scheduler.submit_stored(payload, blobs, label)?)
     }
 
     /// A task's state, events and outcome; see [`Scheduler::collect`].

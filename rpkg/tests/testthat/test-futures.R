@@ -46,6 +46,7 @@ test_that("large globals travel as blobs", {
   split <- starburst:::split_globals(list(big = big, small = small))
   expect_identical(split$blob_names, "big")
   expect_length(split$blobs, 1L)
+  expect_type(split$blobs[[1]], "raw")
   expect_s3_class(split$globals$big, "starburst_blob_ref")
   expect_identical(split$globals$small, 3)
 

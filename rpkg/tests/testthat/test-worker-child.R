@@ -16,13 +16,33 @@ parse_frames <- function(bytes) {
   frames
 }
 
-run_child <- function(input) {
+run_child <- function(input, keep_bytes = 0) {
   callr::r(function(input) {
     inp <- rawConnection(input, open = "rb")
     out <- rawConnection(raw(0L), open = "wb")
     starburst:::worker_child(inp, out)
     rawConnectionValue(out)
-  }, args = list(input = input), libpath = .libPaths())
+  }, args = list(input = input), libpath = .libPaths(),
+  env = c(callr::rcmd_safe_env(), STARBURST_KEEP_BYTES = format(keep_bytes, scientific = FALSE)))
+}
+
+## The 'I' frame: one "<hash> <size> <S|M>" line per blob
+index <- function(...) {
+  lines <- c(...)
+  frame("I", charToRaw(paste0(lines, if (length(lines)) "\n", collapse = "")))
+}
+
+hash_of <- function(i) strrep(as.character(i), 64L)
+
+## A legacy or backend task of `expr` with the given globals, as the client builds it
+task_of <- function(expr, globals) {
+  future <- future::future(expr, substitute = FALSE, lazy = TRUE, globals = globals)
+  if (starburst:::use_backend_api()) {
+    starburst:::build_backend_task(future)
+  } else {
+    class(future) <- c("StarburstFuture", class(future))
+    starburst:::build_legacy_task(future)
+  }
 }
 
 test_that("worker_child() says hello, evaluates tasks with blobs, relays conditions, and ends on EOF", {
@@ -43,11 +63,15 @@ test_that("worker_child() says hello, evaluates tasks with blobs, relays conditi
   }
   expect_length(task$blobs, 1L)
 
-  input <- c(frame("T", task$payload), frame("B", task$blobs[[1]]),
-             frame("T", task$payload), frame("B", task$blobs[[1]]))
+  line <- paste(hash_of(1), length(task$blobs[[1]]), "S")
+  input <- c(frame("T", task$payload), index(line), frame("B", task$blobs[[1]]),
+             frame("T", task$payload), index(line), frame("B", task$blobs[[1]]))
   frames <- parse_frames(run_child(input))
   kinds <- vapply(frames, `[[`, "", "kind")
-  expect_identical(kinds, c("H", "E", "R", "E", "R"))
+  ## Nothing kept without a budget: 'K' (before the evaluation) says so
+  expect_identical(kinds, c("H", "K", "E", "R", "K", "E", "R"))
+  expect_length(frames[[2]]$payload, 0L)
+  frames <- frames[kinds != "K"]
   expect_match(rawToChar(frames[[1]]$payload), "^R version")
   cond <- unserialize(frames[[2]]$payload)
   expect_s3_class(cond, "immediateCondition")
@@ -62,17 +86,67 @@ test_that("worker_child() says hello, evaluates tasks with blobs, relays conditi
 
 test_that("worker_child() reports a task it cannot read, and keeps going", {
   skip_if_not_installed("callr")
-  bad <- serialize(list(protocol = 1L, n_blobs = 1L, body = as.raw(1:10)), NULL)
+  bad <- serialize(list(protocol = 2L, n_blobs = 1L, body = as.raw(1:10)), NULL)
   good <- starburst:::make_payload(list(api = "legacy", expr = quote(1 + 1), globals = list(),
                                         blob_names = character(0), immediate = character(0)),
                                    blobs = list())
-  input <- c(frame("T", bad), frame("B", as.raw(1:3)), frame("T", good))
+  old <- serialize(list(protocol = 1L, n_blobs = 0L, body = as.raw(1:10)), NULL)
+  input <- c(frame("T", bad), index(paste(hash_of(1), 3, "S")), frame("B", as.raw(1:3)),
+             frame("T", old), index(),
+             frame("T", good), index(paste(hash_of(2), 3, "M")),
+             frame("T", good), index())
   frames <- parse_frames(run_child(input))
   kinds <- vapply(frames, `[[`, "", "kind")
-  expect_identical(kinds, c("H", "R", "R"))
+  expect_identical(kinds, c("H", "R", "R", "R", "K", "R"))
+  expect_match(conditionMessage(unserialize(frames[[4]]$payload)), "has 0 blobs and its index lists 1")
   err <- unserialize(frames[[2]]$payload)
   expect_s3_class(err, "error")
-  expect_identical(unserialize(frames[[3]]$payload), 2)
+  expect_match(conditionMessage(unserialize(frames[[3]]$payload)), "task protocol 1 is not supported")
+  expect_identical(unserialize(frames[[6]]$payload), 2)
+})
+
+test_that("worker_child() keeps large globals in memory: sent and unserialized once, never changed by a future", {
+  skip_if_not_installed("callr")
+  withr::local_options(starburst.blob_threshold = 1000)
+  x <- c(1, 2, 3, stats::runif(4997))   ## not as.numeric(1:5000): ALTREP, 134 bytes serialized
+  e <- new.env()
+  e$v <- c(1, stats::runif(4999))
+  change_x <- task_of(quote({ x[1] <- -1; sum(x) }), list(x = x))
+  read_x <- task_of(quote(x[1:3]), list(x = x))
+  change_e <- task_of(quote({ e$v[1] <- -1; e$v[1] }), list(e = e))
+  read_e <- task_of(quote(e$v[1]), list(e = e))
+  blob_x <- change_x$blobs[[1]]
+  blob_e <- change_e$blobs[[1]]
+  sent_x <- paste(hash_of(1), length(blob_x), "S")
+  kept_x <- paste(hash_of(1), length(blob_x), "M")
+  sent_e <- paste(hash_of(2), length(blob_e), "S")
+  input <- c(frame("T", change_x$payload), index(sent_x), frame("B", blob_x),
+             frame("T", read_x$payload), index(kept_x),
+             frame("T", change_e$payload), index(sent_e), frame("B", blob_e),
+             ## the environment was not kept: it must be sent again
+             frame("T", read_e$payload), index(sent_e), frame("B", blob_e),
+             frame("T", read_x$payload), index(kept_x))
+  frames <- parse_frames(run_child(input, keep_bytes = 1e6))
+  kinds <- vapply(frames, `[[`, "", "kind")
+  expect_identical(kinds, c("H", rep(c("K", "R"), 5L)))
+  kept <- vapply(frames[kinds == "K"], function(f) rawToChar(f$payload), "")
+  expect_identical(kept, rep(hash_of(1), 5L))
+  values <- lapply(frames[kinds == "R"], function(f) unserialize(f$payload)$value)
+  expect_equal(values[[1]], sum(x) - 2)
+  ## the change the first future made is not seen by the next ones
+  expect_identical(values[[2]], c(1, 2, 3))
+  expect_identical(values[[3]], -1)
+  expect_identical(values[[4]], 1)
+  expect_identical(values[[5]], c(1, 2, 3))
+
+  ## Within the budget only; a blob said to be in memory that is not: an
+  ## error, not a wrong value
+  input <- c(frame("T", change_x$payload), index(sent_x), frame("B", blob_x),
+             frame("T", read_x$payload), index(kept_x))
+  frames <- parse_frames(run_child(input, keep_bytes = length(blob_x) - 1))
+  expect_identical(vapply(frames, `[[`, "", "kind"), c("H", "K", "R", "R"))
+  expect_identical(rawToChar(frames[[2]]$payload), "")
+  expect_match(conditionMessage(unserialize(frames[[4]]$payload)), "expected in memory")
 })
 
 test_that("a result too large for the pipe is refused with a clear error, not a broken pipe", {

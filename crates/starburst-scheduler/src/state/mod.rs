@@ -12,7 +12,7 @@ pub(crate) mod workers;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -107,7 +107,10 @@ pub(crate) struct Core {
     pub(crate) tasks: HashMap<TaskId, Task, foldhash::fast::RandomState>,
     pub(crate) queue: VecDeque<TaskId>,
     pub(crate) workers: BTreeMap<WorkerId, Slot>,
-    pub(crate) blobs: HashSet<BlobHash>,
+    /// Blobs stored for this session: hash -> raw size.
+    pub(crate) blobs: HashMap<BlobHash, u64>,
+    /// Blobs this session uploaded (what [`crate::SessionInfo`] reports).
+    pub(crate) blob_uploads: crate::report::BlobUploads,
     pub(crate) closed: bool,
     pub(crate) fatal: Option<TaskFailure>,
     pub(crate) dirty: bool,
@@ -151,7 +154,8 @@ impl Core {
             tasks: HashMap::default(),
             queue: VecDeque::new(),
             workers: BTreeMap::new(),
-            blobs: HashSet::new(),
+            blobs: HashMap::new(),
+            blob_uploads: Default::default(),
             closed: false,
             fatal: None,
             dirty: false,

@@ -12,18 +12,22 @@
 //! | `hang`        | never returns (until the evaluation is dropped)          |
 //! | `die`         | returns `Evaluation::Died` (the "R process" is gone)      |
 //! | `echo`        | returns the blobs joined with `|`                        |
+//! | `keep`        | keeps the task's blobs in memory for later tasks         |
+//! | `sent`        | returns, per blob, `S` (content sent) or `M` (kept), joined with `,` |
 //!
 //! A script without `value`, `die` or `echo` returns an empty value.
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use starburst_cloud::Clock;
-use starburst_worker::{Evaluation, Evaluator};
+use starburst_serialization::BlobHash;
+use starburst_worker::{Evaluation, Evaluator, TaskBlob};
 use tokio::sync::mpsc;
 
 /// What the evaluators of a test did, in order.
@@ -83,6 +87,8 @@ pub struct ScriptEvaluator {
     clock: Arc<dyn Clock>,
     journal: Arc<Journal>,
     alive: bool,
+    /// Blobs kept by `keep` (forgotten when the "R process" dies or is killed).
+    kept: HashMap<BlobHash, Bytes>,
 }
 
 impl ScriptEvaluator {
@@ -92,6 +98,7 @@ impl ScriptEvaluator {
             clock,
             journal,
             alive: false,
+            kept: HashMap::new(),
         }
     }
 }
@@ -111,7 +118,7 @@ impl Evaluator for ScriptEvaluator {
     async fn eval(
         &mut self,
         payload: Bytes,
-        blobs: Vec<Bytes>,
+        blobs: Vec<TaskBlob>,
         events: mpsc::UnboundedSender<Bytes>,
     ) -> Evaluation {
         if !self.alive {
@@ -148,6 +155,7 @@ impl Evaluator for ScriptEvaluator {
                 "hang" => std::future::pending::<()>().await,
                 "die" => {
                     self.alive = false;
+                    self.kept.clear();
                     result = Evaluation::Died {
                         message: "the R process evaluating the future exited with status 1".into(),
                         log_tail: vec![format!("[{}] Error: segfault from 'x'", self.worker)],
@@ -155,8 +163,29 @@ impl Evaluator for ScriptEvaluator {
                     break;
                 }
                 "echo" => {
-                    let parts: Vec<&[u8]> = blobs.iter().map(|b| &b[..]).collect();
+                    let parts: Vec<&[u8]> = blobs
+                        .iter()
+                        .map(|b| match &b.content {
+                            Some(c) => &c[..],
+                            None => &self.kept[&b.blob.hash][..],
+                        })
+                        .collect();
                     result = Evaluation::Value(Bytes::from(parts.join(&b"|"[..])));
+                    break;
+                }
+                "keep" => {
+                    for b in &blobs {
+                        if let Some(c) = &b.content {
+                            self.kept.insert(b.blob.hash, c.clone());
+                        }
+                    }
+                }
+                "sent" => {
+                    let how: Vec<&str> = blobs
+                        .iter()
+                        .map(|b| if b.content.is_some() { "S" } else { "M" })
+                        .collect();
+                    result = Evaluation::Value(Bytes::from(how.join(",")));
                     break;
                 }
                 other => panic!("unknown script step {other:?}"),
@@ -170,7 +199,12 @@ impl Evaluator for ScriptEvaluator {
         result
     }
 
+    fn holds(&self, blob: &BlobHash) -> bool {
+        self.alive && self.kept.contains_key(blob)
+    }
+
     async fn kill(&mut self) {
+        self.kept.clear();
         if self.alive {
             self.alive = false;
             self.journal.push(Entry::Kill {

@@ -6,6 +6,8 @@
 use std::time::Duration;
 
 use extendr_api::prelude::*;
+
+mod identity;
 use starburst::cloud::TaskId;
 use starburst::{Config, Session};
 
@@ -53,32 +55,58 @@ fn sb_session_new(config_json: &str) -> Robj {
     }
 }
 
-/// Queues a task.
+/// Stores a blob (a large global, serialized) once for the session; returns its hash (hex).
 #[extendr]
-fn sb_submit(session: Robj, payload: Raw, blobs: List, label: Robj) -> Robj {
+fn sb_blob_put(session: Robj, content: Raw) -> Robj {
+    with_session(session, |s| match s.put_blob(content.as_slice()) {
+        Ok(r) => r!(r.hash.to_hex()),
+        Err(e) => facade_error(e),
+    })
+}
+
+/// Queues a task whose blobs were stored by `sb_blob_put()` (their hashes, in order).
+#[extendr]
+fn sb_submit(session: Robj, payload: Raw, blobs: Robj, label: Robj) -> Robj {
     let payload = bytes::Bytes::copy_from_slice(payload.as_slice());
-    let mut parts = Vec::with_capacity(blobs.len());
-    for (_, b) in blobs.iter() {
-        match Raw::try_from(b) {
-            Ok(r) => parts.push(bytes::Bytes::copy_from_slice(r.as_slice())),
-            Err(_) => {
-                return rust_error(
-                    "starburst_invalid_argument",
-                    "blobs must be a list of raw vectors",
-                );
-            }
-        }
-    }
+    let hashes: Option<Vec<starburst::serialization::BlobHash>> = if blobs.is_null() {
+        Some(vec![])
+    } else {
+        blobs.as_str_iter().and_then(|it| {
+            it.map(starburst::serialization::BlobHash::from_hex)
+                .collect::<Option<Vec<_>>>()
+        })
+    };
+    let Some(hashes) = hashes else {
+        return rust_error(
+            "starburst_invalid_argument",
+            "blobs must be a character vector of blob hashes from sb_blob_put()",
+        );
+    };
     // NA (no label) arrives as a string scalar that is NA, not as NULL.
     let label = if label.is_na() {
         None
     } else {
         label.as_str().map(str::to_string)
     };
-    with_session(session, |s| match s.submit(payload, parts, label) {
-        Ok(id) => r!(id.to_string()),
-        Err(e) => facade_error(e),
+    with_session(session, |s| {
+        match s.submit_stored(payload, &hashes, label) {
+            Ok(id) => r!(id.to_string()),
+            Err(e) => facade_error(e),
+        }
     })
+}
+
+/// The identity of a value for sending it once: a key that stays the same while the value
+/// cannot have changed, or NULL when it might change without R copying it (it holds an
+/// environment other than the global, base, empty, a namespace or a package environment; an
+/// external pointer; a data.table, which is modified in place by design) or is too large a
+/// tree to check cheaply. See `identity::of`.
+#[extendr]
+fn sb_identity(x: Robj) -> Robj {
+    match identity::of(&x) {
+        Some(key) => r!(key),
+        None => ().into(),
+    }
 }
 
 /// A task's state, new events, value or error; waits up to `timeout` seconds.
@@ -210,6 +238,8 @@ fn sb_session_info(session: Robj) -> Robj {
                 "pulling",
                 "starting",
                 "ready",
+                "blobs_uploaded",
+                "blob_bytes_uploaded",
             ],
             [
                 r!(i.session_id.to_string()),
@@ -227,6 +257,8 @@ fn sb_session_info(session: Robj) -> Robj {
                 r!(i.starting.pulling as i32),
                 r!(i.starting.starting as i32),
                 r!(i.starting.ready as i32),
+                r!(i.blob_uploads.count as f64),
+                r!(i.blob_uploads.bytes as f64),
             ],
         )
         .expect("names match values")
@@ -801,7 +833,9 @@ fn sb_estimate(
 extendr_module! {
     mod starburst;
     fn sb_session_new;
+    fn sb_blob_put;
     fn sb_submit;
+    fn sb_identity;
     fn sb_collect;
     fn sb_cancel;
     fn sb_release;
