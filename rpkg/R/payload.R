@@ -93,7 +93,7 @@ split_globals <- function(globals, session = NULL, threshold = blob_threshold())
 ## alive to recognise them in later futures: option starburst.reuse_globals
 reuse_budget <- function() {
   opt <- getOption("starburst.reuse_globals", TRUE)
-  if (isTRUE(opt)) return(2 * 1024^3)
+  if (isTRUE(opt)) return(1024^3)
   if (isFALSE(opt)) return(0)
   if (is_scalar_number(opt) && opt >= 0) return(as.numeric(opt))
   invalid_argument("Option 'starburst.reuse_globals' must be TRUE, FALSE or a number of bytes, not %s",
@@ -106,7 +106,11 @@ reuse_budget <- function() {
 ## else refers to before changing it, so a changed value is a new object, and
 ## a value kept here is never freed, so its address cannot be reused by
 ## another while it is remembered. The least recently used ones are dropped
-## beyond the budget (the newest always stays), and all with the session.
+## beyond the budget or beyond 16 values (the newest always stays: a value the
+## user dropped costs memory only while it is remembered), and all with the
+## session.
+max_sent <- 16L
+
 recall_sent <- function(session, key) {
   sent <- session[["sent"]]
   entry <- sent[[key]]
@@ -123,9 +127,10 @@ remember_sent <- function(session, key, value, hash, size, budget) {
   assign(key, list(value = value, hash = hash, size = size, tick = session[["sent_tick"]]),
          envir = sent)
   session[["sent_bytes"]] <- session[["sent_bytes"]] + size
-  while (session[["sent_bytes"]] > budget) {
+  repeat {
     keys <- ls(sent, all.names = TRUE, sorted = FALSE)
     if (length(keys) <= 1L) break
+    if (session[["sent_bytes"]] <= budget && length(keys) <= max_sent) break
     ticks <- vapply(keys, function(k) sent[[k]][["tick"]], numeric(1L))
     oldest <- keys[which.min(ticks)]
     session[["sent_bytes"]] <- session[["sent_bytes"]] - sent[[oldest]][["size"]]

@@ -4,8 +4,7 @@
 ## measurement resolves `futures` trivial futures on 2 workers via
 ## future_lapply(..., future.chunk.size = 1), after a warm-up that starts the
 ## workers. With STARBURST_BENCH_EMULATOR (the emulator's URL), also: object-store
-## requests per future in steady state, and the bytes uploaded when 100
-## futures share one 100 MB global.
+## requests per future in steady state. Large shared globals: shared.R.
 suppressPackageStartupMessages({
   library(future)
   library(future.apply)
@@ -87,17 +86,4 @@ if (!is.null(aws_requests)) {
   for (o in names(aws_requests$ops)) cat(sprintf("    %-28s %6.2f\n", o, aws_requests$ops[[o]]))
   lists <- grep("LIST", names(aws_requests$ops), value = TRUE)
   cat(sprintf("  LIST requests in the hot path: %s\n", if (length(lists) == 0L) "none" else paste(lists, collapse = ", ")))
-
-  ## 100 futures share one 100 MB global: it is uploaded once
-  plan(starburst, workers = 2, backend = "aws")
-  x <- runif(100 * 2^20 / 8)
-  invisible(future_lapply(1:2, function(i) i, future.chunk.size = 1))   # warm-up
-  before <- emulator_stats()$bytes_received$s3
-  t <- system.time(v <- future_lapply(1:100, function(i) length(x) + i, future.chunk.size = 1))[["elapsed"]]
-  after <- emulator_stats()$bytes_received$s3
-  stopifnot(identical(unlist(v), length(x) + 1:100))
-  mb <- (after - before) / 2^20
-  cat(sprintf("  100 futures sharing one 100 MB global: %.1f MB uploaded to S3 (%.3f x 100 MB; target <= 1.05: %s), %.1f s\n",
-              mb, mb / 100, if (mb <= 105) "met" else "NOT met", t))
-  plan(sequential)
 }

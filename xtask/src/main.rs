@@ -400,6 +400,12 @@ fn bench(futures: u32, reps: u32, latency_ms: u32, scale_workers: &[u32]) -> Res
         .env("R_LIBS", r_libs(&lib))
         .env("STARBURST_BENCH_EMULATOR", emu.url())
         .envs(emu.env()))?;
+    // Large globals shared by many futures, local and on the emulator, against multisession.
+    run(Command::new("Rscript")
+        .args(["xtask/r/shared.R", &reps.to_string()])
+        .env("R_LIBS", r_libs(&lib))
+        .env("STARBURST_BENCH_EMULATOR", emu.url())
+        .envs(emu.env()))?;
     run(cargo()
         .args([
             "run",

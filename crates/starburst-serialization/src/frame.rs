@@ -80,7 +80,11 @@ impl EncodeOptions {
         compress_at: None,
         level: 0,
     };
-    /// Compress payloads of 64 KiB or more at a fast level (object stores over a network).
+    /// Compress payloads of 64 KiB or more at zstd's fast level 1 (object stores over a
+    /// network), keeping the result only when it saves a tenth or more; payloads of 4 MiB or
+    /// more are first judged by a 1.75 MiB sample. Level 1 because it compresses R's
+    /// serialized data at 230-1000 MB/s per core to within 10% of level 9's ratio (integers
+    /// 0.43 vs 0.40), and random doubles not at all (0.96: stored plain).
     pub const NETWORK: Self = Self {
         compress_at: Some(64 * 1024),
         level: 1,
@@ -116,6 +120,30 @@ fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ MAX_META as usize }>()
 }
 
+/// Compression is kept only when it saves at least a tenth: below that, every reader's
+/// decompression costs more than the bytes saved (random doubles, already compressed data).
+const PAYS: f64 = 0.9;
+
+/// Whether compressing `payload` looks worth it: a large payload is judged by a sample (its
+/// first MiB and three spread 256 KiB pieces, a few milliseconds), so incompressible data is not
+/// compressed whole for nothing; a small one is simply compressed and judged by the result.
+fn pays(payload: &[u8], level: i32) -> bool {
+    const HEAD: usize = 1 << 20;
+    const PIECE: usize = 256 << 10;
+    if payload.len() < 4 * HEAD {
+        return true;
+    }
+    let mut sample = Vec::with_capacity(HEAD + 3 * PIECE);
+    sample.extend_from_slice(&payload[..HEAD]);
+    for k in 1..=3 {
+        let at = payload.len() / 4 * k;
+        sample.extend_from_slice(&payload[at..at + PIECE]);
+    }
+    zstd::bulk::compress(&sample, level)
+        .map(|c| (c.len() as f64) <= PAYS * sample.len() as f64)
+        .unwrap_or(false)
+}
+
 /// Encodes `meta` and `payload` as a frame of `kind`.
 pub fn encode<M: Serialize>(kind: Kind, meta: &M, payload: &[u8], opts: EncodeOptions) -> Vec<u8> {
     let meta = bincode::serde::encode_to_vec(meta, bincode_config())
@@ -126,9 +154,11 @@ pub fn encode<M: Serialize>(kind: Kind, meta: &M, payload: &[u8], opts: EncodeOp
         meta.len()
     );
     let compressed = match opts.compress_at {
-        Some(min) if payload.len() >= min => zstd::bulk::compress(payload, opts.level)
-            .ok()
-            .filter(|c| c.len() < payload.len()),
+        Some(min) if payload.len() >= min && pays(payload, opts.level) => {
+            zstd::bulk::compress(payload, opts.level)
+                .ok()
+                .filter(|c| (c.len() as f64) <= PAYS * payload.len() as f64)
+        }
         _ => None,
     };
     let (codec, stored): (u8, &[u8]) = match &compressed {
@@ -295,6 +325,48 @@ mod tests {
         assert!(f.len() < 1000);
         let (_, p): ((), Bytes) = decode(Kind::Blob, &Bytes::from(f), Limits::default()).unwrap();
         assert_eq!(p.len(), 100_000);
+    }
+
+    /// Pseudo-random bytes (xorshift): incompressible.
+    fn noise(n: usize, mut x: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compression_is_kept_only_when_it_saves_a_tenth_and_large_payloads_are_judged_by_a_sample() {
+        let plain_size = |data: &[u8]| {
+            let f = encode(Kind::Blob, &(), data, EncodeOptions::NETWORK);
+            let stored = f.len() - HEADER_LEN;
+            let (_, p): ((), Bytes) =
+                decode(Kind::Blob, &Bytes::from(f), Limits::default()).unwrap();
+            assert_eq!(&p[..], data, "round trip");
+            stored == data.len()
+        };
+        // Small: 95% noise saves less than a tenth (stored plain); 50% noise more (compressed).
+        let mostly_noise = [noise(95_000, 1), vec![0u8; 5_000]].concat();
+        assert!(plain_size(&mostly_noise));
+        let half_noise = [noise(50_000, 2), vec![0u8; 50_000]].concat();
+        assert!(!plain_size(&half_noise));
+        // Large: the sample decides. Noise throughout: plain.
+        assert!(plain_size(&noise(6 << 20, 3)));
+        // Zeros throughout: compressed.
+        assert!(!plain_size(&vec![0u8; 6 << 20]));
+        // Zeros everywhere the sample looks and noise elsewhere: the sample says compress, the
+        // result then saves less than a tenth, so it is stored plain all the same.
+        let mut tricky = noise(32 << 20, 4);
+        tricky[..1 << 20].fill(0);
+        for k in 1..=3 {
+            let at = tricky.len() / 4 * k;
+            tricky[at..at + (256 << 10)].fill(0);
+        }
+        assert!(plain_size(&tricky));
     }
 
     #[test]

@@ -309,16 +309,21 @@ impl Worker {
             let content = wire::decode_blob(&buf, r, Limits::default())
                 .map_err(|e| format!("blob {}: {e}", r.hash))?;
             // Workers may share a cache directory: each writes its own temporary file and
-            // renames it into place atomically.
+            // renames it into place atomically. Off the task's path: the evaluation starts
+            // at once (a task that needs the blob before it is in place reads the store).
             let tmp = self.config.blob_cache.join(format!(
                 ".{}.{}.tmp",
                 r.hash.to_hex(),
                 self.config.worker_id
             ));
-            let _ = std::fs::create_dir_all(&self.config.blob_cache);
-            if std::fs::write(&tmp, &content).is_ok() {
-                let _ = std::fs::rename(&tmp, &cached);
-            }
+            let dir = self.config.blob_cache.clone();
+            let copy = content.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = std::fs::create_dir_all(&dir);
+                if std::fs::write(&tmp, &copy).is_ok() {
+                    let _ = std::fs::rename(&tmp, &cached);
+                }
+            });
             out.push(TaskBlob {
                 blob: *r,
                 content: Some(content),

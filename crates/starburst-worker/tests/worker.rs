@@ -365,9 +365,11 @@ async fn blobs_are_fetched_verified_and_cached() {
     expected.extend(vec![7u8; 100_000]);
     assert_eq!(&value[..], &expected[..]);
 
-    // Both blobs are in the cache, as raw content under their hash.
+    // Both blobs are in the cache (written beside the task), as raw content under their hash.
     for (r, content) in [(a, b"alpha".to_vec()), (b, vec![7u8; 100_000])] {
-        let cached = std::fs::read(rig.cache.path().join(r.hash.to_hex())).unwrap();
+        let file = rig.cache.path().join(r.hash.to_hex());
+        rig.until("the cache file", async || file.exists()).await;
+        let cached = std::fs::read(&file).unwrap();
         assert_eq!(cached, content);
     }
 
@@ -400,7 +402,9 @@ async fn blobs_the_evaluator_keeps_are_neither_read_nor_sent_again() {
         .delete(&p(rig.layout.blob(&big.hash)))
         .await
         .unwrap();
-    std::fs::remove_file(rig.cache.path().join(big.hash.to_hex())).unwrap();
+    let file = rig.cache.path().join(big.hash.to_hex());
+    rig.until("the cache file", async || file.exists()).await;
+    std::fs::remove_file(&file).unwrap();
     rig.send(InboxMeta::Run(Rig::task("t2", vec![small, big])), "sent")
         .await;
     assert_eq!(&rig.result("t2").await.1[..], b"S,M");

@@ -15,7 +15,7 @@ use starburst_local::{DirStore, FileLogs, LocalCompute};
 use starburst_scheduler::{
     BudgetConfig, Collected, CostReport, Ports, Scheduler, SchedulerConfig, SessionInfo,
 };
-use starburst_serialization::{BlobHash, BlobRef};
+use starburst_serialization::{BlobHash, BlobRef, EncodeOptions};
 
 use crate::config::{AwsSettings, Backend, Config};
 use crate::{Error, Result};
@@ -381,6 +381,9 @@ impl Session {
         sc.client_beat = Some(config.client_beat());
         sc.orphan_timeout = config.orphan_timeout();
         sc.failure_timeout = config.failure_timeout();
+        // Bytes cost time over a network: large globals and payloads are zstd-compressed when
+        // that saves a tenth or more (see `EncodeOptions::NETWORK`).
+        sc.encode = EncodeOptions::NETWORK;
         let ports = Ports {
             store: Arc::new(store) as Arc<dyn ObjectStore>,
             compute: Arc::new(compute),

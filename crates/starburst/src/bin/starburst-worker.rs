@@ -114,6 +114,10 @@ fn main() -> Result<()> {
     starburst::local::private_dir(&cache)
         .with_context(|| format!("creating blob cache {}", cache.display()))?;
     let mut config = WorkerConfig::new(&args.session, &worker_id, cache);
+    if args.store.starts_with("s3://") {
+        // Results travel over a network: compressed when that saves a tenth or more.
+        config.encode = starburst::serialization::EncodeOptions::NETWORK;
+    }
     config.idle_timeout = starburst::check_seconds("idle_timeout", args.idle_timeout)?;
     config.heartbeat = Duration::try_from_secs_f64(args.heartbeat)
         .ok()
