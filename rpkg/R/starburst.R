@@ -40,6 +40,20 @@
 #'   \item{`starburst.blob_threshold`}{Globals whose serialized size is above
 #'     this many bytes are sent as content-addressed blobs, uploaded once per
 #'     session however many futures use them. Default: `1048576` (1 MB).}
+#'   \item{`starburst.reuse_globals`}{Whether such a global is serialized
+#'     only once per session: a later future whose global is *the same R
+#'     object* (not an equal copy) refers to the stored blob without
+#'     serializing or hashing it again. An object is the same while it is
+#'     not modified: R copies a value before changing it, so a modified value
+#'     (`x[1] <- 0`, a new `x <- f(x)`, an object re-created with the same
+#'     content) is a new object and is sent anew. The session keeps the values
+#'     it remembers alive, which is what makes this safe, up to a memory
+#'     budget: `TRUE` (1 GiB and 16 values, least recently used forgotten
+#'     first), `FALSE` (off) or a number of bytes. Never reused, because
+#'     they can change in place: environments other than the global one and
+#'     packages' (so also functions and formulas created inside a function,
+#'     which carry its local variables), external pointers, and data.tables;
+#'     these are serialized for every future. Default: `TRUE`.}
 #'   \item{`starburst.collect_interval`}{Seconds `value()` waits for the
 #'     engine per step; it can be interrupted between steps (0.001 to 60).
 #'     Default: `0.2`.}
@@ -62,7 +76,13 @@
 #'   \item{`starburst.quiet`}{If `TRUE`, no message says that futures run on
 #'     local workers because no AWS set-up was found. Default: `FALSE`.}
 #'   \item{`starburst.worker_env`}{A named character vector of environment
-#'     variables set for the worker processes. Default: none.}
+#'     variables set for the worker processes. Default: none. For example
+#'     `STARBURST_KEEP_BYTES`: how many bytes of large globals a worker's R
+#'     process keeps in memory between futures, so that futures sharing
+#'     them neither download nor unserialize them again (default: a quarter of
+#'     the worker's memory; `"0"` keeps none). Each future gets the kept
+#'     values bound anew: one that modifies a global changes its own copy,
+#'     never what later futures see.}
 #'   \item{`starburst.worker_bin`, env. var. `STARBURST_WORKER_BIN`}{Path of
 #'     the `starburst-worker` binary. Default: the one installed with the
 #'     package, `system.file("bin", "starburst-worker", package = "starburst")`.}

@@ -22,7 +22,7 @@ fn s3_like(max_workers: u32) -> Sim {
         spec(),
     );
     let opts = SimOptions::new(cfg).worker_config(|w| {
-        let defaults = starburst_worker::WorkerConfig::new("s", "w", w.blob_cache.clone());
+        let defaults = starburst_worker::WorkerConfig::new("s", "w", std::env::temp_dir());
         w.heartbeat = defaults.heartbeat;
         w.event_beat = defaults.event_beat;
         w.poll_min = defaults.poll_min;

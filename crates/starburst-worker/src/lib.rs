@@ -63,8 +63,9 @@ pub struct WorkerConfig {
     /// task that runs on checks every eighth of its run time so far, up to five times this, so
     /// long tasks do not dominate the request count.
     pub cancel_poll: Duration,
-    /// Where verified blobs are cached.
-    pub blob_cache: PathBuf,
+    /// Where verified blobs are cached on disk; `None` for no disk cache, when the store is
+    /// itself on this machine's disk (a second copy would only cost a write).
+    pub blob_cache: Option<PathBuf>,
     /// Compression of results and events.
     pub encode: EncodeOptions,
     /// Exit when this process is no longer our parent (local workers).
@@ -93,7 +94,7 @@ impl WorkerConfig {
             poll_max: Duration::from_secs(1),
             idle_poll_max: Duration::from_secs(5),
             cancel_poll: Duration::from_secs(1),
-            blob_cache,
+            blob_cache: Some(blob_cache),
             encode: EncodeOptions::PLAIN,
             parent_pid: None,
             orphan_timeout: Some(Duration::from_secs(300)),
@@ -293,8 +294,9 @@ impl Worker {
                 });
                 continue;
             }
-            let cached = self.config.blob_cache.join(r.hash.to_hex());
-            if let Ok(b) = std::fs::read(&cached) {
+            let cache = self.config.blob_cache.as_ref();
+            let cached = cache.map(|dir| dir.join(r.hash.to_hex()));
+            if let Some(Ok(b)) = cached.as_ref().map(std::fs::read) {
                 let b = Bytes::from(b);
                 if BlobRef::of(&b) == *r {
                     out.push(TaskBlob {
@@ -308,22 +310,24 @@ impl Worker {
             let buf = self.store.get(&key).await.map_err(|e| e.to_string())?;
             let content = wire::decode_blob(&buf, r, Limits::default())
                 .map_err(|e| format!("blob {}: {e}", r.hash))?;
-            // Workers may share a cache directory: each writes its own temporary file and
-            // renames it into place atomically. Off the task's path: the evaluation starts
-            // at once (a task that needs the blob before it is in place reads the store).
-            let tmp = self.config.blob_cache.join(format!(
-                ".{}.{}.tmp",
-                r.hash.to_hex(),
-                self.config.worker_id
-            ));
-            let dir = self.config.blob_cache.clone();
-            let copy = content.clone();
-            tokio::task::spawn_blocking(move || {
-                let _ = std::fs::create_dir_all(&dir);
-                if std::fs::write(&tmp, &copy).is_ok() {
-                    let _ = std::fs::rename(&tmp, &cached);
-                }
-            });
+            if let (Some(dir), Some(cached)) = (cache, cached) {
+                // Workers may share a cache directory: each writes its own temporary file and
+                // renames it into place atomically. Off the task's path: the evaluation starts
+                // at once (a task that needs the blob before it is in place reads the store).
+                let tmp = dir.join(format!(
+                    ".{}.{}.tmp",
+                    r.hash.to_hex(),
+                    self.config.worker_id
+                ));
+                let dir = dir.clone();
+                let copy = content.clone();
+                tokio::task::spawn_blocking(move || {
+                    let _ = std::fs::create_dir_all(&dir);
+                    if std::fs::write(&tmp, &copy).is_ok() {
+                        let _ = std::fs::rename(&tmp, &cached);
+                    }
+                });
+            }
             out.push(TaskBlob {
                 blob: *r,
                 content: Some(content),

@@ -389,6 +389,32 @@ async fn blobs_are_fetched_verified_and_cached() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_disk_cache_blobs_are_read_from_the_store_and_never_written() {
+    let mut rig = Rig::start_with(|c| c.blob_cache = None);
+    let a = rig.put_blob(&vec![5u8; 100_000]).await;
+    rig.send(InboxMeta::Run(Rig::task("t1", vec![a])), "echo")
+        .await;
+    let (meta, value) = rig.result("t1").await;
+    assert_eq!(meta.outcome, Outcome::Value, "{meta:?}");
+    assert_eq!(&value[..], &vec![5u8; 100_000][..]);
+    // Nothing was cached: with the store's copy gone the blob is unavailable.
+    rig.store
+        .delete(&p(rig.layout.blob(&a.hash)))
+        .await
+        .unwrap();
+    rig.send(InboxMeta::Run(Rig::task("t2", vec![a])), "echo")
+        .await;
+    let (meta, _) = rig.result("t2").await;
+    assert_eq!(
+        failure_kind(&meta),
+        Some(FailureKind::BlobUnavailable),
+        "{meta:?}"
+    );
+    assert_eq!(std::fs::read_dir(rig.cache.path()).unwrap().count(), 0);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobs_the_evaluator_keeps_are_neither_read_nor_sent_again() {
     let mut rig = Rig::start();
     let big = rig.put_blob(&vec![3u8; 200_000]).await;

@@ -294,10 +294,6 @@ impl Session {
 
         let mut env = base_env(&config, &session_id, format!("dir:{}", root.display()));
         env.insert(env::RSCRIPT.into(), config.rscript.display().to_string());
-        env.insert(
-            env::BLOB_CACHE.into(),
-            session_dir.join("cache").display().to_string(),
-        );
         if !config.lib_paths.is_empty() {
             let joined = std::env::join_paths(&config.lib_paths)
                 .map_err(|e| Error::InvalidConfig(format!("lib_paths: {e}")))?;

@@ -37,7 +37,8 @@ struct Args {
     /// beat of their own within 200 ms, and the client's lease is 60 s locally, 120 s on AWS).
     #[arg(long, env = "STARBURST_HEARTBEAT", default_value_t = 10.0)]
     heartbeat: f64,
-    /// Blob cache directory (default: a temporary directory).
+    /// Blob cache directory (default: a temporary directory for a store in S3, none for a
+    /// store on local disk, which would only be copied).
     #[arg(long, env = "STARBURST_BLOB_CACHE")]
     blob_cache: Option<PathBuf>,
     /// Exit when this process is no longer the parent.
@@ -107,14 +108,20 @@ fn main() -> Result<()> {
         ))
     })?;
     tracing::info!(worker = %worker_id, store = %args.store, session = %args.session, "starting");
+    let networked = args.store.starts_with("s3://");
     // Private to this user, never at a predictable shared path: a random name by default.
     let cache = args.blob_cache.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("starburst-blobs-{}", uuid::Uuid::new_v4().simple()))
     });
-    starburst::local::private_dir(&cache)
-        .with_context(|| format!("creating blob cache {}", cache.display()))?;
-    let mut config = WorkerConfig::new(&args.session, &worker_id, cache);
-    if args.store.starts_with("s3://") {
+    let mut config = WorkerConfig::new(&args.session, &worker_id, cache.clone());
+    if networked || args.blob_cache.is_some() {
+        starburst::local::private_dir(&cache)
+            .with_context(|| format!("creating blob cache {}", cache.display()))?;
+    } else {
+        // The store is a directory on this machine: a cached copy would only be a second write.
+        config.blob_cache = None;
+    }
+    if networked {
         // Results travel over a network: compressed when that saves a tenth or more.
         config.encode = starburst::serialization::EncodeOptions::NETWORK;
     }
