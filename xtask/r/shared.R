@@ -44,7 +44,7 @@ uploaded <- function(p) {
   if (p == "starburst-aws") return(emulator_bytes())
   if (p != "starburst") return(c(up = NA, down = NA))
   info <- starburst:::session_info(starburst:::current_session())
-  c(up = info$blob_bytes_uploaded, down = NA)
+  c(up = info$blob_bytes_uploaded %||% NA, down = NA)
 }
 
 ## One repetition: a fresh global, then n futures that read it. As in a
