@@ -150,7 +150,9 @@ impl Walk {
                     let source = Rf_inherits(x, c"srcfile".as_ptr()) != Rboolean::FALSE;
                     return (fixed || source).then_some(());
                 }
-                OBJSXP => {}
+                // S4 objects: `S4SXP` before R 4.4, `OBJSXP` since (the binding's name follows
+                // the R it is built against), both 25.
+                _ if ty as u32 == 25 => {}
                 _ => return None,
             }
             self.attributes(x)
