@@ -167,17 +167,24 @@ blob_values <- function(index, sent) {
       values[kk] <- list(unserialize(sent[[kk]]))
       sent[kk] <- list(NULL)
     } else {
-      entry <- kept[[index[["hash"]][kk]]]
-      if (is.null(entry)) stop(sprintf("blob %s was expected in memory and is not there", index[["hash"]][kk]))
-      values[kk] <- list(entry[["value"]])
+      hash <- index[["hash"]][kk]
+      if (!exists(hash, envir = kept, inherits = FALSE)) {
+        stop(sprintf("blob %s was expected in memory and is not there", hash))
+      }
+      values[kk] <- list(kept[[hash]])
     }
   }
   values
 }
 
+## The kept values (an environment: hash -> value), with their sizes and last
+## uses in named vectors, so that keeping one more costs the same with a
+## thousand kept as with one
 kept_blobs <- function() {
   if (is.null(.child[["kept"]])) {
     .child[["kept"]] <- new.env(parent = emptyenv())
+    .child[["kept_size"]] <- numeric(0L)
+    .child[["kept_used"]] <- numeric(0L)
     .child[["kept_tick"]] <- 0
     budget <- suppressWarnings(as.numeric(Sys.getenv("STARBURST_KEEP_BYTES", "0")))
     .child[["keep_budget"]] <- if (is.na(budget) || budget < 0) 0 else budget
@@ -199,25 +206,27 @@ keep_blobs <- function(index, values) {
     hash <- index[["hash"]][kk]
     size <- index[["size"]][kk]
     .child[["kept_tick"]] <- .child[["kept_tick"]] + 1
-    entry <- kept[[hash]]
-    if (!is.null(entry)) {
-      entry[["tick"]] <- .child[["kept_tick"]]
-      assign(hash, entry, envir = kept)
+    if (!is.na(.child[["kept_used"]][hash])) {
+      .child[["kept_used"]][hash] <- .child[["kept_tick"]]
     } else if (size <= budget && !is.null(sb_identity(values[[kk]]))) {
-      assign(hash, list(value = values[[kk]], size = size, tick = .child[["kept_tick"]]), envir = kept)
+      assign(hash, values[[kk]], envir = kept)
+      .child[["kept_size"]][hash] <- size
+      .child[["kept_used"]][hash] <- .child[["kept_tick"]]
     }
   }
-  hashes <- ls(kept, all.names = TRUE, sorted = FALSE)
-  sizes <- vapply(hashes, function(h) kept[[h]][["size"]], numeric(1L))
-  ticks <- vapply(hashes, function(h) kept[[h]][["tick"]], numeric(1L))
-  for (h in hashes[order(ticks)]) {
-    if (sum(sizes) <= budget) break
-    rm(list = h, envir = kept)
-    sizes[h] <- 0
+  sizes <- .child[["kept_size"]]
+  if (sum(sizes) > budget) {
+    used <- .child[["kept_used"]][names(sizes)]
+    over <- cumsum(sizes[order(used, decreasing = TRUE)]) > budget
+    drop <- names(over)[over]
+    rm(list = drop, envir = kept)
+    keep <- !(names(sizes) %in% drop)
+    .child[["kept_size"]] <- sizes[keep]
+    .child[["kept_used"]] <- .child[["kept_used"]][names(sizes)[keep]]
   }
   output <- .child[["output"]]
   if (!is.null(output)) {
-    write_frame(output, "K", charToRaw(paste(ls(kept, all.names = TRUE), collapse = "\n")))
+    write_frame(output, "K", charToRaw(paste(names(.child[["kept_size"]]), collapse = "\n")))
   }
   invisible(NULL)
 }

@@ -32,6 +32,8 @@ pub mod env {
     pub const IDLE_TIMEOUT: &str = "STARBURST_IDLE_TIMEOUT";
     /// Blob cache directory.
     pub const BLOB_CACHE: &str = "STARBURST_BLOB_CACHE";
+    /// Bytes of large globals a worker's R process keeps in memory between futures.
+    pub const KEEP_BYTES: &str = "STARBURST_KEEP_BYTES";
     /// Orphan timeout, seconds: the worker stops when the session's heartbeat has not moved
     /// for this long.
     pub const ORPHAN_TIMEOUT: &str = "STARBURST_ORPHAN_TIMEOUT";
@@ -102,6 +104,29 @@ fn base_env(config: &Config, session_id: &SessionId, store: String) -> BTreeMap<
         config.orphan_timeout_secs.to_string(),
     );
     env
+}
+
+/// The environment of a local session's workers.
+fn local_env(
+    config: &Config,
+    session_id: &SessionId,
+    root: &std::path::Path,
+) -> Result<BTreeMap<String, String>> {
+    let mut env = base_env(config, session_id, format!("dir:{}", root.display()));
+    env.insert(env::RSCRIPT.into(), config.rscript.display().to_string());
+    // Local workers share one machine: together they keep at most what one worker would
+    // (a quarter of its memory), unless the user chose (`STARBURST_KEEP_BYTES`).
+    if !env.contains_key(env::KEEP_BYTES) && std::env::var_os(env::KEEP_BYTES).is_none() {
+        let share =
+            starburst_worker::evaluator::default_keep_bytes() / u64::from(config.workers.max(1));
+        env.insert(env::KEEP_BYTES.into(), share.to_string());
+    }
+    if !config.lib_paths.is_empty() {
+        let joined = std::env::join_paths(&config.lib_paths)
+            .map_err(|e| Error::InvalidConfig(format!("lib_paths: {e}")))?;
+        env.insert("R_LIBS".into(), joined.to_string_lossy().into_owned());
+    }
+    Ok(env)
 }
 
 /// The meter's prices and the caps of `config` for workers of `spec`, whose stops take at
@@ -292,13 +317,7 @@ impl Session {
         let log_dir = session_dir.join("logs");
         let compute = LocalCompute::new(&worker_bin, &log_dir, "w")?;
 
-        let mut env = base_env(&config, &session_id, format!("dir:{}", root.display()));
-        env.insert(env::RSCRIPT.into(), config.rscript.display().to_string());
-        if !config.lib_paths.is_empty() {
-            let joined = std::env::join_paths(&config.lib_paths)
-                .map_err(|e| Error::InvalidConfig(format!("lib_paths: {e}")))?;
-            env.insert("R_LIBS".into(), joined.to_string_lossy().into_owned());
-        }
+        let env = local_env(&config, &session_id, &root)?;
         let spec = WorkerSpec {
             size: config.size(),
             arch: config.arch,
@@ -515,6 +534,21 @@ mod tests {
         c.worker_bin = Some(std::env::current_exe().unwrap());
         config(&mut c);
         Session::start(c)
+    }
+
+    #[test]
+    fn local_workers_split_one_workers_memory_for_kept_globals_unless_the_user_chose() {
+        let id = new_session_id();
+        let keep = |c: &Config| {
+            local_env(c, &id, std::path::Path::new("/tmp/x")).unwrap()[env::KEEP_BYTES].clone()
+        };
+        let one = starburst_worker::evaluator::default_keep_bytes();
+        let mut config = Config::local(4);
+        if std::env::var_os(env::KEEP_BYTES).is_none() {
+            assert_eq!(keep(&config), (one / 4).to_string());
+        }
+        config.env.insert(env::KEEP_BYTES.into(), "12345".into());
+        assert_eq!(keep(&config), "12345");
     }
 
     #[test]

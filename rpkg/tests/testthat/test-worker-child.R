@@ -149,6 +149,28 @@ test_that("worker_child() keeps large globals in memory: sent and unserialized o
   expect_match(conditionMessage(unserialize(frames[[4]]$payload)), "expected in memory")
 })
 
+test_that("worker_child() drops the least recently used kept globals beyond its budget", {
+  skip_if_not_installed("callr")
+  withr::local_options(starburst.blob_threshold = 1000)
+  tasks <- lapply(1:3, function(i) task_of(quote(x[1]), list(x = c(i, stats::runif(4999)))))
+  size <- length(tasks[[1]]$blobs[[1]])
+  line <- function(i, how) paste(hash_of(i), size, how)
+  run <- function(i, how) {
+    c(frame("T", tasks[[i]]$payload), index(line(i, how)),
+      if (how == "S") frame("B", tasks[[i]]$blobs[[1]]))
+  }
+  ## room for two: 1 and 2 kept, 1 used again, 3 arrives: 2 (least recently
+  ## used) goes, and a task that counts on it gets an error
+  input <- c(run(1, "S"), run(2, "S"), run(1, "M"), run(3, "S"), run(1, "M"), run(2, "M"))
+  frames <- parse_frames(run_child(input, keep_bytes = 2 * size + 10))
+  kinds <- vapply(frames, `[[`, "", "kind")
+  kept <- lapply(frames[kinds == "K"], function(f) sort(strsplit(rawToChar(f$payload), "\n")[[1]]))
+  expect_identical(kept[1:5], lapply(list(1, 1:2, 1:2, c(1, 3), c(1, 3)), function(i) sort(hash_of(i))))
+  values <- lapply(frames[kinds == "R"], function(f) unserialize(f$payload))
+  expect_identical(vapply(values[1:5], function(v) v$value, 0), c(1, 2, 1, 3, 1))
+  expect_match(conditionMessage(values[[6]]), "expected in memory")
+})
+
 test_that("a result too large for the pipe is refused with a clear error, not a broken pipe", {
   raw <- starburst:::serialize_result(list(x = 1:1000), limit = 100)
   value <- unserialize(raw)
