@@ -80,7 +80,8 @@
 #'     `STARBURST_KEEP_BYTES`: how many bytes of large globals a worker's R
 #'     process keeps in memory between futures, so that futures sharing
 #'     them neither download nor unserialize them again (default: a quarter of
-#'     the worker's memory; `"0"` keeps none). Each future gets the kept
+#'     the worker's memory, which the workers of the local backend share;
+#'     `"0"` keeps none). Each future gets the kept
 #'     values bound anew: one that modifies a global changes its own copy,
 #'     never what later futures see.}
 #'   \item{`starburst.worker_bin`, env. var. `STARBURST_WORKER_BIN`}{Path of
