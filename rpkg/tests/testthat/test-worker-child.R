@@ -169,6 +169,16 @@ test_that("worker_child() drops the least recently used kept globals beyond its 
   values <- lapply(frames[kinds == "R"], function(f) unserialize(f$payload))
   expect_identical(vapply(values[1:5], function(v) v$value, 0), c(1, 2, 1, 3, 1))
   expect_match(conditionMessage(values[[6]]), "expected in memory")
+
+  ## and at most 16 values, however large the budget
+  hash <- function(i) sprintf("%064x", i)
+  input <- unlist(lapply(1:17, function(i) {
+    c(frame("T", tasks[[1]]$payload), index(paste(hash(i), size, "S")), frame("B", tasks[[1]]$blobs[[1]]))
+  }))
+  frames <- parse_frames(run_child(input, keep_bytes = 1e9))
+  kept <- Filter(function(f) f$kind == "K", frames)
+  expect_setequal(strsplit(rawToChar(kept[[16]]$payload), "\n")[[1]], hash(1:16))
+  expect_setequal(strsplit(rawToChar(kept[[17]]$payload), "\n")[[1]], hash(2:17))
 })
 
 test_that("a result too large for the pipe is refused with a clear error, not a broken pipe", {
