@@ -483,8 +483,15 @@ fn a_failed_launch_with_no_worker_alive_fails_the_queue() {
 fn blobs_shared_by_many_tasks_are_uploaded_once() {
     let sim = Sim::new(3);
     let big = Bytes::from(vec![42u8; 200_000]);
-    // A blob that is already in the store (a reattached session) is not uploaded again.
-    let pre = Bytes::from_static(b"already there");
+    // A large blob that is already in the store (a reattached session) is not uploaded again;
+    // small ones are written without a look-up (see below).
+    let pre = Bytes::from(
+        [
+            b"already there".as_slice(),
+            &vec![7u8; starburst_scheduler::LOOK_BEFORE_UPLOAD],
+        ]
+        .concat(),
+    );
     let pre_ref = BlobRef::of(&pre);
     let frame = wire::encode_blob(&pre, wire::EncodeOptions::PLAIN);
     sim.rt
@@ -514,8 +521,21 @@ fn blobs_shared_by_many_tasks_are_uploaded_once() {
             v.len(),
             200_000 + 1 + format!("own-{i}").len() + 1 + pre.len()
         );
-        assert!(v.ends_with(format!("|own-{i}|already there").as_bytes()));
+        assert!(v.ends_with(&pre), "task {i}");
+        assert!(
+            v[..v.len() - pre.len()].ends_with(format!("|own-{i}|").as_bytes()),
+            "task {i}"
+        );
     }
+    // Look-ups for the one large blob only, once: the small ones are just written.
+    let heads: u64 = sim
+        .store
+        .requests()
+        .iter()
+        .filter(|((op, kind, _), _)| *op == "head" && *kind == "blob")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(heads, 1);
     let blob_writes = sim.store.writes_to("/blobs/");
     assert_eq!(blob_writes.len(), 31, "{blob_writes:?}");
     let big_key = sim.layout.blob(&BlobRef::of(&big).hash);
@@ -552,7 +572,10 @@ fn a_submit_racing_close_never_leaves_a_pending_task() {
         let submit = s.spawn(|| {
             sim.sched.submit(
                 Bytes::from_static(b"echo"),
-                vec![Bytes::from_static(b"blob")],
+                vec![Bytes::from(vec![
+                    1u8;
+                    starburst_scheduler::LOOK_BEFORE_UPLOAD
+                ])],
                 None,
             )
         });
