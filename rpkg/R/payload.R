@@ -126,23 +126,27 @@ remember_sent <- function(session, key, value, hash, size, budget) {
   session[["sent_tick"]] <- session[["sent_tick"]] + 1
   assign(key, list(value = value, hash = hash, size = size, tick = session[["sent_tick"]]),
          envir = sent)
-  session[["sent_bytes"]] <- session[["sent_bytes"]] + size
-  repeat {
-    keys <- ls(sent, all.names = TRUE, sorted = FALSE)
-    if (length(keys) <= 1L) break
-    if (session[["sent_bytes"]] <= budget && length(keys) <= max_sent) break
-    ticks <- vapply(keys, function(k) sent[[k]][["tick"]], numeric(1L))
-    oldest <- keys[which.min(ticks)]
-    session[["sent_bytes"]] <- session[["sent_bytes"]] - sent[[oldest]][["size"]]
-    rm(list = oldest, envir = sent)
-  }
+  keys <- ls(sent, all.names = TRUE, sorted = FALSE)
+  sizes <- vapply(keys, function(k) sent[[k]][["size"]], numeric(1L))
+  ticks <- vapply(keys, function(k) sent[[k]][["tick"]], numeric(1L))
+  rm(list = lru_drop(sizes, ticks, budget, max_sent), envir = sent)
   invisible(NULL)
+}
+
+## The names of the least recently used entries to drop so that the others fit
+## in `budget` bytes and `max_n` entries (`sizes` and `used`: named alike); the
+## most recently used one always stays. The session's memory of sent values
+## and the worker's kept values (worker_child.R) both use it.
+lru_drop <- function(sizes, used, budget, max_n) {
+  newest <- sizes[order(used[names(sizes)], decreasing = TRUE)]
+  over <- cumsum(newest) > budget | seq_along(newest) > max_n
+  over[1L] <- FALSE
+  names(newest)[over]
 }
 
 ## Forgets every remembered global (their blobs are sent again when used)
 forget_sent <- function(session) {
   session[["sent"]] <- new.env(parent = emptyenv())
-  session[["sent_bytes"]] <- 0
   invisible(NULL)
 }
 

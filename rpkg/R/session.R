@@ -99,7 +99,6 @@ session_open <- function(config, key = config_key(config)) {
   s[["tasks"]] <- new.env(parent = emptyenv())   ## task id -> Future
   s[["draining"]] <- character(0L)               ## cancelled tasks not yet reported as ended
   s[["sent"]] <- new.env(parent = emptyenv())    ## identity -> large global sent (payload.R)
-  s[["sent_bytes"]] <- 0
   s[["sent_tick"]] <- 0
   s[["globals_serialized"]] <- 0L                ## large globals serialized and stored
   s[["globals_reused"]] <- 0L                    ## ... and found again, not serialized

@@ -224,10 +224,7 @@ keep_blobs <- function(index, values) {
   }
   sizes <- .child[["kept_size"]]
   if (sum(sizes) > budget || length(sizes) > max_kept) {
-    used <- .child[["kept_used"]][names(sizes)]
-    newest <- sizes[order(used, decreasing = TRUE)]
-    over <- cumsum(newest) > budget | seq_along(newest) > max_kept
-    drop <- names(newest)[over]
+    drop <- lru_drop(sizes, .child[["kept_used"]], budget, max_kept)
     rm(list = drop, envir = kept)
     keep <- !(names(sizes) %in% drop)
     .child[["kept_size"]] <- sizes[keep]
