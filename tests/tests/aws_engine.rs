@@ -152,6 +152,7 @@ impl Emulator {
             let aws = starburst::aws::Aws::connect(self.aws_options()).await;
             let mut options = EcsOptions::new(&self.settings.cluster);
             options.subnets = self.settings.subnets.clone();
+            options.execution_role_arn = self.settings.execution_role_arn.clone();
             f(EcsCompute::new(&aws, options).unwrap()).await
         })
     }
@@ -187,6 +188,15 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
+        // Strict mode answers what AWS would reject as AWS would; the engine must have sent
+        // nothing of the kind.
+        if !std::thread::panicking() {
+            let rejected = self.control("GET", "/_starburst/rejected");
+            assert!(
+                rejected.ends_with(r#"{"rejected": []}"#),
+                "the emulator rejected requests that AWS would reject: {rejected}"
+            );
+        }
         drop(self.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {

@@ -61,6 +61,8 @@ from moto.server import (
 )
 
 import moto_fargate_quotas  # noqa: E402,F401  (patches moto's Service Quotas on import)
+import strict  # noqa: E402
+from strict import read_body  # noqa: E402
 
 READY = "STARBURST_EMULATOR_READY"
 LOG = logging.getLogger("starburst-emulator")
@@ -189,25 +191,6 @@ def s3_operation(method: str, path: str, query: dict[str, list[str]], environ: d
     return f"{method} object"
 
 
-def _read_body(environ: dict[str, Any]) -> bytes:
-    """Reads the whole request body and puts it back as a fresh stream."""
-    stream = environ.get("wsgi.input")
-    if stream is None:
-        return b""
-    if environ.get("wsgi.input_terminated"):
-        body = stream.read()
-    else:
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        body = stream.read(length) if length > 0 else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["CONTENT_LENGTH"] = str(len(body))
-    environ.pop("wsgi.input_terminated", None)
-    return body
-
-
 def classify(environ: dict[str, Any]) -> tuple[str, str]:
     """(service, operation) of an AWS request, as the stats and fault rules name them."""
     method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -225,7 +208,7 @@ def classify(environ: dict[str, Any]) -> tuple[str, str]:
     if action is None and environ.get("CONTENT_TYPE", "").startswith(
         "application/x-www-form-urlencoded"
     ):
-        form = parse_qs(_read_body(environ).decode("utf-8", "replace"), keep_blank_values=True)
+        form = parse_qs(read_body(environ).decode("utf-8", "replace"), keep_blank_values=True)
         action = form.get("Action", [None])[0]
     if action:
         return service or "query", action
@@ -250,6 +233,7 @@ class Stats:
             self._bytes_in: dict[str, int] = {}
             self._bytes_out: dict[str, int] = {}
             self._faults: dict[str, dict[str, int]] = {}
+            self._rejected: dict[str, dict[str, int]] = {}
             self._since = time.time()
 
     def request(self, service: str, op: str) -> None:
@@ -260,6 +244,11 @@ class Stats:
     def fault(self, service: str, op: str) -> None:
         with self._lock:
             ops = self._faults.setdefault(service, {})
+            ops[op] = ops.get(op, 0) + 1
+
+    def rejected(self, service: str, op: str) -> None:
+        with self._lock:
+            ops = self._rejected.setdefault(service, {})
             ops[op] = ops.get(op, 0) + 1
 
     def bytes_in(self, service: str, n: int) -> None:
@@ -280,6 +269,7 @@ class Stats:
                 "bytes_received": dict(self._bytes_in),
                 "bytes_sent": dict(self._bytes_out),
                 "faults_injected": {s: dict(ops) for s, ops in self._faults.items()},
+                "rejected_as_aws_would": {s: dict(ops) for s, ops in self._rejected.items()},
                 "total_requests": sum(sum(ops.values()) for ops in requests.values()),
                 "total_bytes_received": sum(self._bytes_in.values()),
                 "total_bytes_sent": sum(self._bytes_out.values()),
@@ -378,47 +368,9 @@ class FaultRules:
         return None
 
 
-def _xml_escape(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def fault_response(environ: dict[str, Any], service: str, rule: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
     """An AWS-shaped error for the request's protocol."""
-    request_id = str(uuid.uuid4())
-    code, message = rule["code"], rule["message"]
-    status = f"{rule['status']} {code}"
-    headers = [("x-amzn-RequestId", request_id), ("x-amz-request-id", request_id)]
-    if environ.get("HTTP_X_AMZ_TARGET") or "json" in environ.get("CONTENT_TYPE", ""):
-        body = json.dumps({"__type": code, "message": message}).encode()
-        headers += [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code)]
-    elif service == "s3":
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<Error><Code>{_xml_escape(code)}</Code><Message>{_xml_escape(message)}</Message>"
-            f"<RequestId>{request_id}</RequestId></Error>"
-        ).encode()
-        headers.append(("Content-Type", "application/xml"))
-    elif service == "ec2":
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<Response><Errors><Error><Code>{_xml_escape(code)}</Code>"
-            f"<Message>{_xml_escape(message)}</Message></Error></Errors>"
-            f"<RequestID>{request_id}</RequestID></Response>"
-        ).encode()
-        headers.append(("Content-Type", "text/xml"))
-    else:
-        kind = "Receiver" if rule["status"] >= 500 else "Sender"
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<ErrorResponse><Error><Type>{kind}</Type><Code>{_xml_escape(code)}</Code>"
-            f"<Message>{_xml_escape(message)}</Message></Error>"
-            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-        ).encode()
-        headers.append(("Content-Type", "text/xml"))
-    if environ.get("REQUEST_METHOD", "").upper() == "HEAD":
-        body = b""
-    headers.append(("Content-Length", str(len(body))))
-    return status, headers, body
+    return strict.error_response(environ, service, rule["code"], rule["message"], rule["status"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -1002,11 +954,13 @@ def _availability_zone(task: Task) -> str:
 class StarburstMiddleware:
     """Counts and optionally fails AWS requests, and serves `/_starburst/` endpoints."""
 
-    def __init__(self, app: Any, sim: FargateSimulator, latency_ms: float = 0.0) -> None:
+    def __init__(self, app: Any, sim: FargateSimulator | None, latency_ms: float = 0.0, checker: strict.Strict | None = None) -> None:
         self.app = app
         self.sim = sim
         self.stats = Stats()
         self.faults = FaultRules()
+        # Strict mode (the default): requests AWS would reject are answered as AWS would.
+        self.strict = checker
         # Every AWS request waits this long before it is answered (real S3 in-region: 25-30 ms
         # at the median); requests are served on their own threads, so they wait concurrently.
         self.latency = max(0.0, latency_ms) / 1000.0
@@ -1021,16 +975,55 @@ class StarburstMiddleware:
             time.sleep(self.latency)
         rule = self.faults.take(service, method, op)
         if rule is not None:
-            body_len = len(_read_body(environ))
+            body_len = len(read_body(environ))
             self.stats.fault(service, op)
             self.stats.bytes_in(service, body_len)
             status, headers, body = fault_response(environ, service, rule)
             start_response(status, headers)
             return [body]
+        call = None
+        if self.strict is not None:
+            query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            region = (_signing_scope(environ, query) or ("us-east-1", service))[0]
+            call, violation = self.strict.check(environ, service, region)
+            if violation is not None:
+                self.stats.rejected(service, op)
+                status, headers, body = strict.error_response(environ, service, violation.code, violation.message, violation.status)
+                start_response(status, headers)
+                return [body]
         self.stats.request(service, op)
         if "wsgi.input" in environ:
             environ["wsgi.input"] = CountingInput(environ["wsgi.input"], lambda n: self.stats.bytes_in(service, n))
-        return self._count_out(service, self.app(environ, start_response))
+        if call is None:
+            return self._count_out(service, self.app(environ, start_response))
+        return self._count_out(service, self._answered(call, environ, start_response))
+
+    def _answered(self, call: strict.Call, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """Runs moto and lets strict mode see (and, for eventual consistency, edit) its answer."""
+        assert self.strict is not None
+        seen: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            seen[:] = [status, headers, exc_info]
+            return lambda data: None
+
+        body = self.app(environ, capture)
+        status, headers, exc_info = seen
+        code = int(status.split()[0])
+        if not self.strict.wants_body(call):
+            self.strict.answered(call, code, None)
+            start_response(status, headers, exc_info)
+            return body
+        data = b"".join(body)
+        close = getattr(body, "close", None)
+        if close:
+            close()
+        new = self.strict.answered(call, code, data)
+        if new is not None:
+            data = new
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(data)))]
+        start_response(status, headers, exc_info)
+        return [data]
 
     def _count_out(self, service: str, body: Iterable[bytes]) -> Iterable[bytes]:
         try:
@@ -1053,7 +1046,7 @@ class StarburstMiddleware:
                 return _json(start_response, 200, self.stats.snapshot())
             if path == "faults":
                 if method == "POST":
-                    payload = json.loads(_read_body(environ) or b"null")
+                    payload = json.loads(read_body(environ) or b"null")
                     rules = payload if isinstance(payload, list) else [payload]
                     for r in [FaultRules.parse(r) for r in rules]:
                         self.faults.add(r)
@@ -1063,11 +1056,11 @@ class StarburstMiddleware:
                     return _json(start_response, 200, {"faults": []})
                 if method == "GET":
                     return _json(start_response, 200, {"faults": self.faults.list()})
-            if path.startswith("interrupt/") and method == "POST":
+            if path.startswith("interrupt/") and method == "POST" and self.sim is not None:
                 force = query.get("force", ["false"])[0].lower() in ("1", "true", "yes")
                 status, payload = self.sim.interrupt(path[len("interrupt/"):], force)
                 return _json(start_response, status, payload)
-            if path.startswith("ecs-meta/") and method == "GET":
+            if path.startswith("ecs-meta/") and method == "GET" and self.sim is not None:
                 task_id, _, rest = path[len("ecs-meta/"):].partition("/")
                 with self.sim.lock:
                     sim = self.sim.tasks.get(task_id)
@@ -1077,7 +1070,9 @@ class StarburstMiddleware:
                         return _json(start_response, 200, sim.metadata(self.sim.url))
                     if rest == "":
                         return _json(start_response, 200, sim.container_metadata(self.sim.url))
-            if path == "tasks" and method == "GET":
+            if path == "rejected" and method == "GET":
+                return _json(start_response, 200, {"rejected": list(self.strict.rejected) if self.strict else []})
+            if path == "tasks" and method == "GET" and self.sim is not None:
                 with self.sim.lock:
                     return _json(start_response, 200, {"tasks": [s.summary() for s in self.sim.tasks.values()]})
         except (ValueError, json.JSONDecodeError) as e:
@@ -1118,7 +1113,10 @@ def bootstrap(url: str, region: str) -> dict[str, Any]:
             if e.response.get("Error", {}).get("Code") not in codes:
                 raise
 
+    iam = boto3.client("iam", **kw)
     ignore(("BucketAlreadyOwnedByYou", "BucketAlreadyExists"), s3.create_bucket, Bucket=bucket)
+    # A cluster with capacity providers needs ECS's service-linked role (strict mode checks).
+    ignore(("InvalidInput", "EntityAlreadyExists"), iam.create_service_linked_role, AWSServiceName="ecs.amazonaws.com")
     clusters = ecs.describe_clusters(clusters=[cluster])["clusters"]
     if not any(c.get("status") == "ACTIVE" for c in clusters):
         ecs.create_cluster(
@@ -1128,6 +1126,19 @@ def bootstrap(url: str, region: str) -> dict[str, Any]:
         )
     ignore(("ResourceAlreadyExistsException",), logs.create_log_group, logGroupName=log_group)
     ignore(("RepositoryAlreadyExistsException",), ecr.create_repository, repositoryName=repo)
+
+    # The roles set-up creates: ECS pulls ECR images and writes awslogs as the execution role
+    # (strict mode refuses a Fargate task definition that needs one and has none).
+    roles = {}
+    for kind, service in (("execution", "ecs-tasks.amazonaws.com"), ("task", "ecs-tasks.amazonaws.com")):
+        name = f"starburst-emulator-{kind}"
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+        try:
+            roles[kind] = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
+                raise
+            roles[kind] = iam.get_role(RoleName=name)["Role"]["Arn"]
 
     vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
     if not vpcs:
@@ -1155,6 +1166,8 @@ def bootstrap(url: str, region: str) -> dict[str, Any]:
         "security_groups": [sg],
         "log_group": log_group,
         "image": "starburst-sim:local",
+        "task_role_arn": roles["task"],
+        "execution_role_arn": roles["execution"],
     }
 
 
@@ -1180,10 +1193,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bootstrap", action="store_true", help="create the bucket, cluster, log group, ECR repository and security group a session needs")
     p.add_argument("--config-out", help="with --bootstrap: write the session configuration (JSON) here")
     p.add_argument("--exit-on-stdin-eof", action="store_true", help="exit when stdin reaches end of file")
+    p.add_argument("--lenient", action="store_true", help="accept what moto accepts (default: strict, requests AWS would reject are rejected as AWS would; see strict.py)")
+    p.add_argument("--consistency-delay-ms", type=float, default=0.0, help="strict mode: a bucket, log group or role is invisible or unusable for this long after its creation, as AWS's eventual consistency can make it (default 0)")
+    p.add_argument("--strict-rules", action="store_true", help="print the rules strict mode checks beyond the service models and exit")
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.add_argument("--gaps", action="store_true", help="print the simulator's gaps against real Fargate and exit")
     args = p.parse_args(argv)
-    if not args.gaps and not args.worker_bin:
+    if not (args.gaps or args.strict_rules) and not args.worker_bin:
         p.error("--worker-bin is required")
     if args.config_out and not args.bootstrap:
         p.error("--config-out needs --bootstrap")
@@ -1195,6 +1211,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.gaps:
         print(GAPS, end="")
+        return 0
+    if args.strict_rules:
+        for line in strict.rules_table():
+            print(line)
         return 0
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="emulator: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
@@ -1209,7 +1229,8 @@ def main(argv: list[str] | None = None) -> int:
             moto_fargate_quotas.FARGATE_DEFAULTS[code] = (name, args.fargate_vcpus)
     sim = FargateSimulator(args)
     sim.install()
-    middleware = StarburstMiddleware(DomainDispatcherApplication(create_backend_app), sim, args.latency_ms)
+    checker = None if args.lenient else strict.Strict(args.consistency_delay_ms / 1000.0)
+    middleware = StarburstMiddleware(DomainDispatcherApplication(create_backend_app), sim, args.latency_ms, checker)
     server = make_server(args.host, args.port, middleware, threaded=True, request_handler=MotoRequestHandler)
     server.daemon_threads = True
     port = server.server_address[1]

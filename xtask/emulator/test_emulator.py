@@ -82,11 +82,11 @@ class Emulator:
         with open(self.config_path) as f:
             self.config = json.load(f)
 
-    def client(self, service: str, **config: Any) -> Any:
+    def client(self, service: str, region_name: str = REGION, **config: Any) -> Any:
         return boto3.client(
             service,
             endpoint_url=self.url,
-            region_name=REGION,
+            region_name=region_name,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
             config=Config(**config) if config else None,
@@ -450,6 +450,144 @@ class EmulatorOptionsTest(unittest.TestCase):
                 emu.stop()
 
 
+class StrictModeTest(unittest.TestCase):
+    """Each kind of request AWS rejects is rejected, as AWS would answer it."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tmp = tempfile.TemporaryDirectory(prefix="starburst-emulator-strict-")
+        cls.emu = Emulator(cls.tmp.name, "--consistency-delay-ms", "1500")
+        cls.ecs = cls.emu.client("ecs")
+        cls.ecs.register_task_definition(**task_definition("strict-worker", "starburst-sim:local"))
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.emu.stop()
+        cls.tmp.cleanup()
+
+    def rejected(self, code: str, call: Callable[[], Any], says: str = "") -> str:
+        with self.assertRaises(ClientError) as caught:
+            call()
+        error = caught.exception.response["Error"]
+        self.assertEqual(error["Code"], code, error)
+        self.assertIn(says, error.get("Message", ""))
+        return error.get("Message", "")
+
+    def run_task(self, **changes: Any) -> Any:
+        cfg = self.emu.config
+        args: dict[str, Any] = {
+            "cluster": cfg["cluster"],
+            "taskDefinition": "strict-worker",
+            "count": 1,
+            "capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}],
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": cfg["subnets"], "securityGroups": cfg["security_groups"]}},
+        }
+        args.update(changes)
+        return self.ecs.run_task(**{k: v for k, v in args.items() if v is not None})
+
+    def test_model_rules_required_enum_length_pattern_and_range(self) -> None:
+        # Clients that do not check first, as the Rust SDK does not: the emulator must.
+        ecr = self.emu.client("ecr", parameter_validation=False)
+        self.rejected("InvalidParameterException", lambda: ecr.create_repository(repositoryName="a"), "length greater than or equal to 2")
+        self.rejected("InvalidParameterException", lambda: ecr.create_repository(repositoryName="starburst-"), "regular expression pattern")
+        self.rejected("InvalidParameterException", lambda: ecr.create_repository(repositoryName="Starburst"), "regular expression pattern")
+        logs = self.emu.client("logs", parameter_validation=False)
+        self.rejected("InvalidParameterException", lambda: logs.create_log_group(logGroupName="bad name!"), "regular expression pattern")
+        iam = self.emu.client("iam", parameter_validation=False)
+        self.rejected("ValidationError", lambda: iam.create_role(RoleName="r" * 65, AssumeRolePolicyDocument="{}"), "less than or equal to 64")
+        quotas = self.emu.client("service-quotas", parameter_validation=False)
+        self.rejected("IllegalArgumentException", lambda: quotas.request_service_quota_increase(ServiceCode="fargate", QuotaCode="L-3032A538", DesiredValue=-1.0), "greater than or equal to 0")
+        ecs = self.emu.client("ecs", parameter_validation=False)
+        self.rejected("InvalidParameterException", lambda: ecs.list_tasks(desiredStatus="DONE"), "enum value set: [RUNNING, PENDING, STOPPED]")
+        self.rejected("InvalidParameterException", lambda: ecr.create_repository(), "'repositoryName' failed to satisfy constraint: Member must not be null")
+        ec2 = self.emu.client("ec2", parameter_validation=False)
+        self.rejected("MissingParameter", lambda: ec2.create_security_group(GroupName="starburst"))
+
+    def test_ecs_list_tasks_started_by_is_the_only_filter(self) -> None:
+        cluster = self.emu.config["cluster"]
+        self.ecs.list_tasks(cluster=cluster, startedBy="me")
+        self.ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING", family="strict-worker")
+        self.rejected("InvalidParameterException", lambda: self.ecs.list_tasks(cluster=cluster, startedBy="me", desiredStatus="RUNNING"), "startedBy must be the only filter")
+
+    def test_ecs_run_task_rules(self) -> None:
+        self.rejected("InvalidParameterException", lambda: self.run_task(count=11), "between 1 and 10")
+        self.rejected("InvalidParameterException", lambda: self.run_task(launchType="FARGATE"), "both a launch type and capacity provider strategy")
+        self.rejected("InvalidParameterException", lambda: self.run_task(networkConfiguration=None), "Network Configuration must be provided")
+        self.rejected("InvalidParameterException", lambda: self.run_task(overrides={"cpu": "256", "memory": "4096"}), "No Fargate configuration exists")
+        ec2_only = dict(task_definition("strict-ec2", "starburst-sim:local"), requiresCompatibilities=["EC2"])
+        self.ecs.register_task_definition(**ec2_only)
+        self.rejected("InvalidParameterException", lambda: self.run_task(taskDefinition="strict-ec2"), "does not support launch_type FARGATE")
+        self.ecs.create_cluster(clusterName="strict-no-providers")
+        self.rejected("InvalidParameterException", lambda: self.run_task(cluster="strict-no-providers"), "not associated with the cluster")
+        self.assertEqual(self.run_task()["failures"], [])
+
+    def test_ecs_fargate_task_definition_rules(self) -> None:
+        good = task_definition("strict-td", "123456789012.dkr.ecr.us-east-1.amazonaws.com/starburst:x")
+        self.rejected("ClientException", lambda: self.ecs.register_task_definition(**dict(good, networkMode="bridge")), "awsvpc")
+        self.rejected("ClientException", lambda: self.ecs.register_task_definition(**dict(good, cpu="512", memory="512")), "No Fargate configuration exists")
+        no_role = {k: v for k, v in good.items() if k != "executionRoleArn"}
+        self.rejected("ClientException", lambda: self.ecs.register_task_definition(**no_role), "support ECR images")
+        not_ecr = dict(no_role, containerDefinitions=[dict(no_role["containerDefinitions"][0], image="r-base:4")])
+        self.rejected("ClientException", lambda: self.ecs.register_task_definition(**not_ecr), "support log driver awslogs")
+        self.ecs.register_task_definition(**good)
+
+    def test_ecs_capacity_providers_need_the_service_linked_role(self) -> None:
+        iam = self.emu.client("iam")
+        role = "AWSServiceRoleForECS"
+        roles = [r["RoleName"] for r in iam.list_roles(PathPrefix="/aws-service-role/ecs.amazonaws.com/")["Roles"]]
+        self.assertEqual(roles, [role], "--bootstrap creates it, named as AWS names it")
+        iam.delete_service_linked_role(RoleName=role)
+        try:
+            self.ecs.create_cluster(clusterName="strict-plain")
+            self.rejected("InvalidParameterException", lambda: self.ecs.create_cluster(clusterName="strict-cp", capacityProviders=["FARGATE"]), "service linked role")
+        finally:
+            iam.create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+        self.ecs.create_cluster(clusterName="strict-cp", capacityProviders=["FARGATE"])
+
+    def test_s3_bucket_names_and_location_constraint(self) -> None:
+        s3 = self.emu.client("s3")
+        for name in ("xn--starburst", "sthree-starburst", "starburst-s3alias", "starburst--ol-s3", "Starburst", "a..b", "192.168.0.1", "ab"):
+            self.rejected("InvalidBucketName", lambda: s3.create_bucket(Bucket=name))
+        self.rejected("InvalidLocationConstraint", lambda: s3.create_bucket(Bucket="strict-east", CreateBucketConfiguration={"LocationConstraint": "us-east-1"}))
+        west = self.emu.client("s3", region_name="eu-west-1")
+        self.rejected("IllegalLocationConstraintException", lambda: west.create_bucket(Bucket="strict-west"))
+        west.create_bucket(Bucket="strict-west", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+
+    def test_ec2_security_group_names(self) -> None:
+        ec2 = self.emu.client("ec2")
+        self.rejected("InvalidParameterValue", lambda: ec2.create_security_group(GroupName="sg-starburst", Description="d"), "sg-*")
+
+    def test_eventual_consistency_of_new_buckets_log_groups_and_roles(self) -> None:
+        s3, logs, iam = self.emu.client("s3"), self.emu.client("logs"), self.emu.client("iam")
+        s3.create_bucket(Bucket="strict-young")
+        self.rejected("NoSuchBucket", lambda: s3.put_bucket_tagging(Bucket="strict-young", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}))
+        logs.create_log_group(logGroupName="/strict/young")
+        self.assertEqual(logs.describe_log_groups(logGroupNamePrefix="/strict/young")["logGroups"], [])
+        arn = iam.create_role(RoleName="strict-young", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        td = dict(task_definition("strict-young", "starburst-sim:local"), executionRoleArn=arn)
+        self.rejected("ClientException", lambda: self.ecs.register_task_definition(**td), "unable to assume the role")
+        wait_for("the bucket", lambda: _succeeds(lambda: s3.put_bucket_tagging(Bucket="strict-young", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})))
+        wait_for("the log group", lambda: logs.describe_log_groups(logGroupNamePrefix="/strict/young")["logGroups"])
+        wait_for("the role", lambda: _succeeds(lambda: self.ecs.register_task_definition(**td)))
+
+    def test_rejections_are_counted_and_listed(self) -> None:
+        ec2 = self.emu.client("ec2")
+        self.rejected("InvalidParameterValue", lambda: ec2.create_security_group(GroupName="sg-counted", Description="d"))
+        with urllib.request.urlopen(f"{self.emu.url}/_starburst/rejected", timeout=WAIT) as r:
+            listed = json.load(r)["rejected"]
+        self.assertIn({"service": "ec2", "operation": "CreateSecurityGroup", "code": "InvalidParameterValue"}, [{k: e[k] for k in ("service", "operation", "code")} for e in listed])
+        with urllib.request.urlopen(f"{self.emu.url}/_starburst/stats", timeout=WAIT) as r:
+            self.assertGreaterEqual(json.load(r)["rejected_as_aws_would"]["ec2"]["CreateSecurityGroup"], 1)
+
+
+def _succeeds(call: Callable[[], Any]) -> bool:
+    try:
+        call()
+        return True
+    except ClientError:
+        return False
+
+
 def task_definition(family: str, image: str) -> dict[str, Any]:
     """What an ECS Fargate client registers: awsvpc, task-level cpu/memory, awslogs."""
     return {
@@ -459,6 +597,7 @@ def task_definition(family: str, image: str) -> dict[str, Any]:
         "cpu": "1024",
         "memory": "2048",
         "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
+        "executionRoleArn": f"arn:aws:iam::123456789012:role/{family}-execution",
         "containerDefinitions": [
             {
                 "name": "worker",

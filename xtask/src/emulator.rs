@@ -223,6 +223,17 @@ impl Emulator {
         &self.url
     }
 
+    /// The requests strict mode rejected as AWS would, as the emulator lists them (JSON); an
+    /// error when there were any: the code under test sent what a real account refuses.
+    pub fn check_nothing_rejected(&self) -> Result<()> {
+        let response = get(&self.url, "/_starburst/rejected")?;
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        if body.trim() != r#"{"rejected": []}"# {
+            bail!("the emulator rejected requests that AWS would reject: {body}");
+        }
+        Ok(())
+    }
+
     /// The session configuration file it wrote.
     pub fn config(&self) -> &Path {
         &self.config
@@ -263,11 +274,21 @@ impl Drop for Emulator {
     }
 }
 
+/// A GET of `path` on the emulator at `url`: the whole HTTP response.
+fn get(url: &str, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let addr = url
+        .strip_prefix("http://")
+        .context("the emulator's URL is not http://")?;
+    let mut stream = std::net::TcpStream::connect(addr).context("connecting to the emulator")?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
-    use std::net::TcpStream;
-
     use super::*;
 
     /// The moto venv's Python as `cargo xtask test` provides it (`STARBURST_MOTO`), else the
@@ -288,15 +309,6 @@ mod tests {
             python.display()
         );
         python
-    }
-
-    fn get(url: &str, path: &str) -> String {
-        let addr = url.strip_prefix("http://").expect("an http URL");
-        let mut stream = TcpStream::connect(addr).expect("connecting to the emulator");
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("sending");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("reading");
-        response
     }
 
     #[test]
@@ -329,7 +341,7 @@ mod tests {
         }
         let env = emulator.env();
         assert!(env.contains(&("AWS_ENDPOINT_URL", emulator.url().to_string())));
-        let stats = get(emulator.url(), "/_starburst/stats");
+        let stats = get(emulator.url(), "/_starburst/stats").unwrap();
         assert!(
             stats.lines().next().is_some_and(|l| l.contains(" 200 ")),
             "{stats}"

@@ -80,8 +80,15 @@ enum Cmd {
     },
 }
 
-/// The AWS emulator the AWS adapter's tests run against, pinned.
-const MOTO: &str = "moto[server]==5.2.5";
+/// The AWS emulator the AWS adapter's tests run against, pinned: moto, the botocore whose
+/// service models strict mode validates requests against (`xtask/emulator/strict.py`), and
+/// `regex` for the models' `\p{L}` patterns.
+const EMULATOR_PINS: &[&str] = &[
+    "moto[server]==5.2.5",
+    "botocore==1.44.8",
+    "boto3==1.44.8",
+    "regex==2026.11.19",
+];
 
 /// Debian packages the project needs: R, the R packages the package and its tests use.
 const DEBIAN_PACKAGES: &[&str] = &[
@@ -241,8 +248,9 @@ fn emulator_venv() -> Result<PathBuf> {
     let venv = target_dir().join("moto-venv");
     let server = venv.join("bin").join("moto_server");
     let stamp = venv.join("starburst-pin");
-    if server.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == MOTO) {
-        eprintln!("emulator: {MOTO} present in {}", venv.display());
+    let pins = EMULATOR_PINS.join(" ");
+    if server.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|s| s == pins) {
+        eprintln!("emulator: {pins} present in {}", venv.display());
         return Ok(server);
     }
     if !have("python3") {
@@ -252,16 +260,13 @@ fn emulator_venv() -> Result<PathBuf> {
     run(Command::new("python3")
         .args(["-m", "venv", "--clear"])
         .arg(&venv))?;
-    run(Command::new(venv.join("bin").join("pip")).args([
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        MOTO,
-    ]))?;
+    run(Command::new(venv.join("bin").join("pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(EMULATOR_PINS))?;
     if !server.is_file() {
-        bail!("pip installed {MOTO} but {} is missing", server.display());
+        bail!("pip installed {pins} but {} is missing", server.display());
     }
-    std::fs::write(&stamp, MOTO)?;
+    std::fs::write(&stamp, &pins)?;
     Ok(server)
 }
 
@@ -360,6 +365,7 @@ fn test() -> Result<()> {
         .env("NOT_CRAN", "true")
         .env("STARBURST_TEST_BACKEND", "aws")
         .envs(emu.env()))?;
+    emu.check_nothing_rejected()?;
     drop(emu);
     eprintln!("all tests passed in {:.0}s", t.elapsed().as_secs_f64());
     Ok(())

@@ -374,6 +374,18 @@ impl EcsCompute {
         const OP: &str = "register task definition";
         let resource = || format!("task definition family {family}");
         let o = &self.options;
+        if o.execution_role_arn.is_none() && (o.log_group.is_some() || is_ecr_image(image)) {
+            // ECS: "Fargate requires task definition to have execution role ARN to support
+            // ECR images" (and "... log driver awslogs").
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "Fargate pulls ECR images and writes awslogs as the task execution role, and \
+                     none is configured (image {image}); run starburst_setup(), which creates \
+                     one, or set the execution role of the set-up"
+                ),
+            ));
+        }
         let mut container = ContainerDefinition::builder()
             .name(&o.container_name)
             .image(image)
@@ -920,6 +932,13 @@ fn size_of(cpu: Option<&str>, memory: Option<&str>) -> Option<WorkerSize> {
 }
 
 /// Fargate CPU units (1024 per vCPU) of `millicpu`, as ECS wants them.
+/// Whether `image` is in a private ECR registry (`<account>.dkr.ecr.<region>.amazonaws.com/…`).
+fn is_ecr_image(image: &str) -> bool {
+    image
+        .split_once('/')
+        .is_some_and(|(host, _)| host.contains(".dkr.ecr.") && host.contains(".amazonaws.com"))
+}
+
 fn cpu_units(millicpu: u32) -> String {
     (u64::from(millicpu) * 1024 / 1000).to_string()
 }

@@ -27,6 +27,14 @@ const CAPACITY_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
 /// How long `delete` waits, by default, for what still uses a resource to go away.
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
+/// How long a step waits for what AWS has just created to become visible or usable (eventual
+/// consistency: a new bucket answering NoSuchBucket, a new service-linked role ECS cannot yet
+/// assume). Usually seconds.
+const SETTLE: Duration = Duration::from_secs(120);
+
+/// ECS's service-linked role, which a cluster with capacity providers needs.
+const ECS_SERVICE: &str = "ecs.amazonaws.com";
+
 /// Id of the lifecycle rule that expires session data.
 const EXPIRE_RULE: &str = "starburst-expire-session-data";
 /// Id of the lifecycle rule that aborts incomplete multipart uploads.
@@ -1034,6 +1042,26 @@ fn ecs_tag_map(tags: &[aws_sdk_ecs::types::Tag]) -> Tags {
         .collect()
 }
 
+/// ECS's answer when its service-linked role is missing or not yet usable.
+fn slr_missing<E: ProvideErrorMetadata>(err: &E) -> bool {
+    err.code() == Some("InvalidParameterException")
+        && err
+            .message()
+            .is_some_and(|m| m.contains("service linked role"))
+}
+
+fn slr_error(cluster: &str) -> Error {
+    Error::AccessDenied {
+        op: "create the cluster",
+        resource: format!("cluster {cluster}"),
+        message: "ECS's service-linked role (AWSServiceRoleForECS) is missing and could not be \
+                  created: ask an administrator to run `aws iam create-service-linked-role \
+                  --aws-service-name ecs.amazonaws.com` once for the account (or to allow \
+                  iam:CreateServiceLinkedRole for ecs.amazonaws.com), then run set-up again"
+            .into(),
+    }
+}
+
 fn default_strategy(
     op: &'static str,
     name: &str,
@@ -1060,6 +1088,36 @@ impl AwsProvisioner {
             .iter()
             .find(|c| c.status() == Some("ACTIVE"))
             .cloned())
+    }
+
+    /// Creates ECS's service-linked role (`AWSServiceRoleForECS`) unless the account has it: a
+    /// cluster with capacity providers needs it, and an account that has never used ECS lacks it
+    /// ("Unable to assume the service linked role"). A caller who may not create it goes on:
+    /// the role may exist, and if not, the cluster call says so (see [`slr_missing`]). Returns
+    /// how long to wait for ECS to be able to use it: a while after creating it, else nothing.
+    async fn ensure_ecs_service_linked_role(&self) -> Result<Duration> {
+        const OP: &str = "create ECS's service-linked role";
+        match self
+            .iam
+            .create_service_linked_role()
+            .aws_service_name(ECS_SERVICE)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(SETTLE),
+            // IAM: "Service role name AWSServiceRoleForECS has been taken in this account"
+            Err(err)
+                if err.code() == Some("EntityAlreadyExists")
+                    || (err.code() == Some("InvalidInput")
+                        && err.message().is_some_and(|m| m.contains("has been taken"))) =>
+            {
+                Ok(Duration::ZERO)
+            }
+            Err(err) => match map(OP, "role AWSServiceRoleForECS".into(), err) {
+                Error::AccessDenied { .. } => Ok(Duration::ZERO),
+                other => Err(other),
+            },
+        }
     }
 
     async fn existing_cluster(
@@ -1092,14 +1150,28 @@ impl AwsProvisioner {
                     all.push(p.to_owned());
                 }
             }
-            self.ecs
-                .put_cluster_capacity_providers()
-                .cluster(arn)
-                .set_capacity_providers(Some(all))
-                .default_capacity_provider_strategy(default_strategy(OP, name)?)
-                .send()
-                .await
-                .map_err(|err| map("set capacity providers", format!("cluster {name}"), err))?;
+            let settle = self.ensure_ecs_service_linked_role().await?;
+            let strategy = default_strategy(OP, name)?;
+            until_unblocked(settle, || async {
+                match self
+                    .ecs
+                    .put_cluster_capacity_providers()
+                    .cluster(arn)
+                    .set_capacity_providers(Some(all.clone()))
+                    .default_capacity_provider_strategy(strategy.clone())
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(Step::Done(())),
+                    Err(err) if slr_missing(&err) => Ok(Step::Blocked(slr_error(name))),
+                    Err(err) => Err(map(
+                        "set capacity providers",
+                        format!("cluster {name}"),
+                        err,
+                    )),
+                }
+            })
+            .await?;
             wrote = true;
         }
         let missing = missing_tags(&existing, tags);
@@ -1909,18 +1981,28 @@ impl Provisioner for AwsProvisioner {
             return self.existing_cluster(name, &cluster, tags, setup).await;
         }
         // Not there, or INACTIVE (deleted): create it (again).
-        let out = self
-            .ecs
-            .create_cluster()
-            .cluster_name(name)
-            .set_capacity_providers(Some(
-                CAPACITY_PROVIDERS.iter().map(|p| (*p).to_owned()).collect(),
-            ))
-            .default_capacity_provider_strategy(default_strategy(OP, name)?)
-            .set_tags(Some(ecs_tags(tags)))
-            .send()
-            .await
-            .map_err(|err| map("create the cluster", format!("cluster {name}"), err))?;
+        let settle = self.ensure_ecs_service_linked_role().await?;
+        let strategy = default_strategy(OP, name)?;
+        let out = until_unblocked(settle, || async {
+            match self
+                .ecs
+                .create_cluster()
+                .cluster_name(name)
+                .set_capacity_providers(Some(
+                    CAPACITY_PROVIDERS.iter().map(|p| (*p).to_owned()).collect(),
+                ))
+                .default_capacity_provider_strategy(strategy.clone())
+                .set_tags(Some(ecs_tags(tags)))
+                .send()
+                .await
+            {
+                Ok(out) => Ok(Step::Done(out)),
+                // A role created moments ago is not yet usable by ECS.
+                Err(err) if slr_missing(&err) => Ok(Step::Blocked(slr_error(name))),
+                Err(err) => Err(map("create the cluster", format!("cluster {name}"), err)),
+            }
+        })
+        .await?;
         let arn = out
             .cluster()
             .and_then(|c| c.cluster_arn())

@@ -44,6 +44,7 @@ impl Fixture {
             r#"{"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1000000}}"#,
         )
         .await;
+        moto.ecs_service_linked_role().await;
         let conf = moto.sdk_config();
         let ecs = aws_sdk_ecs::Client::new(&conf);
         ecs.create_cluster()
@@ -87,6 +88,7 @@ impl Fixture {
             .take(1)
             .collect();
         let options = EcsOptions::new(CLUSTER)
+            .with_execution_role_arn("arn:aws:iam::123456789012:role/starburst-execution")
             .with_subnets(subnets.into_iter().take(2))
             .with_security_groups(groups)
             .with_pace(Pace::new(10_000.0, 10_000));
@@ -434,6 +436,21 @@ async fn many_workers_are_described_in_batches_of_100_and_listed() {
     assert_eq!(w.size, Some(spec("big").size));
     assert_eq!(w.capacity, spec("big").capacity);
     // (Plain moto reports neither createdAt nor startedAt; ECS and the emulator do.)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_ecr_image_without_an_execution_role_is_refused_before_any_call() {
+    let mut fx = Fixture::start().await;
+    fx.options.execution_role_arn = None;
+    let compute = fx.compute().await;
+    let err = compute.launch(&spec("norole"), 1).await.unwrap_err();
+    assert!(
+        matches!(err, starburst_cloud::Error::InvalidInput { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("execution role"), "{err}");
+    let families = fx.ecs.list_task_definition_families().send().await.unwrap();
+    assert!(families.families().is_empty(), "nothing was registered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

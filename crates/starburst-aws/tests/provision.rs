@@ -1054,6 +1054,10 @@ async fn delete_stops_a_clusters_tasks_and_everything_deletes_twice() {
             .resource;
     ecs.register_task_definition()
         .family("sb")
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .cpu("256")
+        .memory("512")
         .container_definitions(
             aws_sdk_ecs::types::ContainerDefinition::builder()
                 .name("w")
@@ -1064,11 +1068,27 @@ async fn delete_stops_a_clusters_tasks_and_everything_deletes_twice() {
         .send()
         .await
         .unwrap();
+    let subnets = fx.ec2().describe_subnets().send().await.unwrap();
+    let subnet = subnets.subnets()[0].subnet_id().unwrap();
+    // (moto fails awsvpc tasks without a security group; ECS would take the VPC's default.)
+    let groups = fx.ec2().describe_security_groups().send().await.unwrap();
+    let group = groups.security_groups()[0].group_id().unwrap();
     let ran = ecs
         .run_task()
         .cluster("sb-s1")
         .task_definition("sb")
         .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(
+            aws_sdk_ecs::types::NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    aws_sdk_ecs::types::AwsVpcConfiguration::builder()
+                        .subnets(subnet)
+                        .security_groups(group)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
         .send()
         .await
         .unwrap();

@@ -92,17 +92,20 @@ async fn usage_of_a_quota_that_is_not_a_fargate_vcpu_quota_is_invalid_input() {
 mod usage {
     use aws_sdk_ecs::types::{
         AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility, ContainerDefinition,
-        LaunchType, NetworkConfiguration,
+        LaunchType, NetworkConfiguration, NetworkMode,
     };
 
     use super::*;
 
-    /// Registers a Fargate task definition of `cpu` units.
+    /// Registers a Fargate task definition of `cpu` units (and twice as many MiB, at least 2 GiB:
+    /// a size Fargate has).
     async fn task_definition(ecs: &aws_sdk_ecs::Client, family: &str, cpu: &str) {
+        let memory = (2 * cpu.parse::<u32>().unwrap()).max(2048);
         ecs.register_task_definition()
             .family(family)
             .cpu(cpu)
-            .memory("2048")
+            .memory(memory.to_string())
+            .network_mode(NetworkMode::Awsvpc)
             .requires_compatibilities(Compatibility::Fargate)
             .container_definitions(
                 ContainerDefinition::builder()
@@ -177,9 +180,12 @@ mod usage {
         );
 
         // Not "a" and "b": moto lists the tasks of every cluster whose ARN contains the name.
+        moto.ecs_service_linked_role().await;
         for cluster in ["alpha", "beta"] {
             ecs.create_cluster()
                 .cluster_name(cluster)
+                .capacity_providers("FARGATE")
+                .capacity_providers("FARGATE_SPOT")
                 .send()
                 .await
                 .unwrap();

@@ -1,4 +1,4 @@
-//! Shared by the adapter tests: a moto server started per test on 127.0.0.1.
+//! Shared by the adapter tests: a strict moto server (`support/strict_moto.py`) started per test on 127.0.0.1.
 //!
 //! The server comes from the venv `cargo xtask emulator-venv` creates (`STARBURST_MOTO`, else
 //! `$CARGO_TARGET_DIR/moto-venv/bin/moto_server`).
@@ -43,20 +43,26 @@ pub fn moto_server() -> PathBuf {
 }
 
 impl Moto {
+    /// A strict moto server (see `support/strict_moto.py`): what AWS would reject is rejected.
     pub async fn start() -> Self {
-        let bin = moto_server();
-        assert!(
-            bin.is_file(),
-            "no moto server at {}: run `cargo xtask emulator-venv` (or set STARBURST_MOTO)",
-            bin.display()
-        );
-        Self::spawn(Command::new(bin)).await
+        Self::spawn(&[]).await
     }
 
-    /// A moto server with the Service Quotas operations, Fargate quotas and ECS task fields
-    /// that moto 5.2.5 lacks, added in process by `support/moto_quotas.py` (see there for
-    /// exactly what and why).
+    /// A strict moto server whose ECS tasks report their task definition's `cpu` and `memory`
+    /// and stay RUNNING until stopped, as Fargate tasks do (moto 5.2.5 does neither).
     pub async fn start_with_quotas() -> Self {
+        Self::spawn(&["--manual-tasks"]).await
+    }
+
+    /// A strict moto server on which a new bucket, log group or role stays invisible or
+    /// unusable for `delay`, as AWS's eventual consistency can make it.
+    pub async fn start_eventually_consistent(delay: Duration) -> Self {
+        Self::spawn(&["--consistency-delay-ms", &delay.as_millis().to_string()]).await
+    }
+
+    /// Runs `strict_moto.py <args> -H 127.0.0.1 -p <free port>` and waits until it accepts
+    /// connections.
+    async fn spawn(args: &[&str]) -> Self {
         let python = moto_server().with_file_name("python");
         assert!(
             python.is_file(),
@@ -64,12 +70,8 @@ impl Moto {
             python.display()
         );
         let mut cmd = Command::new(python);
-        cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/moto_quotas.py"));
-        Self::spawn(cmd).await
-    }
-
-    /// Runs `cmd -H 127.0.0.1 -p <free port>` and waits until it accepts connections.
-    async fn spawn(mut cmd: Command) -> Self {
+        cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/strict_moto.py"));
+        cmd.args(args);
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -104,6 +106,17 @@ impl Moto {
     /// The adapters' configuration for this server.
     pub async fn aws(&self) -> Aws {
         Aws::connect(self.options()).await
+    }
+
+    /// Creates ECS's service-linked role, as an account that has used ECS has it (a cluster
+    /// with capacity providers needs it).
+    pub async fn ecs_service_linked_role(&self) {
+        aws_sdk_iam::Client::new(&self.sdk_config())
+            .create_service_linked_role()
+            .aws_service_name("ecs.amazonaws.com")
+            .send()
+            .await
+            .expect("create ECS's service-linked role");
     }
 
     /// An SDK configuration for this server, for setting up fixtures with raw SDK clients.
