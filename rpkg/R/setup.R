@@ -39,8 +39,10 @@
 #'
 #' @param region AWS region, e.g. `"us-east-1"`. Default: the `region` of
 #'   [starburst_config()], else the AWS chain's (`AWS_REGION`, profile).
-#' @param name Name of the set-up and of its resources: 1 to 24 lower-case
-#'   letters, digits or `-`. Default: `"starburst"`.
+#' @param name Name of the set-up and of its resources: 2 to 24 lower-case
+#'   letters, digits or `-`, starting with a letter and ending with a letter or
+#'   digit; not starting with `sg-` (security groups), `xn--`, `sthree` or
+#'   `amzn-s3-demo` (S3 reserves them). Default: `"starburst"`.
 #' @param prefix Key prefix of session data in the bucket.
 #' @param data_retention_days Days after which session data expires. Default:
 #'   the `data_retention_days` of [starburst_config()], else 7.

@@ -30,6 +30,7 @@ from moto.core.parse import PROTOCOL_PARSERS
 from moto.core.request import Request
 from moto.core.routing import get_service_router
 from moto.core.utils import get_service_model
+from moto.ec2.models import ec2_backends
 from moto.ecs.models import ecs_backends
 from moto.iam import models as iam_models
 from moto.iam.models import iam_backends
@@ -368,6 +369,17 @@ def _security_group_name(call: Call) -> Violation | None:
         return Violation("InvalidParameterValue", f"Value ({name}) for parameter GroupName is invalid. Group names may not be in the format sg-*.")
     if len(name) > 255:
         return Violation("InvalidParameterValue", f"Value ({name[:40]}...) for parameter GroupName is invalid. Group names are at most 255 characters.")
+    return None
+
+
+@rule("ec2", "DeleteSecurityGroup", "a group that a network interface uses cannot be deleted (DependencyViolation; moto deletes it)", "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DeleteSecurityGroup.html")
+def _security_group_in_use(call: Call) -> Violation | None:
+    group = call.params.get("GroupId")
+    if not group:
+        return None
+    enis = ec2_backends[ACCOUNT][call.region].enis.values()
+    if any(group in [g.id for g in eni._group_set] for eni in enis):
+        return Violation("DependencyViolation", f"resource {group} has a dependent object")
     return None
 
 

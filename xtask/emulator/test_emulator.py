@@ -557,6 +557,14 @@ class StrictModeTest(unittest.TestCase):
         ec2 = self.emu.client("ec2")
         self.rejected("InvalidParameterValue", lambda: ec2.create_security_group(GroupName="sg-starburst", Description="d"), "sg-*")
 
+    def test_ec2_a_security_group_in_use_is_not_deleted(self) -> None:
+        ec2 = self.emu.client("ec2")
+        group = ec2.create_security_group(GroupName="strict-used", Description="d")["GroupId"]
+        eni = ec2.create_network_interface(SubnetId=self.emu.config["subnets"][0], Groups=[group])["NetworkInterface"]["NetworkInterfaceId"]
+        self.rejected("DependencyViolation", lambda: ec2.delete_security_group(GroupId=group), "dependent object")
+        ec2.delete_network_interface(NetworkInterfaceId=eni)
+        ec2.delete_security_group(GroupId=group)
+
     def test_eventual_consistency_of_new_buckets_log_groups_and_roles(self) -> None:
         s3, logs, iam = self.emu.client("s3"), self.emu.client("logs"), self.emu.client("iam")
         s3.create_bucket(Bucket="strict-young")

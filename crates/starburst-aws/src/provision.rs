@@ -24,8 +24,12 @@ use crate::network::{self, Ec2Network, Group};
 /// The capacity providers every cluster has; the first is the default.
 const CAPACITY_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
 
-/// How long `delete` waits, by default, for what still uses a resource to go away.
+/// How long `delete` waits, by default, for a cluster's tasks to stop.
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+
+/// How long `delete` waits, by default, for Fargate to release the network interfaces of stopped
+/// tasks before their security group can go: usually minutes, at times much longer.
+const ENI_WAIT: Duration = Duration::from_secs(20 * 60);
 
 /// How long a step waits for what AWS has just created to become visible or usable (eventual
 /// consistency: a new bucket answering NoSuchBucket, a new service-linked role ECS cannot yet
@@ -65,9 +69,10 @@ const ABORT_RULE: &str = "starburst-abort-incomplete-uploads";
 /// rule. A role trusts `spec.service` with `sts:AssumeRole` and has one inline policy.
 ///
 /// `delete` empties a bucket first (every version, delete marker and incomplete upload), stops
-/// a cluster's tasks, removes a role's policies and instance profiles, and waits (up to
-/// [`AwsProvisioner::with_wait`], 5 minutes by default) while a cluster still has stopping tasks
-/// or a security group is still used by their network interfaces.
+/// a cluster's tasks, removes a role's policies and instance profiles, and waits while a
+/// cluster still has stopping tasks (5 minutes by default) or a security group is still used by
+/// their network interfaces (20 minutes by default; a group used by any other interface is an
+/// error at once, naming it); [`AwsProvisioner::with_wait`] sets both.
 #[derive(Debug, Clone)]
 pub struct AwsProvisioner {
     s3: aws_sdk_s3::Client,
@@ -79,7 +84,8 @@ pub struct AwsProvisioner {
     sts: aws_sdk_sts::Client,
     network: Ec2Network,
     region: Option<String>,
-    wait: Duration,
+    /// Both waits of `delete`, when set (else [`DEFAULT_WAIT`] and [`ENI_WAIT`]).
+    wait: Option<Duration>,
     account: OnceCell<Account>,
 }
 
@@ -97,7 +103,7 @@ impl AwsProvisioner {
             sts: aws_sdk_sts::Client::new(sdk),
             network: Ec2Network::new(aws),
             region: aws.region().map(str::to_owned),
-            wait: DEFAULT_WAIT,
+            wait: None,
             account: OnceCell::new(),
         }
     }
@@ -105,7 +111,7 @@ impl AwsProvisioner {
     /// This provisioner, with `delete` waiting at most `wait` for a cluster's tasks to stop or
     /// a security group's network interfaces to be released before it gives up.
     pub fn with_wait(mut self, wait: Duration) -> Self {
-        self.wait = wait;
+        self.wait = Some(wait);
         self
     }
 
@@ -1221,7 +1227,7 @@ impl AwsProvisioner {
                 Err(err) => return Err(map("stop a task", task.clone(), err)),
             }
         }
-        let wait = self.wait;
+        let wait = self.wait.unwrap_or(DEFAULT_WAIT);
         until_unblocked(wait, || async {
             match self.ecs.delete_cluster().cluster(cluster).send().await {
                 Ok(_) => Ok(Step::Done(())),
@@ -1514,7 +1520,7 @@ impl AwsProvisioner {
 
     async fn delete_group(&self, id: &str) -> Result<()> {
         const OP: &str = "delete the security group";
-        let wait = self.wait;
+        let wait = self.wait.unwrap_or(ENI_WAIT);
         until_unblocked(wait, || async {
             match self.ec2.delete_security_group().group_id(id).send().await {
                 Ok(_) => Ok(Step::Done(())),
@@ -1526,16 +1532,31 @@ impl AwsProvisioner {
                 {
                     Ok(Step::Done(()))
                 }
-                // Network interfaces of stopped tasks are released minutes later.
                 Err(err) if err.code() == Some("DependencyViolation") => {
+                    // Network interfaces of stopped tasks are released minutes later: worth
+                    // waiting for. Anything else using the group will not go away by itself.
+                    let users = self.group_users(id).await?;
+                    if let Some(other) = users.iter().find(|u| !u.of_ecs_task) {
+                        return Err(Error::other(
+                            OP,
+                            format!("security group {id}"),
+                            format!(
+                                "it is used by network interface {} ({}), which is not a \
+                                 starburst worker's; remove the group from it (or delete it), \
+                                 then run teardown again",
+                                other.id, other.description
+                            ),
+                        ));
+                    }
                     Ok(Step::Blocked(Error::other(
                         OP,
                         format!("security group {id}"),
                         format!(
-                            "still in use after {} s (by network interfaces of tasks that are \
-                             stopping, or by other resources); delete again later, or remove \
-                             what uses it",
-                            wait.as_secs()
+                            "still in use after {} s by the network interfaces of {} stopped \
+                             task(s), which Fargate has not released yet; run teardown again \
+                             later",
+                            wait.as_secs(),
+                            users.len()
                         ),
                     )))
                 }
@@ -1543,6 +1564,36 @@ impl AwsProvisioner {
             }
         })
         .await
+    }
+
+    /// The network interfaces that use security group `id`.
+    async fn group_users(&self, id: &str) -> Result<Vec<GroupUser>> {
+        let mut users = Vec::new();
+        let mut pages = self
+            .ec2
+            .describe_network_interfaces()
+            .filters(network::filter("group-id", id))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| {
+                map(
+                    "list the network interfaces of a security group",
+                    format!("security group {id}"),
+                    err,
+                )
+            })?;
+            for eni in page.network_interfaces() {
+                let description = eni.description().unwrap_or_default().to_owned();
+                users.push(GroupUser {
+                    id: eni.network_interface_id().unwrap_or_default().to_owned(),
+                    // ECS describes a task's interface by its attachment's ARN.
+                    of_ecs_task: is_ecs_attachment(&description),
+                    description,
+                });
+            }
+        }
+        Ok(users)
     }
 
     async fn find_groups(&self, key: &str, value: &str) -> Result<Vec<Resource>> {
@@ -2187,6 +2238,21 @@ impl Provisioner for AwsProvisioner {
             ResourceKind::Role => self.delete_role(role_name(id)).await,
         }
     }
+}
+
+/// A network interface that uses a security group.
+struct GroupUser {
+    id: String,
+    description: String,
+    of_ecs_task: bool,
+}
+
+/// Whether an interface's description is an ECS attachment ARN
+/// (`arn:aws:ecs:<region>:<account>:attachment/<id>`), as Fargate tasks' interfaces have.
+fn is_ecs_attachment(description: &str) -> bool {
+    description.starts_with("arn:aws")
+        && description.contains(":ecs:")
+        && description.contains(":attachment/")
 }
 
 /// `Ok` for a call whose target is already gone (IAM's `NoSuchEntity`), else the mapped

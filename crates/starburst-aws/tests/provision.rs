@@ -2,9 +2,10 @@
 //! settings checked through raw SDK clients, drift repair, foreign resources of the same name,
 //! find by tag and delete.
 //!
-//! moto 5.2.5 gaps: DeleteSecurityGroup never answers DependencyViolation and DeleteCluster
-//! never ClusterContainsTasksException, so `delete`'s bounded wait for dependents is tested only
-//! in the unit tests (`until_unblocked`, paused time). moto's HeadBucket serves other accounts'
+//! moto 5.2.5 gaps: DeleteCluster never answers ClusterContainsTasksException, so `delete`'s
+//! bounded wait for a cluster's tasks is tested only in the unit tests (`until_unblocked`,
+//! paused time); DeleteSecurityGroup's DependencyViolation comes from strict mode
+//! (`support/strict_moto.py`). moto's HeadBucket serves other accounts'
 //! buckets and ignores ExpectedBucketOwner, which is one reason ownership is judged by
 //! ListBuckets (only the caller's own buckets) instead.
 
@@ -1124,4 +1125,85 @@ async fn delete_stops_a_clusters_tasks_and_everything_deletes_twice() {
             .unwrap_or_else(|e| panic!("second delete of {r:?}: {e}"));
     }
     assert!(fx.p.find_tagged(SETUP_TAG, "s1").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_group_waits_for_task_interfaces_but_not_for_others() {
+    let fx = Fx::start().await;
+    let ec2 = fx.ec2();
+    let subnets = ec2.describe_subnets().send().await.unwrap();
+    let subnet = subnets.subnets()[0].subnet_id().unwrap().to_owned();
+    let group = ec2
+        .create_security_group()
+        .group_name("sb-eni-workers")
+        .description("starburst workers")
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    let resource = Resource {
+        kind: ResourceKind::SecurityGroup,
+        name: "sb-eni-workers".into(),
+        id: group.clone(),
+    };
+    let interface = |description: &'static str| {
+        let (ec2, subnet, group) = (ec2.clone(), subnet.clone(), group.clone());
+        async move {
+            ec2.create_network_interface()
+                .subnet_id(subnet)
+                .groups(group)
+                .description(description)
+                .send()
+                .await
+                .unwrap()
+                .network_interface()
+                .unwrap()
+                .network_interface_id()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    // Another interface uses the group: waiting would not help, so an error names it at once.
+    let other = interface("my database").await;
+    let err = fx.p.delete(&resource).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&other) && err.to_string().contains("not a starburst worker's"),
+        "{err}"
+    );
+    ec2.delete_network_interface()
+        .network_interface_id(&other)
+        .send()
+        .await
+        .unwrap();
+
+    // A stopped task's interface is released a while later: delete waits for it.
+    let task = interface("arn:aws:ecs:us-east-1:123456789012:attachment/0f1e2d3c-4b5a").await;
+    let release = tokio::spawn({
+        let ec2 = ec2.clone();
+        async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            ec2.delete_network_interface()
+                .network_interface_id(task)
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    fx.p.delete(&resource).await.unwrap();
+    release.await.unwrap();
+    let left = ec2
+        .describe_security_groups()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-id")
+                .values(&group)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(left.security_groups().is_empty(), "the group is gone");
 }

@@ -59,18 +59,8 @@ impl Default for SetupOptions {
 impl SetupOptions {
     /// Checks every option; the error names the option and its valid values.
     pub fn validate(&self) -> Result<()> {
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 24
-                && s.starts_with(|c: char| c.is_ascii_lowercase())
-                && s.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        };
-        if !name_ok(&self.name) {
-            return Err(invalid(format!(
-                "name = {:?}: use 1 to 24 lower-case letters, digits or '-', starting with a letter",
-                self.name
-            )));
+        if let Some(problem) = name_problem(&self.name) {
+            return Err(invalid(format!("name = {:?}: {problem}", self.name)));
         }
         let prefix = self.prefix.trim_matches('/');
         if prefix.is_empty()
@@ -102,12 +92,9 @@ impl SetupOptions {
             )));
         }
         if let Some(bucket) = &self.bucket
-            && !bucket_name_ok(bucket)
+            && let Some(problem) = bucket_name_problem(bucket)
         {
-            return Err(invalid(format!(
-                "bucket = {bucket:?}: S3 bucket names have 3 to 63 lower-case letters, digits, \
-                 '-' or '.', and start and end with a letter or digit"
-            )));
+            return Err(invalid(format!("bucket = {bucket:?}: {problem}")));
         }
         Ok(())
     }
@@ -117,13 +104,69 @@ fn invalid(message: String) -> Error {
     Error::invalid("starburst_setup", message)
 }
 
-fn bucket_name_ok(name: &str) -> bool {
-    (3..=63).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+/// Why `name` cannot name a set-up, if it cannot. The name becomes the ECR repository (at least
+/// 2 characters, letters or digits at both ends), the security group `<name>-workers` (which
+/// must not start with `sg-`), and starts the default bucket name (see [`bucket_name_problem`]).
+fn name_problem(name: &str) -> Option<&'static str> {
+    let chars_ok = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !(2..=24).contains(&name.len())
+        || !chars_ok
+        || !name.starts_with(|c: char| c.is_ascii_lowercase())
+    {
+        return Some("use 2 to 24 lower-case letters, digits or '-', starting with a letter");
+    }
+    if name.ends_with('-') {
+        // ECR: a repository name ends with a letter or digit.
+        return Some("end it with a letter or digit (it names the image repository)");
+    }
+    if name == "sg" || name.starts_with("sg-") {
+        // EC2: "Group names may not be in the format sg-*".
+        return Some("do not start it with 'sg-' (it names the security group)");
+    }
+    if RESERVED_BUCKET_PREFIXES
+        .iter()
+        .any(|p| format!("{name}-").starts_with(p))
+    {
+        return Some("do not start it with 'xn--', 'sthree' or 'amzn-s3-demo' (S3 reserves them)");
+    }
+    None
+}
+
+/// Bucket name prefixes and suffixes S3 reserves
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html>).
+const RESERVED_BUCKET_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+const RESERVED_BUCKET_SUFFIXES: [&str; 5] =
+    ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+
+/// Why S3 would refuse `name` for a general purpose bucket, if it would.
+fn bucket_name_problem(name: &str) -> Option<&'static str> {
+    let chars_ok = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !(3..=63).contains(&name.len())
+        || !chars_ok
+        || !name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !name.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Some(
+            "S3 bucket names have 3 to 63 lower-case letters, digits, '-' or '.', and start \
+             and end with a letter or digit",
+        );
+    }
+    if name.contains("..") || name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Some("S3 bucket names have no '..' and are not IP addresses");
+    }
+    if RESERVED_BUCKET_PREFIXES.iter().any(|p| name.starts_with(p))
+        || RESERVED_BUCKET_SUFFIXES.iter().any(|s| name.ends_with(s))
+    {
+        return Some(
+            "S3 reserves the prefixes 'xn--', 'sthree-', 'amzn-s3-demo-' and the suffixes \
+             '-s3alias', '--ol-s3', '.mrap', '--x-s3', '--table-s3'",
+        );
+    }
+    None
 }
 
 /// One step of the plan: a resource, its name, and why it is needed.
@@ -273,9 +316,10 @@ pub async fn plan(p: &dyn Provisioner, options: &SetupOptions) -> Result<SetupPl
         .bucket
         .clone()
         .unwrap_or_else(|| format!("{name}-{}-{}", account.id, account.region));
-    if !bucket_name_ok(&bucket) {
+    if let Some(problem) = bucket_name_problem(&bucket) {
         return Err(invalid(format!(
-            "the bucket name {bucket:?} is not a valid S3 name; pass bucket = a valid name"
+            "the bucket name {bucket:?} is not a valid S3 name ({problem}); pass bucket = a \
+             valid name"
         )));
     }
     let mut plan = SetupPlan {

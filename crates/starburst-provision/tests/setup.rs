@@ -229,6 +229,64 @@ async fn bad_options_get_errors_naming_the_valid_values() {
             },
             "bucket names",
         ),
+        // What AWS refuses only after earlier steps have created resources (the ECR
+        // repository pattern, EC2's security group names, S3's reserved names).
+        (
+            SetupOptions {
+                name: "s".into(),
+                ..SetupOptions::default()
+            },
+            "2 to 24",
+        ),
+        (
+            SetupOptions {
+                name: "burst-".into(),
+                ..SetupOptions::default()
+            },
+            "end it with a letter or digit",
+        ),
+        (
+            SetupOptions {
+                name: "sg-burst".into(),
+                ..SetupOptions::default()
+            },
+            "'sg-'",
+        ),
+        (
+            SetupOptions {
+                name: "sthree".into(),
+                ..SetupOptions::default()
+            },
+            "S3 reserves",
+        ),
+        (
+            SetupOptions {
+                name: "xn--burst".into(),
+                ..SetupOptions::default()
+            },
+            "S3 reserves",
+        ),
+        (
+            SetupOptions {
+                bucket: Some("data-s3alias".into()),
+                ..SetupOptions::default()
+            },
+            "S3 reserves",
+        ),
+        (
+            SetupOptions {
+                bucket: Some("data..x".into()),
+                ..SetupOptions::default()
+            },
+            "no '..'",
+        ),
+        (
+            SetupOptions {
+                bucket: Some("10.1.2.3".into()),
+                ..SetupOptions::default()
+            },
+            "IP addresses",
+        ),
     ] {
         let err = setup::plan(&p, &options).await.unwrap_err();
         assert!(
