@@ -61,6 +61,7 @@ from moto.server import (
 )
 
 import moto_fargate_quotas  # noqa: E402,F401  (patches moto's Service Quotas on import)
+import iam_simulation  # noqa: E402,F401  (adds iam:SimulatePrincipalPolicy to moto on import)
 import strict  # noqa: E402
 from strict import read_body  # noqa: E402
 
@@ -80,7 +81,9 @@ Gaps of the Fargate simulator against real ECS Fargate:
 - No network isolation: awsvpc subnets and security groups are not applied; the worker runs
   on 127.0.0.1 and reaches only this emulator (AWS_ENDPOINT_URL). No public IP check.
 - Credentials: the task role is simulated with static keys (testing/testing) in the
-  environment, not the container credentials endpoint; IAM policies are not enforced.
+  environment, not the container credentials endpoint; IAM policies are not enforced
+  (iam:SimulatePrincipalPolicy evaluates a user's or role's identity policies, see
+  iam_simulation.py, but requests are never refused for lack of permission).
 - The awslogs log group is created when missing (real ECS fails the task with
   ResourceInitializationError unless awslogs-create-group is true).
 - Start-up takes ~0.1 s (two simulator ticks, plus --start-delay), not 30-60 s; Spot
