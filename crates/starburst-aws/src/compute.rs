@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionFluentBuilder;
+use aws_sdk_ecs::types::builders::ContainerDefinitionBuilder;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, Compatibility,
     ContainerDefinition, ContainerOverride, CpuArchitecture, DesiredStatus, KeyValuePair,
@@ -403,8 +405,41 @@ impl EcsCompute {
                 .map_err(|e| Error::other(OP, resource(), e))?;
             container = container.log_configuration(logs);
         }
-        let out = self
-            .client
+        // ECS cannot assume a role created moments ago ("ECS was unable to assume the role"):
+        // a first session right after set-up meets that for some seconds.
+        let deadline = Instant::now() + ROLE_SETTLE;
+        let mut pause = Duration::from_millis(500);
+        let out = loop {
+            let sent = self.register_request(family, spec, &container).send().await;
+            match sent {
+                Err(err) if role_not_yet_assumable(&err) && Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                sent => break sent.map_err(|e| map(OP, resource(), e))?,
+            }
+        };
+        out.task_definition()
+            .and_then(|td| td.task_definition_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                Error::other(
+                    OP,
+                    resource(),
+                    "ECS registered the task definition but returned no ARN",
+                )
+            })
+    }
+
+    /// The `RegisterTaskDefinition` call for `spec` with `container`.
+    fn register_request(
+        &self,
+        family: &str,
+        spec: &WorkerSpec,
+        container: &ContainerDefinitionBuilder,
+    ) -> RegisterTaskDefinitionFluentBuilder {
+        let o = &self.options;
+        self.client
             .register_task_definition()
             .family(family)
             .network_mode(NetworkMode::Awsvpc)
@@ -419,21 +454,8 @@ impl EcsCompute {
             )
             .set_task_role_arn(o.task_role_arn.clone())
             .set_execution_role_arn(o.execution_role_arn.clone())
-            .container_definitions(container.build())
+            .container_definitions(container.clone().build())
             .tags(Tag::builder().key("starburst").value("worker").build())
-            .send()
-            .await
-            .map_err(|e| map(OP, resource(), e))?;
-        out.task_definition()
-            .and_then(|td| td.task_definition_arn())
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                Error::other(
-                    OP,
-                    resource(),
-                    "ECS registered the task definition but returned no ARN",
-                )
-            })
     }
 
     /// One `RunTask` call of `n` tasks, retried when throttled after the SDK's own retries.
@@ -932,6 +954,18 @@ fn size_of(cpu: Option<&str>, memory: Option<&str>) -> Option<WorkerSize> {
 }
 
 /// Fargate CPU units (1024 per vCPU) of `millicpu`, as ECS wants them.
+/// How long a task definition is retried while ECS cannot yet assume its (new) roles.
+const ROLE_SETTLE: Duration = Duration::from_secs(60);
+
+/// ECS's answer for a role it cannot assume: a new role not yet usable (IAM is eventually
+/// consistent), or one whose trust policy is wrong (then retrying ends at [`ROLE_SETTLE`]).
+fn role_not_yet_assumable<E: ProvideErrorMetadata>(err: &E) -> bool {
+    err.code() == Some("ClientException")
+        && err
+            .message()
+            .is_some_and(|m| m.contains("unable to assume the role"))
+}
+
 /// Whether `image` is in a private ECR registry (`<account>.dkr.ecr.<region>.amazonaws.com/…`).
 fn is_ecr_image(image: &str) -> bool {
     image

@@ -106,7 +106,9 @@ fn classify(
 ) -> Error {
     match (f.status, f.code.as_deref()) {
         (_, Some("NoSuchBucket")) => {
-            let bucket = resource.split('/').next().unwrap_or_default();
+            // `bucket/key` from the store, `bucket <name>` from set-up.
+            let name = resource.strip_prefix("bucket ").unwrap_or(&resource);
+            let bucket = name.split('/').next().unwrap_or_default();
             Error::not_found(op, format!("bucket {bucket}"))
         }
         (_, Some(code)) if is_throttling(code) => Error::Throttled {
@@ -301,6 +303,9 @@ mod tests {
         assert!(class(Some(404), Some("NoSuchKey")).is_not_found());
         assert!(
             matches!(class(Some(404), Some("NoSuchBucket")), Error::NotFound { resource, .. } if resource == "bucket b")
+        );
+        assert!(
+            matches!(classify("op", "bucket b".into(), &Failure { status: Some(404), code: Some("NoSuchBucket".into()) }, String::new(), "x".into()), Error::NotFound { resource, .. } if resource == "bucket b")
         );
         assert!(matches!(
             class(Some(412), None),

@@ -279,6 +279,26 @@ where
     }
 }
 
+/// Runs `attempt` again while it fails with not-found, for at most [`SETTLE`]: what AWS created
+/// a moment ago may not be visible yet (eventual consistency), and then it is.
+async fn once_visible<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let deadline = Instant::now() + SETTLE;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Err(err) if err.is_not_found() && Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            done => return done,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Policies
 // ---------------------------------------------------------------------------------------------
@@ -1956,9 +1976,10 @@ impl Provisioner for AwsProvisioner {
             }
         }
         // Tags first: if what follows fails, the next run finds the bucket as this set-up's
-        // and completes its settings.
-        self.put_bucket_tags(&spec.name, tags).await?;
-        self.configure_bucket(spec, false).await?;
+        // and completes its settings. Right after CreateBucket, S3 may still answer
+        // NoSuchBucket for a moment.
+        once_visible(|| self.put_bucket_tags(&spec.name, tags)).await?;
+        once_visible(|| self.configure_bucket(spec, false)).await?;
         Ok(ensured(
             ResourceKind::Bucket,
             &spec.name,
@@ -2098,10 +2119,14 @@ impl Provisioner for AwsProvisioner {
                 ));
             }
         }
-        self.put_retention(spec).await?;
-        let group = self.describe_log_group(name).await?.ok_or_else(|| {
-            Error::not_found("describe the new log group", format!("log group {name}"))
-        })?;
+        once_visible(|| self.put_retention(spec)).await?;
+        // A new log group can be missing from DescribeLogGroups for a moment.
+        let group = once_visible(|| async {
+            self.describe_log_group(name).await?.ok_or_else(|| {
+                Error::not_found("describe the new log group", format!("log group {name}"))
+            })
+        })
+        .await?;
         let arn = log_group_arn(&group).ok_or_else(|| {
             Error::other(OP, format!("log group {name}"), "described without an ARN")
         })?;

@@ -37,7 +37,11 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Self {
-        let moto = Moto::start().await;
+        Self::on(Moto::start().await).await
+    }
+
+    /// A fixture on `moto`.
+    async fn on(moto: Moto) -> Self {
         moto_api(
             &moto,
             "/moto-api/state-manager/set-transition",
@@ -436,6 +440,28 @@ async fn many_workers_are_described_in_batches_of_100_and_listed() {
     assert_eq!(w.size, Some(spec("big").size));
     assert_eq!(w.capacity, spec("big").capacity);
     // (Plain moto reports neither createdAt nor startedAt; ECS and the emulator do.)
+}
+
+/// IAM is eventually consistent: ECS cannot assume a role created moments ago ("ECS was unable
+/// to assume the role"), as a first session right after set-up meets. The launch waits for it
+/// (here moto refuses the role for 1.5 s after its creation; without the wait it fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_role_created_moments_ago_is_waited_for() {
+    let moto = Moto::start_eventually_consistent(std::time::Duration::from_millis(1500)).await;
+    let iam = aws_sdk_iam::Client::new(&moto.sdk_config());
+    let mut fx = Fixture::on(moto).await;
+    let role = iam
+        .create_role()
+        .role_name("sb-young-execution")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    fx.options.execution_role_arn = role.role().map(|r| r.arn().to_owned());
+    let report = fx.compute().await.launch(&spec("young"), 1).await.unwrap();
+    assert_eq!(report.launched.len(), 1, "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

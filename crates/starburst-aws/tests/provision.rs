@@ -1207,3 +1207,43 @@ async fn a_security_group_waits_for_task_interfaces_but_not_for_others() {
         .unwrap();
     assert!(left.security_groups().is_empty(), "the group is gone");
 }
+
+/// AWS is eventually consistent: right after CreateBucket a configuration call can answer
+/// NoSuchBucket, and a new log group can be missing from DescribeLogGroups. Set-up waits for
+/// them (here moto hides each for 1.5 s after its creation; without the waits both fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_buckets_and_log_groups_are_waited_for_until_aws_shows_them() {
+    let moto = Moto::start_eventually_consistent(std::time::Duration::from_millis(1500)).await;
+    let p = AwsProvisioner::new(&moto.aws().await);
+    let made = p
+        .ensure_bucket(&bucket("sb-young-data"), &tags("young"))
+        .await
+        .unwrap();
+    assert_eq!(made.change, Change::Created);
+    let s3 = aws_sdk_s3::Client::new(&moto.sdk_config());
+    let tagging = s3
+        .get_bucket_tagging()
+        .bucket("sb-young-data")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tagging
+            .tag_set()
+            .iter()
+            .any(|t| t.key() == SETUP_TAG && t.value() == "young"),
+        "tagged once visible"
+    );
+    let group = p
+        .ensure_log_group(
+            &LogGroupSpec {
+                name: "/sb-young/workers".into(),
+                retention_days: 7,
+            },
+            &tags("young"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(group.change, Change::Created);
+    assert!(group.resource.id.contains("/sb-young/workers"), "{group:?}");
+}
