@@ -50,6 +50,10 @@ pub const LOG_STREAM_PREFIX: &str = "starburst";
 /// a family registered by an incompatible version.
 const TASK_DEFINITION_FORMAT: &str = "1";
 
+/// The default family prefix of worker task definitions (`<prefix>-<hash>`), which teardown
+/// looks for.
+pub(crate) const FAMILY_PREFIX: &str = "starburst-worker";
+
 /// Where and how [`EcsCompute`] runs workers. `Default` is the cluster `default` with no network;
 /// every launch needs at least one subnet.
 #[derive(Debug, Clone)]
@@ -94,7 +98,7 @@ impl Default for EcsOptions {
             execution_role_arn: None,
             log_group: None,
             container_name: "worker".into(),
-            family_prefix: "starburst-worker".into(),
+            family_prefix: FAMILY_PREFIX.into(),
             pace: Pace::default(),
             stop_concurrency: 8,
         }

@@ -28,6 +28,27 @@ pub(crate) const OP: &str = "ensure the worker network";
 #[derive(Debug, Clone)]
 pub struct Ec2Network {
     client: aws_sdk_ec2::Client,
+    region: Option<String>,
+}
+
+/// Availability Zones (by id, the same in every account) where Fargate runs, for the regions
+/// where it does not run in all of them. Source: "Supported Regions for Amazon ECS on AWS
+/// Fargate", Linux containers
+/// (<https://docs.aws.amazon.com/AmazonECS/latest/developerguide/AWS_Fargate-Regions.html>),
+/// read 2026-12. (Older versions of that page also limited ca-central-1 to cac1-az1 and
+/// cac1-az2; the current one does not.)
+const FARGATE_ZONES: &[(&str, &[&str])] = &[
+    ("us-west-1", &["usw1-az1", "usw1-az3"]),
+    ("ap-northeast-1", &["apne1-az1", "apne1-az2", "apne1-az4"]),
+    ("cn-north-1", &["cnn1-az1", "cnn1-az2"]),
+];
+
+/// Whether Fargate runs tasks in the zone `zone_id` of `region` (unknown: yes).
+pub(crate) fn fargate_runs_in(region: &str, zone_id: Option<&str>) -> bool {
+    match (FARGATE_ZONES.iter().find(|(r, _)| *r == region), zone_id) {
+        (Some((_, zones)), Some(zone)) => zones.contains(&zone),
+        _ => true,
+    }
 }
 
 impl Ec2Network {
@@ -35,6 +56,7 @@ impl Ec2Network {
     pub fn new(aws: &Aws) -> Self {
         Self {
             client: aws_sdk_ec2::Client::new(aws.sdk()),
+            region: aws.region().map(str::to_owned),
         }
     }
 
@@ -61,13 +83,32 @@ impl Ec2Network {
             .into_paginator()
             .send();
         let mut found: Vec<(String, String)> = Vec::new();
+        let mut no_fargate: Vec<String> = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|err| map("describe subnets", named.clone(), err))?;
-            found.extend(
-                page.subnets()
-                    .iter()
-                    .filter_map(|s| Some((s.subnet_id()?.to_owned(), s.vpc_id()?.to_owned()))),
-            );
+            for s in page.subnets() {
+                let (Some(id), Some(vpc)) = (s.subnet_id(), s.vpc_id()) else {
+                    continue;
+                };
+                if !self.fargate_runs_in(s.availability_zone_id()) {
+                    no_fargate.push(format!(
+                        "{id} ({})",
+                        s.availability_zone_id().unwrap_or_default()
+                    ));
+                }
+                found.push((id.to_owned(), vpc.to_owned()));
+            }
+        }
+        if !no_fargate.is_empty() {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "Fargate does not run in the Availability Zone of subnets {}; pass subnets \
+                     of other zones (see the AWS page \"Supported Regions for Amazon ECS on AWS \
+                     Fargate\")",
+                    no_fargate.join(", ")
+                ),
+            ));
         }
         let mut vpcs: Vec<&str> = found.iter().map(|(_, vpc)| vpc.as_str()).collect();
         vpcs.sort_unstable();
@@ -133,7 +174,13 @@ impl Ec2Network {
         Ok(())
     }
 
-    /// Every subnet of `vpc`, sorted by id.
+    fn fargate_runs_in(&self, zone_id: Option<&str>) -> bool {
+        self.region
+            .as_deref()
+            .is_none_or(|region| fargate_runs_in(region, zone_id))
+    }
+
+    /// Every subnet of `vpc` in a zone where Fargate runs, sorted by id.
     async fn subnets_of(&self, vpc: &str) -> Result<Vec<String>> {
         let mut pages = self
             .client
@@ -142,21 +189,35 @@ impl Ec2Network {
             .into_paginator()
             .send();
         let mut ids = Vec::new();
+        let mut skipped = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|err| map("describe subnets", format!("VPC {vpc}"), err))?;
-            ids.extend(
-                page.subnets()
-                    .iter()
-                    .filter_map(|s| s.subnet_id())
-                    .map(str::to_owned),
-            );
+            for s in page.subnets() {
+                let Some(id) = s.subnet_id() else { continue };
+                if self.fargate_runs_in(s.availability_zone_id()) {
+                    ids.push(id.to_owned());
+                } else {
+                    skipped.push(format!(
+                        "{id} ({})",
+                        s.availability_zone_id().unwrap_or_default()
+                    ));
+                }
+            }
         }
         if ids.is_empty() {
+            let why = if skipped.is_empty() {
+                "has no subnets".to_owned()
+            } else {
+                format!(
+                    "has subnets only in Availability Zones where Fargate does not run ({})",
+                    skipped.join(", ")
+                )
+            };
             return Err(Error::invalid(
                 OP,
                 format!(
-                    "VPC {vpc} has no subnets; pass subnets = c(...) of a VPC whose subnets can \
-                     reach S3 and ECR"
+                    "VPC {vpc} {why}; pass subnets = c(...) of a VPC whose subnets can reach S3 \
+                     and ECR"
                 ),
             ));
         }
@@ -325,6 +386,19 @@ mod tests {
     use aws_sdk_ec2::types::IpPermission;
 
     use super::*;
+
+    #[test]
+    fn fargate_zones_are_limited_only_where_aws_says_so() {
+        assert!(!fargate_runs_in("us-west-1", Some("usw1-az2")));
+        assert!(fargate_runs_in("us-west-1", Some("usw1-az1")));
+        assert!(!fargate_runs_in("ap-northeast-1", Some("apne1-az3")));
+        assert!(fargate_runs_in("ap-northeast-1", Some("apne1-az4")));
+        assert!(fargate_runs_in("us-east-1", Some("use1-az3")));
+        assert!(
+            fargate_runs_in("us-west-1", None),
+            "unknown zone: not excluded"
+        );
+    }
 
     #[test]
     fn a_group_with_inbound_rules_is_refused() {

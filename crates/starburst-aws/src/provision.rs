@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_ecs::types::{TaskDefinitionFamilyStatus, TaskDefinitionStatus};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types as s3t;
@@ -18,6 +19,7 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::Aws;
+use crate::compute::FAMILY_PREFIX;
 use crate::error::map;
 use crate::network::{self, Ec2Network, Group};
 
@@ -1788,7 +1790,103 @@ impl AwsProvisioner {
         }
     }
 
+    /// Deregisters and deletes the worker task definitions (family prefix
+    /// [`FAMILY_PREFIX`]) that name role `role` as their execution or task role, so teardown
+    /// leaves none behind: ECS keeps a deregistered definition (INACTIVE) until
+    /// DeleteTaskDefinitions, which takes up to 10 at a time.
+    async fn retire_task_definitions_of(&self, role: &str) -> Result<()> {
+        const OP: &str = "delete the workers' task definitions";
+        let resource = || format!("task definitions {FAMILY_PREFIX}-* of role {role}");
+        // ListTaskDefinitions' familyPrefix is a whole family name; the families' listing
+        // takes a prefix.
+        let mut families = Vec::new();
+        let mut pages = self
+            .ecs
+            .list_task_definition_families()
+            .family_prefix(FAMILY_PREFIX)
+            .status(TaskDefinitionFamilyStatus::All)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| map(OP, resource(), err))?;
+            families.extend(page.families().iter().cloned());
+        }
+        let mut arns = Vec::new();
+        for family in &families {
+            for status in [TaskDefinitionStatus::Active, TaskDefinitionStatus::Inactive] {
+                let mut pages = self
+                    .ecs
+                    .list_task_definitions()
+                    .family_prefix(family)
+                    .status(status)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|err| map(OP, resource(), err))?;
+                    arns.extend(page.task_definition_arns().iter().cloned());
+                }
+            }
+        }
+        arns.sort();
+        arns.dedup();
+        let names_role = |arn: Option<&str>| {
+            arn.is_some_and(|a| a.rsplit_once('/').is_some_and(|(_, name)| name == role))
+        };
+        let mut retire = Vec::new();
+        for arn in arns {
+            let out = match self
+                .ecs
+                .describe_task_definition()
+                .task_definition(&arn)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(err) if err.code() == Some("ClientException") => continue, // gone meanwhile
+                Err(err) => return Err(map(OP, resource(), err)),
+            };
+            let Some(td) = out.task_definition() else {
+                continue;
+            };
+            if !(names_role(td.execution_role_arn()) || names_role(td.task_role_arn())) {
+                continue;
+            }
+            if td.status() == Some(&TaskDefinitionStatus::Active) {
+                self.ecs
+                    .deregister_task_definition()
+                    .task_definition(&arn)
+                    .send()
+                    .await
+                    .map_err(|err| map(OP, resource(), err))?;
+            }
+            retire.push(arn);
+        }
+        for batch in retire.chunks(10) {
+            let out = self
+                .ecs
+                .delete_task_definitions()
+                .set_task_definitions(Some(batch.to_vec()))
+                .send()
+                .await
+                .map_err(|err| map(OP, resource(), err))?;
+            if let Some(failure) = out.failures().first() {
+                return Err(Error::other(
+                    OP,
+                    resource(),
+                    format!(
+                        "ECS did not delete {}: {}",
+                        failure.arn().unwrap_or("a task definition"),
+                        failure.reason().unwrap_or("no reason given")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn delete_role(&self, name: &str) -> Result<()> {
+        // What names the role goes first: teardown leaves no task definition behind.
+        self.retire_task_definitions_of(name).await?;
         let resource = || format!("role {name}");
         let gone = |err: &Error| err.is_not_found();
         let steps = async {

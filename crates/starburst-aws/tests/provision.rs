@@ -1247,3 +1247,77 @@ async fn new_buckets_and_log_groups_are_waited_for_until_aws_shows_them() {
     assert_eq!(group.change, Change::Created);
     assert!(group.resource.id.contains("/sb-young/workers"), "{group:?}");
 }
+
+/// Teardown leaves no task definition behind: deleting a role first deregisters and deletes the
+/// worker task definitions that name it, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_role_deletes_the_worker_task_definitions_that_name_it() {
+    let fx = Fx::start().await;
+    let ours =
+        fx.p.ensure_role(&role("sb-td-execution"), &tags("td"))
+            .await
+            .unwrap();
+    let theirs =
+        fx.p.ensure_role(&role("other-execution"), &tags("other"))
+            .await
+            .unwrap();
+    let ecs = fx.ecs();
+    let register = |family: &'static str, role: String| {
+        let ecs = ecs.clone();
+        async move {
+            ecs.register_task_definition()
+                .family(family)
+                .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+                .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+                .cpu("256")
+                .memory("512")
+                .execution_role_arn(role)
+                .container_definitions(
+                    aws_sdk_ecs::types::ContainerDefinition::builder()
+                        .name("worker")
+                        .image("123456789012.dkr.ecr.us-east-1.amazonaws.com/sb:1")
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap()
+                .task_definition()
+                .unwrap()
+                .task_definition_arn()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let mine = [
+        register("starburst-worker-00aa", ours.resource.id.clone()).await,
+        register("starburst-worker-00aa", ours.resource.id.clone()).await,
+        register("starburst-worker-00bb", ours.resource.id.clone()).await,
+    ];
+    let other = register("starburst-worker-00cc", theirs.resource.id.clone()).await;
+    fx.p.delete(&ours.resource).await.unwrap();
+    let status = |arn: String| {
+        let ecs = ecs.clone();
+        async move {
+            match ecs
+                .describe_task_definition()
+                .task_definition(&arn)
+                .send()
+                .await
+            {
+                Ok(out) => out
+                    .task_definition()
+                    .and_then(|td| td.status())
+                    .map(|s| s.as_str().to_owned()),
+                Err(_) => None,
+            }
+        }
+    };
+    for arn in mine {
+        let left = status(arn.clone()).await;
+        assert!(
+            left.as_deref().is_none_or(|s| s == "DELETE_IN_PROGRESS"),
+            "{arn}: {left:?}"
+        );
+    }
+    assert_eq!(status(other).await.as_deref(), Some("ACTIVE"));
+}
