@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable
 
 import regex  # AWS patterns use \\p{L}, which the standard `re` lacks
 from moto.core.parse import PROTOCOL_PARSERS
-from moto.core.request import Request
+from moto.core.request import Request, determine_request_protocol
 from moto.core.routing import get_service_router
 from moto.core.utils import get_service_model
 from moto.ec2.models import ec2_backends
@@ -436,7 +436,14 @@ class Strict:
         except (HTTPException, NotImplementedError, KeyError):
             return None
         model = get_service_model(model_name)
-        parser = PROTOCOL_PARSERS[str(model.protocol)](op)
+        try:
+            # The protocol of this request (a model may list several, e.g. CBOR and JSON).
+            protocol = determine_request_protocol(model, request.content_type)
+        except NotImplementedError:
+            return None
+        if protocol not in PROTOCOL_PARSERS:
+            return None
+        parser = PROTOCOL_PARSERS[protocol](op)
         try:
             params = parser.parse(
                 {

@@ -84,6 +84,7 @@ pub struct AwsProvisioner {
     ec2: aws_sdk_ec2::Client,
     iam: aws_sdk_iam::Client,
     sts: aws_sdk_sts::Client,
+    tagging: aws_sdk_resourcegroupstagging::Client,
     network: Ec2Network,
     region: Option<String>,
     /// Both waits of `delete`, when set (else [`DEFAULT_WAIT`] and [`ENI_WAIT`]).
@@ -103,6 +104,7 @@ impl AwsProvisioner {
             ec2: aws_sdk_ec2::Client::new(sdk),
             iam: aws_sdk_iam::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
+            tagging: aws_sdk_resourcegroupstagging::Client::new(sdk),
             network: Ec2Network::new(aws),
             region: aws.region().map(str::to_owned),
             wait: None,
@@ -846,37 +848,52 @@ impl AwsProvisioner {
         unreachable!("the last round returns")
     }
 
-    async fn find_buckets(&self, key: &str, value: &str, region: &str) -> Result<Vec<Resource>> {
-        let mut found = Vec::new();
+    /// The set-up's buckets, from the region's tag index (Resource Groups Tagging API): one
+    /// listing, never a call per bucket of the account (a bucket whose policy denies the caller,
+    /// common under AWS Organizations, would fail such a call).
+    async fn find_buckets(&self, key: &str, value: &str) -> Result<Vec<Resource>> {
+        Ok(self
+            .tagged_arns(key, value, "s3")
+            .await?
+            .iter()
+            // `arn:aws:s3:::<bucket>`; other S3 resources have a `/` (or are not `:::`).
+            .filter_map(|arn| arn.rsplit_once(":::"))
+            .filter(|(_, name)| !name.contains('/'))
+            .map(|(_, name)| Resource {
+                kind: ResourceKind::Bucket,
+                name: name.to_owned(),
+                id: name.to_owned(),
+            })
+            .collect())
+    }
+
+    /// The ARNs of the resources of `service` (`s3`, `logs`) in this region that carry the tag
+    /// `key = value`, from the Resource Groups Tagging API. (Filtered by service, not by
+    /// resource type: the callers tell the types apart by ARN.)
+    async fn tagged_arns(&self, key: &str, value: &str, service: &str) -> Result<Vec<String>> {
+        const OP: &str = "find tagged resources";
+        let filter = aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+            .key(key)
+            .values(value)
+            .build();
         let mut pages = self
-            .s3
-            .list_buckets()
-            .bucket_region(region)
+            .tagging
+            .get_resources()
+            .tag_filters(filter)
+            .resource_type_filters(service)
             .into_paginator()
             .send();
+        let mut arns = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| map("list buckets", "this account".into(), err))?;
-            for bucket in page.buckets() {
-                let Some(name) = bucket.name() else { continue };
-                if bucket.bucket_region().is_some_and(|r| r != region) {
-                    continue;
-                }
-                let tags = match self.bucket_tags(name).await {
-                    Ok(tags) => tags,
-                    // Deleted meanwhile.
-                    Err(err) if err.is_not_found() => continue,
-                    Err(err) => return Err(err),
-                };
-                if tags.get(key).is_some_and(|v| v == value) {
-                    found.push(Resource {
-                        kind: ResourceKind::Bucket,
-                        name: name.to_owned(),
-                        id: name.to_owned(),
-                    });
-                }
-            }
+            let page = page
+                .map_err(|err| map(OP, format!("{service} resources tagged {key}={value}"), err))?;
+            arns.extend(
+                page.resource_tag_mapping_list()
+                    .iter()
+                    .filter_map(|m| m.resource_arn().map(str::to_owned)),
+            );
         }
-        Ok(found)
+        Ok(arns)
     }
 }
 
@@ -1434,30 +1451,23 @@ impl AwsProvisioner {
         Ok(ensured(ResourceKind::LogGroup, name, &arn, change(wrote)))
     }
 
+    /// The set-up's log groups, from the region's tag index: one listing, not a tag read per
+    /// log group of the region (thousands in large accounts, then throttling).
     async fn find_log_groups(&self, key: &str, value: &str) -> Result<Vec<Resource>> {
-        let mut found = Vec::new();
-        let mut pages = self.logs.describe_log_groups().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| map("list log groups", "this region".into(), err))?;
-            for group in page.log_groups() {
-                let (Some(name), Some(arn)) = (group.log_group_name(), log_group_arn(group)) else {
-                    continue;
-                };
-                let tags = match self.log_group_tags(&arn).await {
-                    Ok(tags) => tags,
-                    Err(err) if err.is_not_found() => continue,
-                    Err(err) => return Err(err),
-                };
-                if tags.get(key).is_some_and(|v| v == value) {
-                    found.push(Resource {
-                        kind: ResourceKind::LogGroup,
-                        name: name.to_owned(),
-                        id: arn,
-                    });
-                }
-            }
-        }
-        Ok(found)
+        Ok(self
+            .tagged_arns(key, value, "logs")
+            .await?
+            .into_iter()
+            .filter_map(|arn| {
+                let arn = arn.trim_end_matches(":*").to_owned();
+                let name = arn.split_once(":log-group:")?.1.to_owned();
+                Some(Resource {
+                    kind: ResourceKind::LogGroup,
+                    name,
+                    id: arn,
+                })
+            })
+            .collect())
     }
 }
 
@@ -1982,6 +1992,9 @@ impl AwsProvisioner {
         }
     }
 
+    /// The set-up's roles. IAM is global and has no regional tag index, and reading every
+    /// role's tags costs a call per role; set-up names its roles after the tag value (`<set-up
+    /// id>-execution`), so only roles whose name starts with it are read.
     async fn find_roles(&self, key: &str, value: &str) -> Result<Vec<Resource>> {
         let mut roles = Vec::new();
         let mut pages = self.iam.list_roles().into_paginator().send();
@@ -1990,6 +2003,7 @@ impl AwsProvisioner {
             roles.extend(
                 page.roles()
                     .iter()
+                    .filter(|r| r.role_name().starts_with(value))
                     .map(|r| (r.role_name().to_owned(), r.arn().to_owned())),
             );
         }
@@ -2301,8 +2315,7 @@ impl Provisioner for AwsProvisioner {
     }
 
     async fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<Resource>> {
-        let region = self.region("find tagged resources")?.to_owned();
-        let mut found = self.find_buckets(key, value, &region).await?;
+        let mut found = self.find_buckets(key, value).await?;
         found.extend(self.find_repositories(key, value).await?);
         found.extend(self.find_clusters(key, value).await?);
         found.extend(self.find_log_groups(key, value).await?);

@@ -893,7 +893,7 @@ async fn ensure_every_kind(fx: &Fx) -> Vec<Resource> {
         .unwrap()
         .group
         .resource,
-        fx.p.ensure_role(&role("sb-s1-task"), &tags("s1"))
+        fx.p.ensure_role(&role("s1-task"), &tags("s1"))
             .await
             .unwrap()
             .resource,
@@ -909,7 +909,7 @@ async fn find_tagged_returns_exactly_the_setups_resources() {
         .await
         .unwrap();
     fx.p.ensure_cluster("sb-s2", &tags("s2")).await.unwrap();
-    fx.p.ensure_role(&role("sb-s2-task"), &tags("s2"))
+    fx.p.ensure_role(&role("s2-task"), &tags("s2"))
         .await
         .unwrap();
     fx.s3()
@@ -950,7 +950,7 @@ async fn find_tagged_returns_exactly_the_setups_resources() {
     assert_eq!(found, ours, "exactly what ensure_* returned");
     let theirs = fx.p.find_tagged(SETUP_TAG, "s2").await.unwrap();
     let names: Vec<&str> = theirs.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["sb-s2-data", "sb-s2", "sb-s2-task"]);
+    assert_eq!(names, ["sb-s2-data", "sb-s2", "s2-task"]);
     assert!(fx.p.find_tagged(SETUP_TAG, "s3").await.unwrap().is_empty());
 }
 
@@ -1320,4 +1320,51 @@ async fn deleting_a_role_deletes_the_worker_task_definitions_that_name_it() {
         );
     }
     assert_eq!(status(other).await.as_deref(), Some("ACTIVE"));
+}
+
+/// Finding a set-up's resources does not read the tags of everything in the account: one
+/// bucket whose policy denies the caller would abort it, and thousands of log groups or roles
+/// mean thousands of calls, then throttling. Buckets and log groups come from the region's tag
+/// index; only roles named after the set-up have their tags read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_tagged_reads_no_tags_of_other_buckets_log_groups_or_roles() {
+    let fx = Fx::start().await;
+    let ours = ensure_every_kind(&fx).await;
+    for i in 0..5 {
+        fx.s3()
+            .create_bucket()
+            .bucket(format!("someone-elses-{i}"))
+            .send()
+            .await
+            .unwrap();
+        fx.logs()
+            .create_log_group()
+            .log_group_name(format!("/someone/else/{i}"))
+            .send()
+            .await
+            .unwrap();
+        fx.iam()
+            .create_role()
+            .role_name(format!("someone-else-{i}"))
+            .assume_role_policy_document(POLICY)
+            .send()
+            .await
+            .unwrap();
+    }
+    fx.moto.stats(true).await;
+    let found = fx.p.find_tagged(SETUP_TAG, "s1").await.unwrap();
+    assert_eq!(found.len(), ours.len(), "{found:?}");
+    let stats = fx.moto.stats(false).await;
+    let count = |service: &str, op: &str| stats["requests"][service][op].as_u64().unwrap_or(0);
+    assert_eq!(count("s3", "GET bucket ?tagging"), 0, "{stats}");
+    assert_eq!(
+        count("logs", "ListTagsForResource") + count("logs", "ListTagsLogGroup"),
+        0,
+        "{stats}"
+    );
+    assert_eq!(
+        count("iam", "ListRoleTags"),
+        1,
+        "only the set-up's role: {stats}"
+    );
 }

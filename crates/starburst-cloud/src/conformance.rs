@@ -335,7 +335,8 @@ pub async fn provisioner(p: Arc<dyn crate::Provisioner>, prefix: &str) {
         ..NetworkRequest::default()
     };
     let role = RoleSpec {
-        name: format!("{prefix}-task"),
+        // Named after the set-up id, as set-up names roles (`find_tagged` relies on it).
+        name: format!("{id}-task"),
         description: "conformance test role".into(),
         service: "ecs-tasks.amazonaws.com".into(),
         policy_name: "starburst".into(),

@@ -166,7 +166,9 @@ pub trait Provisioner: Send + Sync + Debug + 'static {
     -> Result<EnsuredNetwork>;
     /// A role with its trust policy and inline policy.
     async fn ensure_role(&self, spec: &RoleSpec, tags: &Tags) -> Result<Ensured>;
-    /// Every resource of the kinds above carrying the tag `key = value`.
+    /// Every resource of the kinds above carrying the tag `key = value`. Roles are found only
+    /// when their name starts with `value` (set-up names them `<set-up id>-…`): IAM has no
+    /// index by tag, and reading every role's tags would cost a call per role of the account.
     async fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<Resource>>;
     /// Deletes `resource` (a bucket with its contents, a role with its inline policies).
     /// Deleting what is already gone succeeds.

@@ -108,6 +108,27 @@ impl Moto {
         Aws::connect(self.options()).await
     }
 
+    /// The requests this server answered, per service and operation (the emulator's
+    /// `/_starburst/stats`, served by `strict_moto.py` too), reset when `reset`.
+    pub async fn stats(&self, reset: bool) -> serde_json::Value {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.endpoint.trim_start_matches("http://");
+        let (method, path) = if reset {
+            ("POST", "/_starburst/stats/reset")
+        } else {
+            ("GET", "/_starburst/stats")
+        };
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("stats: {e}: {response}"))
+    }
+
     /// Creates ECS's service-linked role, as an account that has used ECS has it (a cluster
     /// with capacity providers needs it).
     pub async fn ecs_service_linked_role(&self) {
