@@ -8,6 +8,11 @@
 ## - `starburst_backend_unavailable`: the requested backend cannot be used.
 ## - `starburst_worker_missing`: the `starburst-worker` binary was not found.
 ## - `starburst_session_error`: the Rust engine refused to start a session.
+## - `starburst_setup_failed`: a step of `starburst_setup()` failed, with
+##   `starburst_conflict` (a same-named resource it did not create) or
+##   `starburst_permissions_missing` (the permissions pre-flight found missing
+##   permissions before anything was created; the condition's `policy` holds
+##   the IAM policy that grants them, `policy_file` a file with it).
 ##
 ## Failures of a *future* (its worker or R process died, it was cancelled) are
 ## `StarburstFutureError`s, which extend future's `FutureError`; see

@@ -66,6 +66,10 @@ sb_setup_plan <- function(options_json, region, endpoint) {
   sb_check(.Call(wrap__sb_setup_plan, options_json, region, endpoint))
 }
 
+sb_check_permissions <- function(options_json, region, endpoint) {
+  sb_check(.Call(wrap__sb_check_permissions, options_json, region, endpoint))
+}
+
 sb_setup_apply <- function(plan_json, endpoint, assign_public_ip, progress) {
   sb_check(.Call(wrap__sb_setup_apply, plan_json, endpoint, assign_public_ip, progress))
 }

@@ -34,8 +34,13 @@
 #'
 #' Your AWS credentials come from the standard chain (environment
 #' variables, `~/.aws` profiles, SSO, instance roles). They need permission
-#' to create the resources above (for example the `AdministratorAccess`
-#' policy, or IAM, S3, ECR, ECS, EC2, CloudWatch Logs and STS rights).
+#' to create the resources above and to use them: before anything is
+#' created, `starburst_setup()` checks them with
+#' [starburst_check_permissions()] and, when some are missing, stops with an
+#' error of class `starburst_permissions_missing` that lists them and names a
+#' file holding the IAM policy that grants them (also in the error's
+#' `policy`), for an administrator to attach. When IAM's policy simulator
+#' cannot be asked, it says so and goes on.
 #'
 #' @param region AWS region, e.g. `"us-east-1"`. Default: the `region` of
 #'   [starburst_config()], else the AWS chain's (`AWS_REGION`, profile).
@@ -57,10 +62,16 @@
 #'   without a NAT gateway (such as the default VPC's) need to reach S3 and
 #'   ECR. Default: `TRUE`.
 #' @param confirm Ask before creating anything. Default: `interactive()`.
+#' @param check_permissions Check the AWS identity's permissions before
+#'   anything is created (see [starburst_check_permissions()]). Default:
+#'   `TRUE`; `FALSE` skips the check, for identities whose permissions IAM's
+#'   simulator judges wrongly.
 #'
 #' A failed step is an error of class `starburst_setup_failed` (with
 #' `starburst_conflict` when a resource of the same name exists that this
-#' set-up did not create: it is never adopted or changed).
+#' set-up did not create: it is never adopted or changed; with
+#' `starburst_permissions_missing` when the permissions check found missing
+#' permissions: nothing was created).
 #'
 #' @return Invisibly, an object of class `starburst_setup`: the set-up id,
 #'   the set-up file, its settings and what each step did (`created`,
@@ -70,12 +81,13 @@
 #' \dontrun{
 #' starburst_setup(region = "us-east-1")
 #' }
-#' @seealso [starburst_teardown()], [starburst_config()]
+#' @seealso [starburst_check_permissions()], [starburst_teardown()], [starburst_config()]
 #' @export
 starburst_setup <- function(region = NULL, name = "starburst", prefix = "starburst",
                             data_retention_days = NULL, log_retention_days = 30,
                             keep_images = 20, subnets = NULL, vpc = NULL, bucket = NULL,
-                            assign_public_ip = TRUE, confirm = interactive()) {
+                            assign_public_ip = TRUE, confirm = interactive(),
+                            check_permissions = TRUE) {
   region <- check_region(region %||% preference("region"), null_ok = TRUE)
   check_string(name, "name")
   check_string(prefix, "prefix")
@@ -98,13 +110,17 @@ starburst_setup <- function(region = NULL, name = "starburst", prefix = "starbur
     invalid_argument("Argument 'confirm' must be TRUE or FALSE, not %s", deparse_short(confirm))
   }
 
-  options <- list(
-    name = name, prefix = prefix,
-    data_retention_days = as.integer(data_retention_days),
-    log_retention_days = as.integer(log_retention_days),
-    keep_images = as.integer(keep_images),
-    subnets = I(as.character(subnets)), vpc = vpc, bucket = bucket
-  )
+  if (!is_flag(check_permissions)) {
+    invalid_argument("Argument 'check_permissions' must be TRUE or FALSE, not %s", deparse_short(check_permissions))
+  }
+
+  options <- setup_options(name = name, prefix = prefix,
+                           data_retention_days = data_retention_days,
+                           log_retention_days = log_retention_days, keep_images = keep_images,
+                           subnets = subnets, vpc = vpc, bucket = bucket)
+  ## Before anything is looked up or created: everything missing at once,
+  ## as one policy for an administrator
+  if (check_permissions) preflight_permissions(options, region)
   plan_json <- sb_setup_plan(to_json(options), region, NULL)
   plan <- jsonlite::fromJSON(plan_json, simplifyVector = FALSE)
   print_setup_plan(plan)
@@ -247,6 +263,19 @@ print_setup_plan <- function(plan) {
     sprintf("%d to create (+), %d existing (=), all tagged starburst:setup = %s.",
             n_new, length(plan$steps) - n_new, plan$setup_id)
   })
+}
+
+## The set-up options as the engine reads them (SetupOptions)
+setup_options <- function(name = "starburst", prefix = "starburst", data_retention_days = 7L,
+                          log_retention_days = 30L, keep_images = 20L, subnets = NULL,
+                          vpc = NULL, bucket = NULL) {
+  list(
+    name = name, prefix = prefix,
+    data_retention_days = as.integer(data_retention_days),
+    log_retention_days = as.integer(log_retention_days),
+    keep_images = as.integer(keep_images),
+    subnets = I(as.character(subnets)), vpc = vpc, bucket = bucket
+  )
 }
 
 kind_label <- function(kind) {

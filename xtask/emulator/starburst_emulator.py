@@ -597,6 +597,12 @@ class FargateSimulator:
             c.exitCode = None  # moto reports 0 before the container ever ran
             c.last_status = "PENDING"
             c.runtime_id = f"{task.id}-{c.name}"
+        # Fargate describes a task's network interface by its attachment's ARN (moto: "moto ECS");
+        # teardown tells task interfaces from others by it.
+        for eni_id, attachment in _task_interfaces(task):
+            eni = ec2_backends[sim.account][sim.region].enis.get(eni_id)
+            if eni is not None:
+                eni.description = f"arn:aws:ecs:{sim.region}:{sim.account}:attachment/{attachment}"
         self.tasks[task.id] = sim
 
     def stop_task(self, backend: EC2ContainerServiceBackend, original: Callable[..., Task], cluster_str: str, task_str: str, reason: str) -> Task:
@@ -767,6 +773,13 @@ class FargateSimulator:
         sim.phase = "STOPPED"
         if sim.workdir:
             shutil.rmtree(sim.workdir, ignore_errors=True)
+        # Deprovisioning releases the task's network interface (moto keeps it forever, and its
+        # security group could never be deleted).
+        for eni_id, _ in _task_interfaces(t):
+            try:
+                ec2_backends[sim.account][sim.region].delete_network_interface(eni_id)
+            except Exception:  # already gone
+                pass
 
     def _pull_error(self, sim: SimTask) -> str | None:
         image = sim.task.containers[0].image or ""
@@ -900,6 +913,18 @@ class FargateSimulator:
             except subprocess.TimeoutExpired:
                 LOG.error("worker process %d did not die", p.pid)
         shutil.rmtree(self._workroot, ignore_errors=True)
+
+
+def _task_interfaces(task: Task) -> list[tuple[str, str]]:
+    """(network interface id, attachment id) of each awsvpc attachment of `task`."""
+    found = []
+    for a in getattr(task, "attachments", None) or []:
+        if a.get("type") != "ElasticNetworkInterface":
+            continue
+        for d in a.get("details", []):
+            if d.get("name") == "networkInterfaceId":
+                found.append((d["value"], a["id"]))
+    return found
 
 
 def _task_resource_requirements(task_definition: Any) -> dict[str, Any]:

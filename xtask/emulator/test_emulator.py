@@ -217,6 +217,20 @@ class EmulatorTest(unittest.TestCase):
         _, child = self.pids(pid_file)
         wait_for("the worker's child to die with the container", lambda: not alive(child))
 
+    def test_a_task_interface_is_an_ecs_attachment_released_when_the_task_stops(self) -> None:
+        task = self.run_task({})
+        self.wait_status(task, "RUNNING")
+        ec2 = self.emu.client("ec2")
+        group = self.emu.config["security_groups"][0]
+        enis = ec2.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [group]}])["NetworkInterfaces"]
+        ours = [e for e in enis if e["Description"].endswith(task["attachments"][0]["id"])]
+        self.assertEqual(len(ours), 1, enis)
+        self.assertRegex(ours[0]["Description"], r"^arn:aws:ecs:us-east-1:\d{12}:attachment/")
+        self.ecs.stop_task(cluster=self.emu.config["cluster"], task=task["taskArn"])
+        self.wait_status(task, "STOPPED")
+        left = ec2.describe_network_interfaces(Filters=[{"Name": "network-interface-id", "Values": [ours[0]["NetworkInterfaceId"]]}])["NetworkInterfaces"]
+        self.assertEqual(left, [])
+
     def test_exit_code_is_reported(self) -> None:
         stopped = self.wait_status(self.run_task({"FAKE_EXIT": "3"}), "STOPPED")
         self.assertEqual(stopped["stopCode"], "EssentialContainerExited")

@@ -14,6 +14,7 @@
 //! | `Registry` | [`EcrRegistry`] | ECR |
 //! | `Network` | `Ec2Network` (feature `network`) | EC2 (VPCs, subnets, security groups) |
 //! | `Provisioner` | `AwsProvisioner` (feature `provision`) | S3, ECR, ECS, CloudWatch Logs, EC2, IAM, STS |
+//! | `Permissions` | `IamPermissions` (feature `provision`) | IAM's policy simulator, STS; read-only probes |
 //!
 //! The adapters are tested against a local moto server (`tests/`), in the same conformance
 //! suites the in-memory fakes pass.
@@ -27,6 +28,8 @@ mod metadata;
 #[cfg(feature = "network")]
 mod network;
 mod pace;
+#[cfg(feature = "provision")]
+mod permissions;
 #[cfg(feature = "provision")]
 mod provision;
 mod quotas;
@@ -43,6 +46,8 @@ pub use metadata::{METADATA_ENV, ecs_task_id};
 #[cfg(feature = "network")]
 pub use network::Ec2Network;
 pub use pace::Pace;
+#[cfg(feature = "provision")]
+pub use permissions::IamPermissions;
 #[cfg(feature = "provision")]
 pub use provision::AwsProvisioner;
 pub use quotas::ServiceQuotas;

@@ -761,3 +761,72 @@ impl crate::Provisioner for FakeProvisioner {
         Ok(())
     }
 }
+
+/// A caller's permissions in memory for the [`crate::Permissions`] port: everything allowed
+/// except the actions denied, decided as a policy simulation would; or, when the caller's
+/// policies cannot be simulated, every permission unknown.
+#[derive(Debug)]
+pub struct FakePermissions {
+    caller: String,
+    denied: Mutex<Vec<String>>,
+    unsimulated: Option<String>,
+}
+
+impl Default for FakePermissions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakePermissions {
+    /// The user `arn:aws:iam::000000000000:user/fake`, allowed everything.
+    pub fn new() -> Self {
+        Self {
+            caller: "arn:aws:iam::000000000000:user/fake".to_string(),
+            denied: Mutex::default(),
+            unsimulated: None,
+        }
+    }
+
+    /// A caller whose policies cannot be simulated, for the reason `note`: every permission is
+    /// reported unknown.
+    pub fn unsimulated(note: &str) -> Self {
+        Self {
+            unsimulated: Some(note.to_string()),
+            ..Self::new()
+        }
+    }
+
+    /// Denies `action` (e.g. `"ecs:CreateCluster"`) on every resource (no statement allows it).
+    pub fn deny(&self, action: &str) {
+        lock(&self.denied).push(action.to_string());
+    }
+}
+
+#[async_trait]
+impl crate::Permissions for FakePermissions {
+    async fn check(&self, needed: &[crate::Permission]) -> Result<crate::PermissionReport> {
+        let denied = lock(&self.denied);
+        let checks = needed
+            .iter()
+            .map(|p| crate::PermissionCheck {
+                permission: p.clone(),
+                verdict: if self.unsimulated.is_some() {
+                    crate::Verdict::Unknown
+                } else if denied.iter().any(|a| a.eq_ignore_ascii_case(&p.action)) {
+                    crate::Verdict::ImplicitDeny
+                } else {
+                    crate::Verdict::Allowed
+                },
+                detail: None,
+            })
+            .collect();
+        Ok(crate::PermissionReport {
+            caller: self.caller.clone(),
+            principal: self.unsimulated.is_none().then(|| self.caller.clone()),
+            simulated: self.unsimulated.is_none(),
+            note: self.unsimulated.clone(),
+            checks,
+        })
+    }
+}

@@ -1,7 +1,7 @@
 //! Ports and domain types of starburst: the object-safe async traits through which every other
 //! crate reaches a cloud (object store, compute, quotas, logs, image registry and builder,
-//! network, provisioning, clock), the one error type they return, in-memory fakes of each, and the shared
-//! conformance suites every implementation runs.
+//! network, provisioning, permissions, clock), the one error type they return, in-memory fakes
+//! of each, and the shared conformance suites every implementation runs.
 //!
 //! This crate knows no cloud: no AWS SDK type, no file system layout, no R. It depends on no
 //! other workspace crate.
@@ -18,6 +18,7 @@ mod ids;
 mod image;
 mod logs;
 mod network;
+mod permissions;
 mod provision;
 mod quotas;
 mod store;
@@ -32,6 +33,9 @@ pub use ids::{ObjectPath, SessionId, TaskId, WorkerId};
 pub use image::{BuildRequest, ImageBuilder, ImageRef, Registry, RegistryLogin};
 pub use logs::{LogLine, LogQuery, Logs};
 pub use network::{Network, NetworkConfig, NetworkRequest};
+pub use permissions::{
+    Permission, PermissionCheck, PermissionCondition, PermissionReport, Permissions, Verdict,
+};
 pub use provision::{
     Account, BucketSpec, Change, Ensured, EnsuredNetwork, LogGroupSpec, MANAGED_TAG, Provisioner,
     RepositorySpec, Resource, ResourceKind, RoleSpec, SETUP_TAG, Tags,
@@ -48,6 +52,7 @@ pub mod mocks {
     pub use crate::image::{MockImageBuilder, MockRegistry};
     pub use crate::logs::MockLogs;
     pub use crate::network::MockNetwork;
+    pub use crate::permissions::MockPermissions;
     pub use crate::provision::MockProvisioner;
     pub use crate::quotas::MockQuotas;
     pub use crate::store::MockObjectStore;

@@ -303,99 +303,117 @@ impl SetupPlan {
             policy,
         }
     }
+
+    /// The names and steps of a set-up of `options` in `account`, found without any look-up:
+    /// every step's `exists` is false. Nothing is validated (see [`plan_names`]): it also names
+    /// the resources of placeholder accounts, as the README's policy does.
+    pub fn named(account: Account, options: &SetupOptions) -> Self {
+        let name = &options.name;
+        let bucket = options
+            .bucket
+            .clone()
+            .unwrap_or_else(|| format!("{name}-{}-{}", account.id, account.region));
+        let mut plan = SetupPlan {
+            setup_id: format!("{name}-{}", account.region),
+            repository: name.clone(),
+            cluster: name.clone(),
+            log_group: format!("/{name}/workers"),
+            security_group: format!("{name}-workers"),
+            // IAM is global: the region keeps set-ups of several regions apart.
+            execution_role: format!("{name}-{}-execution", account.region),
+            task_role: format!("{name}-{}-task", account.region),
+            account,
+            options: options.clone(),
+            bucket,
+            steps: Vec::new(),
+        };
+        let days = options.data_retention_days;
+        let steps = [
+            (
+                ResourceKind::Bucket,
+                plan.bucket.clone(),
+                format!(
+                    "session data (private, encrypted, deleted after {days} day{})",
+                    if days == 1 { "" } else { "s" }
+                ),
+            ),
+            (
+                ResourceKind::Repository,
+                plan.repository.clone(),
+                format!(
+                    "worker images built from your R environment (scanned on push, newest {} kept)",
+                    options.keep_images
+                ),
+            ),
+            (
+                ResourceKind::Cluster,
+                plan.cluster.clone(),
+                "runs the workers on Fargate and Fargate Spot".to_string(),
+            ),
+            (
+                ResourceKind::LogGroup,
+                plan.log_group.clone(),
+                format!("worker logs (kept {} days)", options.log_retention_days),
+            ),
+            (
+                ResourceKind::SecurityGroup,
+                plan.security_group.clone(),
+                "lets workers reach S3 and ECR; nothing can connect to them".to_string(),
+            ),
+            (
+                ResourceKind::Role,
+                plan.execution_role.clone(),
+                "lets ECS pull the worker image and write its logs".to_string(),
+            ),
+            (
+                ResourceKind::Role,
+                plan.task_role.clone(),
+                format!(
+                    "what workers may do: read and write s3://{}/{}/ only",
+                    plan.bucket,
+                    plan.prefix()
+                ),
+            ),
+        ];
+        plan.steps = steps
+            .into_iter()
+            .map(|(kind, name, why)| Step {
+                exists: false,
+                kind,
+                name,
+                why,
+            })
+            .collect();
+        plan
+    }
+}
+
+/// The plan for `options` in `account` without looking anything up: the validated options, the
+/// resource names and the steps, none marked as existing. What a permissions check needs before
+/// set-up may read the account.
+pub fn plan_names(account: Account, options: &SetupOptions) -> Result<SetupPlan> {
+    options.validate()?;
+    let plan = SetupPlan::named(account, options);
+    if let Some(problem) = bucket_name_problem(&plan.bucket) {
+        return Err(invalid(format!(
+            "the bucket name {:?} is not a valid S3 name ({problem}); pass bucket = a valid name",
+            plan.bucket
+        )));
+    }
+    Ok(plan)
 }
 
 /// The plan for `options` in the provisioner's account: names, reasons, and which resources
 /// already exist (one read-only look-up by tag).
 pub async fn plan(p: &dyn Provisioner, options: &SetupOptions) -> Result<SetupPlan> {
     options.validate()?;
-    let account = p.account().await?;
-    let name = &options.name;
-    let setup_id = format!("{name}-{}", account.region);
-    let bucket = options
-        .bucket
-        .clone()
-        .unwrap_or_else(|| format!("{name}-{}-{}", account.id, account.region));
-    if let Some(problem) = bucket_name_problem(&bucket) {
-        return Err(invalid(format!(
-            "the bucket name {bucket:?} is not a valid S3 name ({problem}); pass bucket = a \
-             valid name"
-        )));
-    }
-    let mut plan = SetupPlan {
-        repository: name.clone(),
-        cluster: name.clone(),
-        log_group: format!("/{name}/workers"),
-        security_group: format!("{name}-workers"),
-        // IAM is global: the region keeps set-ups of several regions apart.
-        execution_role: format!("{name}-{}-execution", account.region),
-        task_role: format!("{name}-{}-task", account.region),
-        setup_id,
-        account,
-        options: options.clone(),
-        bucket,
-        steps: Vec::new(),
-    };
+    let mut plan = plan_names(p.account().await?, options)?;
     let existing = p.find_tagged(SETUP_TAG, &plan.setup_id).await?;
-    let exists =
-        |kind: ResourceKind, name: &str| existing.iter().any(|r| r.kind == kind && r.name == name);
-    let days = options.data_retention_days;
-    let steps = [
-        (
-            ResourceKind::Bucket,
-            plan.bucket.clone(),
-            format!(
-                "session data (private, encrypted, deleted after {days} day{})",
-                if days == 1 { "" } else { "s" }
-            ),
-        ),
-        (
-            ResourceKind::Repository,
-            plan.repository.clone(),
-            format!(
-                "worker images built from your R environment (scanned on push, newest {} kept)",
-                options.keep_images
-            ),
-        ),
-        (
-            ResourceKind::Cluster,
-            plan.cluster.clone(),
-            "runs the workers on Fargate and Fargate Spot".to_string(),
-        ),
-        (
-            ResourceKind::LogGroup,
-            plan.log_group.clone(),
-            format!("worker logs (kept {} days)", options.log_retention_days),
-        ),
-        (
-            ResourceKind::SecurityGroup,
-            plan.security_group.clone(),
-            "lets workers reach S3 and ECR; nothing can connect to them".to_string(),
-        ),
-        (
-            ResourceKind::Role,
-            plan.execution_role.clone(),
-            "lets ECS pull the worker image and write its logs".to_string(),
-        ),
-        (
-            ResourceKind::Role,
-            plan.task_role.clone(),
-            format!(
-                "what workers may do: read and write s3://{}/{}/ only",
-                plan.bucket,
-                plan.prefix()
-            ),
-        ),
-    ];
-    plan.steps = steps
-        .into_iter()
-        .map(|(kind, name, why)| Step {
-            exists: exists(kind, &name),
-            kind,
-            name,
-            why,
-        })
-        .collect();
+    for step in &mut plan.steps {
+        step.exists = existing
+            .iter()
+            .any(|r| r.kind == step.kind && r.name == step.name);
+    }
     Ok(plan)
 }
 

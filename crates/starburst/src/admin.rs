@@ -1,5 +1,6 @@
 //! Account administration outside sessions: the one-time set-up, its teardown and the set-up
-//! file it writes, environment images, Fargate quotas and increase requests. Every call blocks
+//! file it writes, the permissions they need, environment images, Fargate quotas and increase
+//! requests. Every call blocks
 //! the caller's thread on a small runtime, so progress callbacks run on the caller's thread
 //! (R's, for the R package).
 
@@ -7,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use starburst_aws::{Aws, AwsOptions, AwsProvisioner, EcrRegistry, ServiceQuotas};
-use starburst_cloud::{Provisioner, QuotaRequest, Quotas, Registry, Resource};
+use starburst_aws::{Aws, AwsOptions, AwsProvisioner, EcrRegistry, IamPermissions, ServiceQuotas};
+use starburst_cloud::{
+    PermissionReport, Permissions, Provisioner, QuotaRequest, Quotas, Registry, Resource,
+};
 use starburst_provision::image::ProgressSink;
 use starburst_provision::setup::{self, Applied, SetupOptions, SetupPlan, SetupResult};
 use starburst_provision::{DockerBuilder, EnsuredImage, EnvironmentSpec};
@@ -31,6 +34,7 @@ pub struct Admin {
     provisioner: Arc<dyn Provisioner>,
     registry: Arc<dyn Registry>,
     quotas: Arc<dyn Quotas>,
+    permissions: Arc<dyn Permissions>,
     endpoint_url: Option<String>,
     runtime: tokio::runtime::Runtime,
 }
@@ -75,6 +79,7 @@ impl Admin {
             provisioner: Arc::new(AwsProvisioner::new(&aws)),
             registry: Arc::new(EcrRegistry::new(&aws)),
             quotas: Arc::new(ServiceQuotas::new(&aws)),
+            permissions: Arc::new(IamPermissions::new(&aws)),
             endpoint_url,
             runtime,
         })
@@ -85,11 +90,13 @@ impl Admin {
         provisioner: Arc<dyn Provisioner>,
         registry: Arc<dyn Registry>,
         quotas: Arc<dyn Quotas>,
+        permissions: Arc<dyn Permissions>,
     ) -> Result<Self> {
         Ok(Self {
             provisioner,
             registry,
             quotas,
+            permissions,
             endpoint_url: None,
             runtime: runtime()?,
         })
@@ -100,6 +107,19 @@ impl Admin {
         Ok(self
             .runtime
             .block_on(setup::plan(self.provisioner.as_ref(), options))?)
+    }
+
+    /// Whether the caller may do everything set-up for `options`, its sessions, environment
+    /// images, quotas and teardown need (`starburst_provision::permissions::caller_permissions`
+    /// of the set-up's names), asked before anything is looked up or created: simulated with the
+    /// caller's policies where the cloud can, else probed with read-only calls.
+    pub fn check_permissions(&self, options: &SetupOptions) -> Result<PermissionReport> {
+        self.runtime.block_on(async {
+            options.validate()?;
+            let plan = setup::plan_names(self.provisioner.account().await?, options)?;
+            let needed = starburst_provision::permissions::caller_permissions(&plan);
+            Ok::<_, Error>(self.permissions.check(&needed).await?)
+        })
     }
 
     /// Creates what `plan` lists (idempotent, resumable); `progress` sees every step.
@@ -264,7 +284,7 @@ impl Admin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use starburst_cloud::fake::{FakeProvisioner, FakeQuotas, FakeRegistry};
+    use starburst_cloud::fake::{FakePermissions, FakeProvisioner, FakeQuotas, FakeRegistry};
     use starburst_cloud::{FARGATE_ON_DEMAND_VCPU, ImageRef, RequestState};
 
     fn admin(registry: FakeRegistry, quotas: Arc<FakeQuotas>) -> Admin {
@@ -272,8 +292,83 @@ mod tests {
             Arc::new(FakeProvisioner::new("eu-west-1")),
             Arc::new(registry),
             quotas,
+            Arc::new(FakePermissions::new()),
         )
         .unwrap()
+    }
+
+    fn admin_with(permissions: FakePermissions) -> Admin {
+        Admin::with_ports(
+            Arc::new(FakeProvisioner::new("eu-west-1")),
+            Arc::new(FakeRegistry::new()),
+            Arc::new(FakeQuotas::new()),
+            Arc::new(permissions),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_permissions_check_asks_about_the_set_up_s_names_and_reports_what_is_missing() {
+        let permissions = FakePermissions::new();
+        permissions.deny("ecs:CreateCluster");
+        permissions.deny("iam:PassRole");
+        let a = admin_with(permissions);
+        let options = SetupOptions {
+            name: "lab".into(),
+            ..SetupOptions::default()
+        };
+        let report = a.check_permissions(&options).unwrap();
+        assert!(report.simulated);
+        let denied: Vec<_> = report
+            .denied()
+            .map(|c| (c.permission.action.as_str(), c.permission.resource.as_str()))
+            .collect();
+        assert_eq!(
+            denied,
+            [
+                (
+                    "ecs:CreateCluster",
+                    "arn:aws:ecs:eu-west-1:000000000000:cluster/lab"
+                ),
+                (
+                    "iam:PassRole",
+                    "arn:aws:iam::000000000000:role/lab-eu-west-1-execution"
+                ),
+                (
+                    "iam:PassRole",
+                    "arn:aws:iam::000000000000:role/lab-eu-west-1-task"
+                ),
+            ]
+        );
+        assert_eq!(report.allowed_count(), report.checks.len() - 3);
+        assert_eq!(report.not_allowed().len(), 3);
+        // Nothing was looked up or created.
+        assert!(a.teardown_plan("lab-eu-west-1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_caller_that_cannot_be_simulated_is_reported_so_and_bad_options_fail_first() {
+        let a = admin_with(FakePermissions::unsimulated("root user"));
+        let report = a.check_permissions(&SetupOptions::default()).unwrap();
+        assert!(!report.simulated && report.note.as_deref() == Some("root user"));
+        assert_eq!(report.denied().count(), 0);
+        assert_eq!(report.not_allowed().len(), report.checks.len());
+        let bad = SetupOptions {
+            name: "sg-x".into(),
+            ..SetupOptions::default()
+        };
+        assert!(matches!(
+            a.check_permissions(&bad),
+            Err(Error::Cloud(starburst_cloud::Error::InvalidInput { .. }))
+        ));
+    }
+
+    #[test]
+    fn the_policy_names_the_task_families_the_aws_adapter_registers() {
+        assert_eq!(
+            starburst_aws::EcsOptions::default().family_prefix,
+            starburst_provision::permissions::TASK_FAMILY_PREFIX
+        );
     }
 
     #[test]

@@ -81,3 +81,35 @@ emulator <- function(path, body = NULL, method = if (is.null(body)) "GET" else "
   stopifnot(res$status_code < 300)
   jsonlite::fromJSON(rawToChar(res$content), simplifyVector = FALSE)
 }
+
+## base R has it from 4.4; the package's own is not visible to test_file()
+`%||%` <- function(x, y) if (is.null(x)) y else x
+
+## How often each AWS operation ran since `before` (stats), as "service Operation" = n
+ops_since <- function(before) {
+  after <- emulator("stats")$requests
+  out <- integer(0)
+  for (service in names(after)) {
+    for (op in names(after[[service]])) {
+      n <- after[[service]][[op]] - (before[[service]][[op]] %||% 0L)
+      if (n > 0) out[paste(service, op)] <- n
+    }
+  }
+  out
+}
+
+## AWS operations that write (create, change, tag or delete something) to
+## resources; the object and log-event writes of workers still shutting down
+## after earlier tests do not count
+writes_since <- function(before) {
+  ops <- names(ops_since(before)) %||% character(0)
+  ops <- ops[!grepl("Object|object|MultipartUpload|UploadPart|uploads|LogEvents|LogStream", ops)]
+  ## the emulator names S3 operations by method and resource ("s3 PUT bucket ?tagging")
+  ops[grepl(" (Create|Put|Delete|Update|Tag|Untag|Attach|Detach|Authorize|Revoke|Register|Run|Stop)| (PUT|POST|DELETE) ", ops)]
+}
+
+local_setup_file <- function(.env = parent.frame()) {
+  path <- file.path(withr::local_tempdir(.local_envir = .env), "config.json")
+  withr::local_envvar(STARBURST_CONFIG = path, .local_envir = .env)
+  path
+}

@@ -2,35 +2,6 @@
 ## xtask emulator`): idempotency, resume after a failure, teardown of exactly
 ## what set-up made. Skipped on the local backend.
 
-## How often each AWS operation ran since `before` (stats), as "service Operation" = n
-ops_since <- function(before) {
-  after <- emulator("stats")$requests
-  out <- integer(0)
-  for (service in names(after)) {
-    for (op in names(after[[service]])) {
-      n <- after[[service]][[op]] - (before[[service]][[op]] %||% 0L)
-      if (n > 0) out[paste(service, op)] <- n
-    }
-  }
-  out
-}
-
-## AWS operations that write (create, change, tag or delete something) to
-## resources; the object and log-event writes of workers still shutting down
-## after earlier tests do not count
-writes_since <- function(before) {
-  ops <- names(ops_since(before)) %||% character(0)
-  ops <- ops[!grepl("Object|object|MultipartUpload|UploadPart|uploads|LogEvents|LogStream", ops)]
-  ## the emulator names S3 operations by method and resource ("s3 PUT bucket ?tagging")
-  ops[grepl(" (Create|Put|Delete|Update|Tag|Untag|Attach|Detach|Authorize|Revoke|Register|Run|Stop)| (PUT|POST|DELETE) ", ops)]
-}
-
-local_setup_file <- function(.env = parent.frame()) {
-  path <- file.path(withr::local_tempdir(.local_envir = .env), "config.json")
-  withr::local_envvar(STARBURST_CONFIG = path, .local_envir = .env)
-  path
-}
-
 test_that("set-up creates everything once, writes the set-up file, and changes nothing when run again", {
   skip_unless_emulator()
   path <- local_setup_file()

@@ -447,6 +447,48 @@ fn sb_setup_plan(options_json: &str, region: Robj, endpoint: Robj) -> Robj {
     }
 }
 
+/// Whether the caller may do what set-up for `options_json` (set-up options), its sessions,
+/// images, quotas and teardown need, as JSON: the caller, whether its policies were simulated
+/// (else why not), one entry per permission with its verdict, and `policy`, the IAM policy
+/// document granting every permission not known to be allowed (`null` when there is none).
+#[extendr]
+fn sb_check_permissions(options_json: &str, region: Robj, endpoint: Robj) -> Robj {
+    let result = from_json("the set-up options", options_json).and_then(|options| {
+        let admin = admin(&region, &endpoint)?;
+        admin.check_permissions(&options).map_err(facade_error)
+    });
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => return e,
+    };
+    let missing = report.not_allowed();
+    let policy =
+        (!missing.is_empty()).then(|| starburst::provision::permissions::policy_document(&missing));
+    let checks: Vec<serde_json::Value> = report
+        .checks
+        .iter()
+        .map(|c| {
+            let p = &c.permission;
+            serde_json::json!({
+                "action": p.action,
+                "resource": p.resource,
+                "condition": p.condition.as_ref().map(|c| format!("{} {} = {}", c.operator, c.key, c.value)),
+                "why": p.why,
+                "verdict": c.verdict.as_str(),
+                "detail": c.detail,
+            })
+        })
+        .collect();
+    to_json(&serde_json::json!({
+        "caller": report.caller,
+        "principal": report.principal,
+        "simulated": report.simulated,
+        "note": report.note,
+        "checks": checks,
+        "policy": policy,
+    }))
+}
+
 /// Applies a plan from `sb_setup_plan()`; `progress` gets each step (JSON). Returns the
 /// set-up file's contents and each step's outcome, as JSON.
 #[extendr]
@@ -849,6 +891,7 @@ extendr_module! {
     fn sb_setup_workers;
     fn sb_session_swept;
     fn sb_setup_plan;
+    fn sb_check_permissions;
     fn sb_setup_apply;
     fn sb_teardown_plan;
     fn sb_teardown;
