@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
@@ -26,6 +26,7 @@ use tokio::task::JoinSet;
 use crate::Aws;
 use crate::error::map;
 use crate::pace::{Pace, TokenBucket};
+use crate::settle::retry_while;
 
 /// The most tasks one `RunTask` call may start.
 const RUN_TASK_MAX: u32 = 10;
@@ -411,18 +412,11 @@ impl EcsCompute {
         }
         // ECS cannot assume a role created moments ago ("ECS was unable to assume the role"):
         // a first session right after set-up meets that for some seconds.
-        let deadline = Instant::now() + ROLE_SETTLE;
-        let mut pause = Duration::from_millis(500);
-        let out = loop {
-            let sent = self.register_request(family, spec, &container).send().await;
-            match sent {
-                Err(err) if role_not_yet_assumable(&err) && Instant::now() < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                sent => break sent.map_err(|e| map(OP, resource(), e))?,
-            }
-        };
+        let out = retry_while(ROLE_SETTLE, role_not_yet_assumable, || {
+            self.register_request(family, spec, &container).send()
+        })
+        .await
+        .map_err(|e| map(OP, resource(), e))?;
         out.task_definition()
             .and_then(|td| td.task_definition_arn())
             .map(str::to_owned)

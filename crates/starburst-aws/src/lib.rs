@@ -35,6 +35,7 @@ mod provision;
 mod quotas;
 mod registry;
 mod sdk;
+mod settle;
 mod store;
 
 pub use compute::{

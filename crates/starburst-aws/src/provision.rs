@@ -22,6 +22,7 @@ use crate::Aws;
 use crate::compute::FAMILY_PREFIX;
 use crate::error::map;
 use crate::network::{self, Ec2Network, Group};
+use crate::settle::retry_while;
 
 /// The capacity providers every cluster has; the first is the default.
 const CAPACITY_PROVIDERS: [&str; 2] = ["FARGATE", "FARGATE_SPOT"];
@@ -285,22 +286,12 @@ where
 
 /// Runs `attempt` again while it fails with not-found, for at most [`SETTLE`]: what AWS created
 /// a moment ago may not be visible yet (eventual consistency), and then it is.
-async fn once_visible<T, F, Fut>(mut attempt: F) -> Result<T>
+async fn once_visible<T, F, Fut>(attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let deadline = Instant::now() + SETTLE;
-    let mut pause = Duration::from_millis(250);
-    loop {
-        match attempt().await {
-            Err(err) if err.is_not_found() && Instant::now() < deadline => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            done => return done,
-        }
-    }
+    retry_while(SETTLE, Error::is_not_found, attempt).await
 }
 
 // ---------------------------------------------------------------------------------------------
