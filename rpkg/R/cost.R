@@ -33,14 +33,7 @@
 #'   [starburst_config()]
 #' @export
 starburst_cost <- function(session = NULL) {
-  s <- session %||% current_session() %||% .state[["last_session"]]
-  if (is.null(s)) {
-    starburst_abort("No starburst session has run in this R session yet: set plan(starburst) and resolve some futures first.",
-                    class = "starburst_no_session")
-  }
-  if (!inherits(s, "StarburstSession")) {
-    invalid_argument("Argument 'session' must be a StarburstSession or NULL, not %s", deparse_short(s))
-  }
+  s <- session_or_last(session)
   cost <- if (isTRUE(s[["closed"]])) s[["cost"]] else sb_session_cost(s[["ptr"]])
   if (is.null(cost)) {
     starburst_abort("The cost of this session is not known: its region has no prices in the catalog.",

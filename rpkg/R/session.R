@@ -136,12 +136,30 @@ session_close <- function(s, reason = "the starburst session was closed") {
   }
   rm(list = ls(s[["tasks"]], all.names = TRUE), envir = s[["tasks"]])
 
-  ## The final bill, once every worker has stopped (starburst_cost())
-  s[["cost"]] <- tryCatch(sb_session_close(s[["ptr"]]), error = function(e) NULL)
+  ## The final bill and history, once every worker has stopped (starburst_cost(),
+  ## starburst_timeline())
+  closed <- tryCatch(sb_session_close(s[["ptr"]]), error = function(e) NULL)
+  s[["cost"]] <- if (!inherits(closed[["cost"]], "starburst_rust_error")) closed[["cost"]]
+  s[["timeline"]] <- closed[["timeline"]]
   s[["closed_at"]] <- Sys.time()
   .state[["last_session"]] <- s
   unlink(s[["root"]], recursive = TRUE, force = TRUE)
   invisible(TRUE)
+}
+
+
+## 'session' when given, else the current session, else the last closed one
+## (what starburst_cost() and starburst_timeline() report on)
+session_or_last <- function(session) {
+  s <- session %||% current_session() %||% .state[["last_session"]]
+  if (is.null(s)) {
+    starburst_abort("No starburst session has run in this R session yet: set plan(starburst) and resolve some futures first.",
+                    class = "starburst_no_session")
+  }
+  if (!inherits(s, "StarburstSession")) {
+    invalid_argument("Argument 'session' must be a StarburstSession or NULL, not %s", deparse_short(s))
+  }
+  s
 }
 
 

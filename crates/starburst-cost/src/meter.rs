@@ -163,6 +163,23 @@ impl Meter {
             .collect()
     }
 
+    /// What worker `id` has cost up to `now` (its whole run once stopped, at least a minute);
+    /// `None` for a worker the meter does not know.
+    pub fn worker_usd(&self, id: &WorkerId, now: Duration) -> Option<f64> {
+        self.runs.get(id).map(|run| run.cost_until(now))
+    }
+
+    /// The spend (USD) committed by time `t` of a run that went on to `now`: each worker that
+    /// had started by `t` for its run up to `t` (at least a minute, billed from its start).
+    /// Equal to [`Meter::report`]'s `usd` at `t = now`.
+    pub fn usd_at(&self, t: Duration) -> f64 {
+        self.runs
+            .values()
+            .filter(|run| run.start <= t)
+            .map(|run| run.cost_until(t))
+            .sum()
+    }
+
     /// The spend at `now`: stopped workers for their whole run, billed workers up to `now`,
     /// each run at least a minute.
     pub fn report(&self, now: Duration) -> MeterReport {
@@ -239,6 +256,35 @@ mod tests {
         m.worker_stopped(&id("a"), secs(900));
         assert!(close(m.report(secs(1000)).vcpu_seconds, 100.0 + 960.0));
         assert_eq!(m.running(), vec![id("b")]);
+    }
+
+    #[test]
+    fn spend_over_time_and_per_worker() {
+        let mut m = Meter::new(&Catalog::builtin(), "us-east-1").unwrap();
+        m.worker_started(id("a"), ONE, Arch::X86_64, Capacity::OnDemand, secs(0))
+            .unwrap();
+        m.worker_started(id("b"), ONE, Arch::X86_64, Capacity::OnDemand, secs(100))
+            .unwrap();
+        m.worker_stopped(&id("a"), secs(300));
+        // Before b starts, only a (its first minute billed at once); b's minute from 100 s.
+        assert!(close(m.usd_at(secs(10)), HOURLY * 60.0 / 3600.0));
+        assert!(close(m.usd_at(secs(99)), HOURLY * 99.0 / 3600.0));
+        assert!(close(m.usd_at(secs(130)), HOURLY * (130.0 + 60.0) / 3600.0));
+        // a stopped at 300: its cost stays; b runs on.
+        assert!(close(
+            m.usd_at(secs(400)),
+            HOURLY * (300.0 + 300.0) / 3600.0
+        ));
+        assert!(close(m.usd_at(secs(400)), m.report(secs(400)).usd));
+        assert!(close(
+            m.worker_usd(&id("a"), secs(1000)).unwrap(),
+            HOURLY * 300.0 / 3600.0
+        ));
+        assert!(close(
+            m.worker_usd(&id("b"), secs(1000)).unwrap(),
+            HOURLY * 900.0 / 3600.0
+        ));
+        assert_eq!(m.worker_usd(&id("zz"), secs(1000)), None);
     }
 
     #[test]

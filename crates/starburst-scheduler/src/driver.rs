@@ -51,8 +51,11 @@ impl Shared {
         }
     }
 
+    /// The core, with its idea of the time set to now (see `Core::now`).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap_or_else(|e| e.into_inner())
+        let mut core = self.core.lock().unwrap_or_else(|e| e.into_inner());
+        core.now = self.now();
+        core
     }
 
     /// Wakes the callers waiting in `collect` when a task changed.
@@ -791,7 +794,7 @@ async fn retry_stops(sh: &Shared, reason: &str) -> bool {
     }
 }
 
-async fn shutdown(sh: &Shared) {
+async fn close_session(sh: &Shared) {
     let now = sh.now();
     let (inboxes, billed) = {
         let mut st = sh.lock();
@@ -845,4 +848,13 @@ async fn shutdown(sh: &Shared) {
         Err(e) => tracing::warn!(error = %e, "reading the stopped workers' status failed"),
     }
     sh.lock().close_meter();
+}
+
+/// Closes the session: [`close_session`] then the journal's last word (workers not seen
+/// stopped count as stopped at the close).
+async fn shutdown(sh: &Shared) {
+    close_session(sh).await;
+    let mut st = sh.lock();
+    let now = st.now;
+    st.journal.closed(now);
 }

@@ -32,6 +32,7 @@ mod report;
 mod requests;
 mod state;
 mod task;
+mod timeline;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +47,7 @@ pub use report::{BlobUploads, CostReport, SessionInfo, StartPhases};
 pub use requests::RequestLimits;
 pub use starburst_cost::{Catalog, MeterReport};
 pub use task::{Collected, FailureCause, TaskFailure, TaskState};
+pub use timeline::{FutureSpan, MAX_JOURNAL_FUTURES, SpanOutcome, Timeline, WorkerSpan};
 
 use driver::{Shared, key};
 use state::Core;
@@ -324,6 +326,22 @@ impl Scheduler {
             exceeded: st.budget_exceeded,
             last_check: st.last_budget_check,
         })
+    }
+
+    /// The session's history so far (all of it once closed): its futures, its workers with
+    /// their start-up phases, stops and costs, and its spend over time.
+    pub fn timeline(&self) -> Timeline {
+        let sh = &self.shared;
+        let st = sh.lock();
+        let (now, wall) = (st.now, sh.ports.clock.wall());
+        match st.meter.as_ref() {
+            Some(meter) => {
+                let spend = |t| meter.usd_at(t);
+                st.journal
+                    .timeline(now, wall, |id| meter.worker_usd(id, now), Some(&spend))
+            }
+            None => st.journal.timeline(now, wall, |_| None, None),
+        }
     }
 
     /// Stops every worker and ends the session; pending tasks end cancelled. Idempotent.

@@ -481,6 +481,12 @@ impl Session {
         })
     }
 
+    /// The session's history: its futures, its workers' start-up phases, stops and costs, and
+    /// its spend over time; see [`Scheduler::timeline`].
+    pub fn timeline(&self) -> starburst_scheduler::Timeline {
+        self.scheduler.timeline()
+    }
+
     /// The workers of sessions that were gone which opening this session stopped.
     pub fn swept(&self) -> &SweepReport {
         &self.swept

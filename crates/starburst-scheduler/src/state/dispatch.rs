@@ -11,6 +11,7 @@ use starburst_serialization::{self as wire, FailureKind, InboxMeta, Outcome, Tas
 
 use super::Core;
 use super::trouble::Path;
+use crate::timeline::session_time;
 use crate::{FailureCause, TaskFailure, TaskState};
 
 /// An assignment decided by the core, to be written to its worker's inbox.
@@ -136,6 +137,7 @@ impl Core {
             .filter(|t| t.state == TaskState::Queued)?;
         t.state = TaskState::Running;
         t.worker = Some(worker.clone());
+        self.journal.assigned(&task_id, &worker, t.attempt);
         t.next_event = 0;
         t.known_events = 0;
         let meta = TaskMeta {
@@ -370,6 +372,14 @@ impl Core {
         // when the client saw it: its result is then read on the worker's schedule, and a
         // client that reads late does not stay late (the worker's clock, kept between this
         // task's start and now).
+        if let Ok((meta, _)) = &result {
+            let at = |ms: u64| session_time(now, wall, UNIX_EPOCH + Duration::from_millis(ms));
+            let timing = &meta.timing;
+            if let Ok(worker) = WorkerId::new(&meta.worker_id) {
+                let (started, finished) = (at(timing.started_unix_ms), at(timing.finished_unix_ms));
+                self.journal.ran(id, &worker, started, finished);
+            }
+        }
         let next_start = match (&result, self.tasks.get(id)) {
             (Ok((meta, _)), Some(t)) => {
                 let finished = UNIX_EPOCH + Duration::from_millis(meta.timing.finished_unix_ms);

@@ -21,6 +21,7 @@ use starburst_cloud::{TaskId, WorkerId, WorkerPhase};
 use starburst_cost::{Budget, Meter};
 use starburst_serialization::{BlobHash, BlobRef};
 
+use crate::timeline::Journal;
 use crate::{FailureCause, SchedulerConfig, TaskFailure, TaskState};
 use trouble::{Path, Trouble};
 
@@ -140,6 +141,11 @@ pub(crate) struct Core {
     pub(crate) trouble: BTreeMap<Path, Trouble>,
     /// Messages for the user that the caller has not taken yet ([`Scheduler::notices`]).
     pub(crate) notices: Vec<String>,
+    /// The session's history ([`crate::Timeline`]).
+    pub(crate) journal: Journal,
+    /// The session time when the core was last taken (`Shared::lock`): the time of what
+    /// calls without a time of their own record in the journal (a task's end).
+    pub(crate) now: Duration,
 }
 
 impl Core {
@@ -171,6 +177,8 @@ impl Core {
             client_seq: 0,
             trouble: BTreeMap::new(),
             notices: Vec::new(),
+            journal: Journal::default(),
+            now: Duration::ZERO,
             config: config.clone(),
         };
         if let Some(b) = &config.budget {
@@ -219,6 +227,7 @@ impl Core {
         blobs: Vec<BlobRef>,
         submitted_unix_ms: u64,
     ) {
+        self.journal.submitted(&id, label.as_deref(), self.now);
         let mut task = Task {
             label,
             payload,
@@ -293,6 +302,7 @@ impl Core {
         let config = &self.config;
         let first = (self.estimate.unwrap_or(Duration::ZERO) + self.write_latency)
             .clamp(config.poll_min, config.poll_max.max(config.poll_min));
+        self.journal.began(id, now);
         let worker = self.tasks.get_mut(id).and_then(|t| {
             t.started_at = now;
             // A cancelled task was probably skipped by the worker: its result is there.
@@ -367,6 +377,8 @@ impl Core {
             if t.state == TaskState::Queued {
                 self.queue.retain(|q| q != id);
             }
+            let cause = failure.as_ref().map(|f| f.cause.as_str());
+            self.journal.ended(id, state, cause, self.now);
             t.state = state;
             t.value = value;
             t.failure = failure;

@@ -9,6 +9,7 @@ use starburst_cloud::{
 };
 
 use super::{Billing, Core, Slot};
+use crate::timeline::session_time;
 use crate::{FailureCause, TaskFailure, TaskState};
 
 /// A worker the session lost: why, and the platform's words.
@@ -27,12 +28,6 @@ pub(crate) enum Beat {
     Quiet,
     /// It did not move for too long: the worker is to be stopped as lost.
     Expired(StopCause, String),
-}
-
-/// A platform time as session time: `at` is `wall - t` before `now` (clamped to the origin;
-/// `now` for a time ahead of `wall`).
-fn session_time(now: Duration, wall: SystemTime, t: SystemTime) -> Duration {
-    now.saturating_sub(wall.duration_since(t).unwrap_or(Duration::ZERO))
 }
 
 /// The cause and advice of a task that failed because its worker was lost for `cause`.
@@ -117,6 +112,9 @@ impl Core {
         now: Duration,
     ) -> bool {
         self.launched.extend(report.launched.iter().cloned());
+        for id in &report.launched {
+            self.journal.launched(id, requested_at);
+        }
         let spec = self.config.spec.clone();
         for id in &report.launched {
             if let Some(m) = self.meter.as_mut() {
@@ -227,6 +225,7 @@ impl Core {
                 slot.beat = Some((seen.unwrap_or_default(), now));
                 slot.ready = true;
             }
+            self.journal.beat(id, now);
             self.succeeded(super::trouble::Path::Launch);
             return Beat::Moved;
         }
@@ -327,6 +326,7 @@ impl Core {
             t.known_events = 0;
             t.state = TaskState::Queued;
             t.worker = None;
+            self.journal.requeued(&task_id);
             requeued.push(task_id);
         }
         for task_id in requeued.iter().rev() {
@@ -341,7 +341,8 @@ impl Core {
         requeued
     }
 
-    /// Feeds the platform's view of billed workers to the meter: a stopped worker's stop time
+    /// Feeds the platform's view of workers to the journal (phases, stops) and of billed
+    /// workers to the meter: a stopped worker's stop time
     /// (the platform's, clamped into the window the scheduler observed: not before it was last
     /// seen alive or asked to stop, not after now, so a skewed clock cannot move it), and for
     /// one the platform no longer reports that was asked to stop, the stop-latency bound.
@@ -351,6 +352,7 @@ impl Core {
         now: Duration,
         wall: SystemTime,
     ) {
+        self.journal.observed(statuses, now, wall);
         let latency = self.budget.map_or(Duration::ZERO, |b| b.stop_latency);
         let Self { meter, billing, .. } = self;
         let Some(meter) = meter.as_mut() else {

@@ -303,8 +303,8 @@ fn sb_worker_log(session: Robj, worker: &str, n: f64) -> Robj {
     })
 }
 
-/// Stops the session's workers and returns its final cost (see `cost_list`); idempotent
-/// (`NULL` once closed).
+/// Stops the session's workers and returns its final cost (see `cost_list`) and timeline
+/// (see `timeline_list`) as `list(cost, timeline)`; idempotent (`NULL` once closed).
 #[extendr]
 fn sb_session_close(session: Robj) -> Robj {
     let mut handle: ExternalPtr<Handle> = match session.try_into() {
@@ -314,11 +314,101 @@ fn sb_session_close(session: Robj) -> Robj {
     match handle.0.take() {
         Some(s) => {
             s.close();
-            // The final bill: every worker has been stopped.
-            cost_list(&s)
+            // The final bill and history: every worker has been stopped.
+            named(
+                &["cost", "timeline"],
+                vec![cost_list(&s), timeline_list(&s)],
+            )
         }
         None => ().into(),
     }
+}
+
+/// The session's history so far: see `timeline_list`.
+#[extendr]
+fn sb_session_timeline(session: Robj) -> Robj {
+    with_session(session, timeline_list)
+}
+
+/// A session's timeline as a list: `origin` (the session's start, seconds since the epoch),
+/// `now` (seconds from the start), `futures_dropped`, and the columns of `futures` (task,
+/// label, worker, submitted, started, finished, outcome, retries), `workers` (worker,
+/// launched, placed, running, ready, stopped, cause, cost_usd) and `cost` (time, usd), every
+/// time in seconds from the start, `NA` when unknown.
+fn timeline_list(s: &Session) -> Robj {
+    let t = s.timeline();
+    let secs = |d: std::time::Duration| d.as_secs_f64();
+    let opt = |d: Option<std::time::Duration>| d.map(secs);
+    let origin = t
+        .origin
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(f64::NAN, |d| d.as_secs_f64());
+    let f = &t.futures;
+    let futures = named(
+        &[
+            "task",
+            "label",
+            "worker",
+            "submitted",
+            "started",
+            "finished",
+            "outcome",
+            "retries",
+        ],
+        vec![
+            r!(f.iter().map(|f| f.task.to_string()).collect::<Vec<_>>()),
+            r!(f.iter().map(|f| f.label.clone()).collect::<Vec<_>>()),
+            r!(f.iter()
+                .map(|f| f.worker.as_ref().map(ToString::to_string))
+                .collect::<Vec<_>>()),
+            r!(f.iter().map(|f| secs(f.submitted)).collect::<Vec<_>>()),
+            r!(f.iter().map(|f| opt(f.started)).collect::<Vec<_>>()),
+            r!(f.iter().map(|f| opt(f.finished)).collect::<Vec<_>>()),
+            r!(f.iter().map(|f| f.outcome.as_str()).collect::<Vec<_>>()),
+            r!(f.iter().map(|f| f.retries as i32).collect::<Vec<_>>()),
+        ],
+    );
+    let w = &t.workers;
+    let workers = named(
+        &[
+            "worker", "launched", "placed", "running", "ready", "stopped", "cause", "cost_usd",
+        ],
+        vec![
+            r!(w.iter().map(|w| w.worker.to_string()).collect::<Vec<_>>()),
+            r!(w.iter().map(|w| secs(w.launched)).collect::<Vec<_>>()),
+            r!(w.iter().map(|w| opt(w.placed)).collect::<Vec<_>>()),
+            r!(w.iter().map(|w| opt(w.running)).collect::<Vec<_>>()),
+            r!(w.iter().map(|w| opt(w.ready)).collect::<Vec<_>>()),
+            r!(w.iter().map(|w| opt(w.stopped)).collect::<Vec<_>>()),
+            r!(w.iter().map(|w| w.cause.clone()).collect::<Vec<_>>()),
+            r!(w.iter().map(|w| w.cost_usd).collect::<Vec<_>>()),
+        ],
+    );
+    let cost = named(
+        &["time", "usd"],
+        vec![
+            r!(t.cost.iter().map(|(at, _)| secs(*at)).collect::<Vec<_>>()),
+            r!(t.cost.iter().map(|(_, usd)| *usd).collect::<Vec<_>>()),
+        ],
+    );
+    named(
+        &[
+            "origin",
+            "now",
+            "futures_dropped",
+            "futures",
+            "workers",
+            "cost",
+        ],
+        vec![
+            r!(origin),
+            r!(secs(t.now)),
+            r!(t.futures_dropped as f64),
+            futures,
+            workers,
+            cost,
+        ],
+    )
 }
 
 /// Every live worker of the AWS set-up in `config_json` (a session configuration): columns
@@ -886,6 +976,7 @@ extendr_module! {
     fn sb_session_workers;
     fn sb_worker_log;
     fn sb_session_close;
+    fn sb_session_timeline;
     fn sb_validate_size;
     fn sb_check_seconds;
     fn sb_setup_workers;
