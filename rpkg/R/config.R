@@ -288,7 +288,11 @@ resolve_config <- function(workers = NULL, cpu = NULL, memory = NULL, backend = 
   check_workers(workers)
 
   implicit <- is.na(backend)
-  if (implicit) backend <- if (has_aws_setup()) "aws" else "local"
+  if (implicit) backend <- if (sb_has_aws() && has_aws_setup()) "aws" else "local"
+  if (backend == "aws" && !sb_has_aws()) {
+    starburst_abort("This build of starburst has no AWS backend: it was installed with STARBURST_LOCAL_ONLY set (as `cargo xtask demo` does). Reinstall the package without it to use AWS, or use plan(starburst, backend = \"local\").",
+                    class = "starburst_backend_unavailable")
+  }
 
   if (backend == "aws") {
     msg <- sb_validate_size(millicpu, memory_mib)
@@ -425,7 +429,8 @@ note_local_fallback <- function(config) {
   if (identical(.state[["noted_key"]], key)) return(invisible(FALSE))
   .state[["noted_key"]] <- key
   if (isTRUE(getOption("starburst.quiet", FALSE))) return(invisible(FALSE))
-  message(sprintf("starburst: no AWS set-up found; running futures on %d local worker process%s (backend = \"local\").",
+  message(sprintf("starburst: %s; running futures on %d local worker process%s (backend = \"local\").",
+                  if (sb_has_aws()) "no AWS set-up found" else "this build has no AWS backend",
                   config[["workers"]], if (config[["workers"]] == 1L) "" else "es"))
   invisible(TRUE)
 }

@@ -58,8 +58,9 @@ print.starburst_cost <- function(x, ...) {
   cat(sprintf("  %-14s $%.4f%s\n", if (local) "would cost" else "cost", x$usd,
               if (abs(x$usd - x$usd_on_demand) > 1e-9) sprintf(" ($%.4f on demand)", x$usd_on_demand) else ""))
   if (x$running > 0) cat(sprintf("  burn rate      $%.4f per hour\n", x$hourly_rate))
-  caps <- c(if (!is.na(x$max_cost)) sprintf("$%.2f per session", x$max_cost),
-            if (!is.na(x$max_hourly_cost)) sprintf("$%.2f per hour", x$max_hourly_cost))
+  usd <- function(v) paste0("$", format(v, nsmall = 2, digits = 3, scientific = FALSE))
+  caps <- c(if (!is.na(x$max_cost)) sprintf("%s per session", usd(x$max_cost)),
+            if (!is.na(x$max_hourly_cost)) sprintf("%s per hour", usd(x$max_hourly_cost)))
   if (length(caps) > 0L) {
     cat(sprintf("  caps           %s%s\n", paste(caps, collapse = ", "),
                 if (isTRUE(x$exceeded)) " -- reached: pending futures failed" else ""))

@@ -48,6 +48,8 @@ sb_worker_log <- function(session, worker, n) {
 
 sb_session_close <- function(session) invisible(sb_check(.Call(wrap__sb_session_close, session)))
 
+sb_has_aws <- function() .Call(wrap__sb_has_aws)
+
 sb_session_timeline <- function(session) sb_check(.Call(wrap__sb_session_timeline, session))
 
 sb_validate_size <- function(millicpu, memory_mib) {

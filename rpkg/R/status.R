@@ -13,7 +13,7 @@
 #' @param aws Look up the set-up's resources and the quotas on AWS. Default:
 #'   `TRUE` when an AWS set-up exists.
 #'
-#' @return Invisibly, an object of class `starburst_status`: a list with
+#' @return An object of class `starburst_status` (printed at the console): a list with
 #'   `preferences`, `setup` (the set-up file's settings or `NULL`),
 #'   `resources` (data frame `kind`, `name`, `found`), `session` (the active
 #'   session's counts or `NULL`), `cost` ([starburst_cost()] or `NULL`),
@@ -74,7 +74,7 @@ starburst_status <- function(aws = has_aws_setup()) {
   if (!is.null(session) || !is.null(.state[["last_session"]])) {
     out$cost <- tryCatch(starburst_cost(), error = function(e) NULL)
   }
-  invisible(structure(out, class = "starburst_status"))
+  structure(out, class = "starburst_status")
 }
 
 #' @export

@@ -165,7 +165,10 @@ plot.starburst_timeline <- function(x, ...) {
   shown_cost <- nrow(x$cost) > 1L
   op <- graphics::par(no.readonly = TRUE)
   on.exit(graphics::par(op))
-  if (shown_cost) graphics::layout(matrix(1:2), heights = c(3, 1))
+  if (shown_cost) graphics::layout(matrix(1:2), heights = c(3, 1.4))
+  ## What the legend lists: only what the plot shows
+  shown <- c(provisioning = FALSE, pulling = FALSE, starting = FALSE, future = FALSE,
+             failed = FALSE, lost = FALSE)
 
   ## Workers as lanes, the first at the top
   graphics::par(mar = c(if (shown_cost) 1 else 4, 6, 4, 1))
@@ -189,15 +192,17 @@ plot.starburst_timeline <- function(x, ...) {
     ready <- secs(w$ready)
     graphics::segments(launched, y, stopped, y, col = "grey55")
     h <- 0.32
-    shade <- function(from, to, col) {
+    shade <- function(from, to, phase) {
       ok <- !is.na(from) & !is.na(to) & to > from
-      if (any(ok)) graphics::rect(from[ok], y[ok] - h, to[ok], y[ok] + h, col = col, border = NA)
+      if (any(ok)) graphics::rect(from[ok], y[ok] - h, to[ok], y[ok] + h, col = phase_col[[phase]], border = NA)
+      shown[[phase]] <<- any(ok)
     }
-    shade(launched, upto(placed, running, ready, stopped), phase_col[["provisioning"]])
-    shade(placed, upto(running, ready, stopped), phase_col[["pulling"]])
-    shade(running, upto(ready, stopped), phase_col[["starting"]])
+    shade(launched, upto(placed, running, ready, stopped), "provisioning")
+    shade(placed, upto(running, ready, stopped), "pulling")
+    shade(running, upto(ready, stopped), "starting")
     lost <- !timeline_quiet_stop(w$cause) & !is.na(w$stopped)
     if (any(lost)) graphics::points(stopped[lost], y[lost], pch = 25, cex = 1.4, col = "#b2182b", bg = "#b2182b")
+    shown[["lost"]] <- any(lost)
     graphics::axis(2, at = y, labels = sprintf("w%d", y), las = 1, tick = FALSE,
                    cex.axis = if (n > 30L) 0.6 else 1)
   }
@@ -214,25 +219,30 @@ plot.starburst_timeline <- function(x, ...) {
                    lwd = ifelse(f$retries[ok] > 0L, 2, 0.5))
     bad <- ok & failed
     if (any(bad)) graphics::points(to[bad], lane[bad], pch = 4, lwd = 2, col = "#b2182b")
+    shown[["future"]] <- any(ok & !failed)
+    shown[["failed"]] <- any(bad)
   }
   if (!shown_cost) graphics::axis(1)
   graphics::box(col = "grey70")
-  graphics::legend("bottom", horiz = TRUE, bty = "n", xpd = TRUE, inset = c(0, 1), cex = 0.8,
-                   fill = c(phase_col, outcome_col[["done"]], "#e15759", NA),
-                   border = c(rep(NA, 5), NA),
-                   pch = c(NA, NA, NA, NA, NA, 25), col = c(rep(NA, 5), "#b2182b"),
-                   pt.bg = "#b2182b",
-                   legend = c("provisioning", "image pull", "R starting", "future",
-                              "failed future", "lost worker"))
+  if (any(shown)) {
+    graphics::legend("bottom", horiz = TRUE, bty = "n", xpd = TRUE, inset = c(0, 1), cex = 0.75,
+                     fill = c(phase_col, outcome_col[["done"]], "#e15759", NA)[shown],
+                     border = NA, pch = c(NA, NA, NA, NA, NA, 25)[shown],
+                     col = c(rep(NA, 5), "#b2182b")[shown], pt.bg = "#b2182b",
+                     legend = c("provisioning", "image pull", "R starting", "future",
+                                "failed future", "lost worker")[shown])
+  }
 
   ## The spend below, on the same time axis
   if (shown_cost) {
     graphics::par(mar = c(4, 6, 0.5, 1))
     t <- secs(x$cost$time)
+    top <- max(x$cost$usd, 1e-6)
     graphics::plot(t, x$cost$usd, type = "l", lwd = 2, col = "#59a14f", xlim = c(0, end),
-                   xaxs = "i", ylim = c(0, max(x$cost$usd, 1e-6)), las = 1, cex.axis = 0.8,
-                   xlab = "seconds since the session started", ylab = "")
-    graphics::mtext(if (identical(x$backend, "local")) "USD (as Fargate)" else "USD",
+                   xaxs = "i", ylim = c(0, top), yaxt = "n", xlab = "seconds since the session started",
+                   ylab = "")
+    graphics::axis(2, at = c(0, top), labels = c("$0", sprintf("$%.4g", top)), las = 1, cex.axis = 0.8)
+    graphics::mtext(if (identical(x$backend, "local")) "spend (as Fargate)" else "spend",
                     side = 2, line = 4.5, cex = 0.8)
   } else {
     graphics::title(xlab = "seconds since the session started")

@@ -77,7 +77,7 @@ worker_child <- function(input = NULL, output = NULL) {
     input <- file("stdin", open = "rb")
   }
   if (is.null(output)) {
-    output <- file("/dev/fd/3", open = "wb")
+    output <- file("/dev/fd/3", open = "wb", raw = TRUE)
   }
   .child[["output"]] <- output
   on.exit(.child[["output"]] <- NULL, add = TRUE)

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod dist;
 mod emulator;
+mod site;
 #[cfg(test)]
 mod tidy;
 
@@ -27,7 +28,7 @@ enum Cmd {
     Ci,
     /// Install the system packages the project needs (apt when root, else print the command).
     Deps,
-    /// Run every test (fmt, clippy, cargo tests, R package install, testthat, end-to-end).
+    /// Run every test (fmt, clippy, cargo tests, R package install, testthat, end-to-end, site).
     Test,
     /// Build and install the R package into the project's R library.
     Install,
@@ -52,6 +53,9 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_values_t = [2, 6, 16])]
         scale_workers: Vec<u32>,
     },
+    /// Build the R package's pkgdown site offline into `$CARGO_TARGET_DIR/site` and open
+    /// every page in headless Chromium (renders, internal links resolve; screenshots).
+    Site,
     /// Run the future.tests conformance suite (future 1.31, and 1.70 when its library exists).
     Conformance,
     /// Build an R source tarball with vendored crates that installs offline.
@@ -90,24 +94,37 @@ const EMULATOR_PINS: &[&str] = &[
     "regex==2026.11.19",
 ];
 
-/// Debian packages the project needs: R, the R packages the package and its tests use.
+/// Debian packages the R package and the demo need: R and the R packages it imports or the
+/// demo uses.
 const DEBIAN_PACKAGES: &[&str] = &[
     "r-base-dev",
     "r-cran-future",
     "r-cran-future.apply",
-    "r-cran-furrr",
     "r-cran-listenv",
     "r-cran-globals",
     "r-cran-parallelly",
     "r-cran-jsonlite",
+    "r-cran-cli",
+];
+
+/// What the tests need beyond [`DEBIAN_PACKAGES`]: the R packages the tests and vignettes
+/// use, and what the documentation site is built and checked with (pkgdown, pandoc, headless
+/// Chromium).
+const DEBIAN_TEST_PACKAGES: &[&str] = &[
+    "r-cran-furrr",
     "r-cran-testthat",
     "r-cran-progressr",
     "r-cran-processx",
     "r-cran-callr",
     "r-cran-withr",
     "r-cran-roxygen2",
-    "r-cran-cli",
     "r-cran-curl",
+    "r-cran-knitr",
+    "r-cran-rmarkdown",
+    "r-cran-foreach",
+    "r-cran-pkgdown",
+    "chromium-headless-shell",
+    "pandoc",
 ];
 
 fn main() -> Result<()> {
@@ -121,17 +138,13 @@ fn main() -> Result<()> {
     }
     match cli.command {
         Cmd::Ci => {
-            deps()?;
+            deps(&all_packages())?;
             test()
         }
-        Cmd::Deps => deps(),
+        Cmd::Deps => deps(&all_packages()),
         Cmd::Test => test(),
         Cmd::Install => install().map(|_| ()),
-        Cmd::Demo { workers } => {
-            ensure_r()?;
-            let lib = install()?;
-            rscript(&lib, &["xtask/r/demo.R", &workers.to_string()])
-        }
+        Cmd::Demo { workers } => demo(workers),
         Cmd::Bench {
             futures,
             reps,
@@ -139,6 +152,11 @@ fn main() -> Result<()> {
             scale_workers,
         } => bench(futures, reps, latency_ms, &scale_workers),
         Cmd::Conformance => conformance(),
+        Cmd::Site => {
+            ensure_r()?;
+            let lib = install()?;
+            site::site(&lib).map(|_| ())
+        }
         Cmd::Dist => dist::dist(&root).map(|p| println!("{}", p.display())),
         Cmd::EmulatorVenv => emulator_venv().map(|p| println!("{}", p.display())),
         Cmd::Emulator { test: true, .. } => emulator::run_python_tests(),
@@ -206,8 +224,12 @@ fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-fn missing_debian_packages() -> Vec<&'static str> {
-    DEBIAN_PACKAGES
+fn all_packages() -> Vec<&'static str> {
+    [DEBIAN_PACKAGES, DEBIAN_TEST_PACKAGES].concat()
+}
+
+fn missing_debian_packages(packages: &[&'static str]) -> Vec<&'static str> {
+    packages
         .iter()
         .copied()
         .filter(|p| {
@@ -226,8 +248,9 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn deps() -> Result<()> {
-    let missing = missing_debian_packages();
+/// Installs the missing ones of `packages` (apt when root, else says what to run).
+fn deps(packages: &[&'static str]) -> Result<()> {
+    let missing = missing_debian_packages(packages);
     if missing.is_empty() {
         eprintln!("system packages: all present");
         return Ok(());
@@ -270,10 +293,42 @@ fn emulator_venv() -> Result<PathBuf> {
     Ok(server)
 }
 
+/// Installs R and the R packages of the tests when any is missing.
 fn ensure_r() -> Result<()> {
-    if !have("Rscript") || !missing_debian_packages().is_empty() {
-        deps()?;
+    if !have("Rscript") || !missing_debian_packages(&all_packages()).is_empty() {
+        deps(&all_packages())?;
     }
+    Ok(())
+}
+
+/// A line saying what a long step does and roughly how long it takes.
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+/// `cargo xtask demo`, the README's first command: what a newcomer needs and nothing more. The
+/// R package is built without the AWS SDK (`STARBURST_LOCAL_ONLY`: the local backend only,
+/// about a fifth of the full build) into its own library, so the project library keeps the
+/// full package.
+fn demo(workers: u32) -> Result<()> {
+    let t = Instant::now();
+    step(
+        "1/3 system packages: R and the R packages the demo uses (apt, about 2 minutes on a fresh machine; nothing when present)",
+    );
+    if !have("Rscript") || !missing_debian_packages(DEBIAN_PACKAGES).is_empty() {
+        deps(DEBIAN_PACKAGES)?;
+    }
+    step(
+        "2/3 the starburst R package, local backend only (compiles its Rust engine without the AWS SDK: about 5 minutes on a fresh 2-core machine, seconds once built)",
+    );
+    let lib = target_dir().join("R-library-demo");
+    std::fs::create_dir_all(&lib)?;
+    r_install_with(&lib, None, &[("STARBURST_LOCAL_ONLY", "1")])?;
+    step(&format!(
+        "3/3 a bootstrap on {workers} local workers through plan(starburst), then sequentially (about a minute)"
+    ));
+    rscript(&lib, &["xtask/r/demo.R", &workers.to_string()])?;
+    eprintln!("\ndemo done in {:.0} s", t.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -291,6 +346,11 @@ fn install() -> Result<PathBuf> {
 
 /// `R CMD INSTALL rpkg` into `lib` (never the system library), with `R_LIBS` when given.
 fn r_install(lib: &Path, r_libs: Option<&str>) -> Result<()> {
+    r_install_with(lib, r_libs, &[])
+}
+
+/// [`r_install`] with more environment variables for the build (see rpkg/src/Makevars).
+fn r_install_with(lib: &Path, r_libs: Option<&str>, env: &[(&str, &str)]) -> Result<()> {
     // The library is the project's own: a lock left by an interrupted install is stale.
     for entry in std::fs::read_dir(lib).into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().starts_with("00LOCK-") {
@@ -304,6 +364,7 @@ fn r_install(lib: &Path, r_libs: Option<&str>) -> Result<()> {
     if let Some(libs) = r_libs {
         cmd.env("R_LIBS", libs);
     }
+    cmd.envs(env.iter().copied());
     run(&mut cmd)?;
     if !lib
         .join("starburst")
@@ -349,6 +410,8 @@ fn test() -> Result<()> {
     run(cargo()
         .args(["test", "--workspace"])
         .env("STARBURST_MOTO", &moto))?;
+    // The facade as the demo builds it, without the aws backend.
+    run(cargo().args(["test", "-p", "starburst", "--no-default-features", "--lib"]))?;
     let testthat = "testthat::test_local('rpkg', load_package = 'installed', reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE)";
     eprintln!("R end-to-end tests, local backend");
     run(Command::new("Rscript")
@@ -367,6 +430,7 @@ fn test() -> Result<()> {
         .envs(emu.env()))?;
     emu.check_nothing_rejected()?;
     drop(emu);
+    site::site(&lib)?;
     eprintln!("all tests passed in {:.0}s", t.elapsed().as_secs_f64());
     Ok(())
 }

@@ -114,7 +114,7 @@ impl LocalCompute {
                     (None, Some(0), _) => (StopCause::Exited, "worker exited".to_string()),
                     (None, Some(EXIT_EVALUATOR_START), _) => (
                         StopCause::EvaluatorStartFailed,
-                        "worker could not start R".to_string(),
+                        format!("its R process did not start (exit status {EXIT_EVALUATOR_START})"),
                     ),
                     (None, Some(code), _) => (
                         StopCause::Crashed,

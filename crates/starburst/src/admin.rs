@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use starburst_aws::{Aws, AwsOptions, AwsProvisioner, EcrRegistry, IamPermissions, ServiceQuotas};
 use starburst_cloud::{
     PermissionReport, Permissions, Provisioner, QuotaRequest, Quotas, Registry, Resource,
@@ -56,7 +57,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 impl Admin {
+    /// Connects to AWS (or the emulator) with the standard credential chain. Fails with
+    /// [`Error::BackendUnavailable`] in a build without the `aws` feature.
+    #[cfg(not(feature = "aws"))]
+    pub fn connect(_target: &AwsTarget) -> Result<Self> {
+        Err(crate::session::no_aws())
+    }
+
     /// Connects to AWS (or the emulator) with the standard credential chain.
+    #[cfg(feature = "aws")]
     pub fn connect(target: &AwsTarget) -> Result<Self> {
         let runtime = runtime()?;
         let mut options = AwsOptions::default();
@@ -364,6 +373,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "aws")]
     fn the_policy_names_the_task_families_the_aws_adapter_registers() {
         assert_eq!(
             starburst_aws::EcsOptions::default().family_prefix,

@@ -5,7 +5,9 @@
 //! talks to this crate only. Each underlying crate is re-exported whole as a module.
 //!
 //! It is the only crate besides the binaries that depends on the adapters. [`Admin`] runs the
-//! one-time set-up and teardown.
+//! one-time set-up and teardown. The `aws` feature (default) brings the aws backend and
+//! set-up; without it only the local backend exists, and aws calls fail with
+//! [`Error::BackendUnavailable`].
 
 #![deny(missing_docs)]
 
@@ -20,6 +22,7 @@ pub use config::{AwsSettings, Backend, Config, SECONDS, check_seconds, client_be
 pub use error::{Error, Result};
 pub use session::{Session, SweepReport, env, setup_workers};
 
+#[cfg(feature = "aws")]
 pub use starburst_aws as aws;
 pub use starburst_cloud as cloud;
 pub use starburst_cost as cost;

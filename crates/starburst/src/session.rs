@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use starburst_aws::{Aws, AwsOptions, CloudWatchLogs, EcsCompute, EcsOptions, S3Options, S3Store};
 use starburst_cloud::{
     LogLine, LogQuery, Logs, ObjectStore, SessionId, SystemClock, TaskId, WorkerId, WorkerSpec,
 };
@@ -15,9 +14,9 @@ use starburst_local::{DirStore, FileLogs, LocalCompute};
 use starburst_scheduler::{
     BudgetConfig, Collected, CostReport, Ports, Scheduler, SchedulerConfig, SessionInfo,
 };
-use starburst_serialization::{BlobHash, BlobRef, EncodeOptions};
+use starburst_serialization::{BlobHash, BlobRef};
 
-use crate::config::{AwsSettings, Backend, Config};
+use crate::config::{Backend, Config};
 use crate::{Error, Result};
 
 /// Environment variables a worker reads (set by the session for each worker it starts).
@@ -41,19 +40,26 @@ pub mod env {
     pub const DEADLINE: &str = starburst_serialization::DEADLINE_ENV;
 }
 
-/// The logs port of a set-up without a log group: no worker has a log.
-#[derive(Debug)]
-struct NoLogs;
+#[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "aws")]
+pub use aws::setup_workers;
 
-#[async_trait::async_trait]
-impl Logs for NoLogs {
-    async fn read(
-        &self,
-        _worker: &WorkerId,
-        _query: &LogQuery,
-    ) -> starburst_cloud::Result<Vec<LogLine>> {
-        Ok(Vec::new())
-    }
+/// Why an aws-backend call fails in a build without the AWS backend.
+#[cfg(not(feature = "aws"))]
+pub(crate) fn no_aws() -> Error {
+    Error::BackendUnavailable(
+        "this build of starburst has no AWS backend: it was built without the `aws` feature \
+         (`cargo xtask demo` installs such a build, with STARBURST_LOCAL_ONLY set); reinstall the \
+         package without STARBURST_LOCAL_ONLY to use AWS"
+            .into(),
+    )
+}
+
+/// Every live worker of an AWS set-up: see the `aws` feature.
+#[cfg(not(feature = "aws"))]
+pub fn setup_workers(_config: &Config, _stop_all: bool) -> Result<Vec<crate::sweep::SetupWorker>> {
+    Err(no_aws())
 }
 
 /// A running session.
@@ -151,6 +157,25 @@ fn budget(
     }
 }
 
+/// What both backends configure alike: the workers' spec and limit, the caps (priced with a
+/// stop that takes up to `stop_latency`), retries, and the client's beat and timeouts. Returns
+/// why the session has no meter, when it has none.
+fn scheduler_config(
+    config: &Config,
+    session_id: SessionId,
+    spec: WorkerSpec,
+    stop_latency: Duration,
+) -> Result<(SchedulerConfig, Option<String>)> {
+    let (budget, unpriced) = budget(config, &spec, stop_latency)?;
+    let mut sc = SchedulerConfig::new(session_id, config.workers, spec);
+    sc.budget = budget;
+    sc.max_retries = config.max_retries;
+    sc.client_beat = Some(config.client_beat());
+    sc.orphan_timeout = config.orphan_timeout();
+    sc.failure_timeout = config.failure_timeout();
+    Ok((sc, unpriced))
+}
+
 fn tags(session_id: &SessionId) -> BTreeMap<String, String> {
     [
         ("starburst:session".to_string(), session_id.to_string()),
@@ -170,131 +195,17 @@ pub struct SweepReport {
     pub error: Option<String>,
 }
 
-/// The store, compute and logs ports of an AWS set-up.
-async fn connect_aws(
-    settings: &AwsSettings,
-    options: AwsOptions,
-) -> Result<(S3Store, EcsCompute, Arc<dyn Logs>)> {
-    let mut options = options.with_region(&settings.region);
-    if settings.endpoint_url.is_some() {
-        options.endpoint_url = settings.endpoint_url.clone();
-    }
-    let aws = Aws::connect(options).await;
-    let store = S3Store::new(
-        &aws,
-        &settings.bucket,
-        &settings.prefix,
-        S3Options::default(),
-    )?;
-    let mut ecs = EcsOptions::new(&settings.cluster);
-    ecs.subnets = settings.subnets.clone();
-    ecs.security_groups = settings.security_groups.clone();
-    ecs.assign_public_ip = settings.assign_public_ip;
-    ecs.task_role_arn = settings.task_role_arn.clone();
-    ecs.execution_role_arn = settings.execution_role_arn.clone();
-    ecs.log_group = settings.log_group.clone();
-    let logs: Arc<dyn Logs> = match &settings.log_group {
-        Some(_) => Arc::new(CloudWatchLogs::for_workers(&aws, &ecs)?),
-        None => Arc::new(NoLogs),
-    };
-    let compute = EcsCompute::new(&aws, ecs)?;
-    Ok((store, compute, logs))
-}
-
-/// The cost meter that prices a set-up's workers (`None` when the region has no prices).
-fn pricing(config: &Config) -> Option<starburst_cost::Meter> {
-    let catalog = config.catalog().ok()?;
-    starburst_cost::Meter::new(&catalog, &config.price_region()).ok()
-}
-
-/// Stops the workers of the set-up whose sessions are gone (never failing the session that
-/// opens: a pool that cannot be listed is reported, not fatal).
-async fn sweep_orphans(
-    store: &S3Store,
-    compute: &EcsCompute,
-    config: &Config,
-    current: &str,
-) -> SweepReport {
-    let meter = pricing(config);
-    let found = crate::sweep::survey(
-        store,
-        compute,
-        Some(current),
-        meter.as_ref(),
-        std::time::SystemTime::now(),
-        crate::sweep::GONE_MARGIN,
-    )
-    .await;
-    let orphans: Vec<_> = match found {
-        Ok(ws) => ws.into_iter().filter(|w| w.status.is_orphaned()).collect(),
-        Err(e) => {
-            return SweepReport {
-                error: Some(e.to_string()),
-                ..SweepReport::default()
-            };
-        }
-    };
-    let report = SweepReport {
-        workers: orphans.len(),
-        usd: orphans.iter().filter_map(|w| w.usd).sum(),
-        error: None,
-    };
-    match crate::sweep::stop(compute, &orphans, "its session is gone").await {
-        Ok(()) => report,
-        Err(e) => SweepReport {
-            error: Some(e.to_string()),
-            ..report
-        },
-    }
-}
-
-/// Every live worker of the AWS set-up in `config` with the state of its session, age and
-/// cost so far; with `stop_all`, every one of them is stopped (the listing says what was).
-pub fn setup_workers(config: &Config, stop_all: bool) -> Result<Vec<crate::sweep::SetupWorker>> {
-    let settings = config.aws.clone().ok_or_else(|| {
-        Error::BackendUnavailable("no AWS set-up: run starburst_setup() first".into())
-    })?;
-    let runtime = new_runtime()?;
-    runtime.block_on(async {
-        let (store, compute, _) = connect_aws(&settings, AwsOptions::default()).await?;
-        let meter = pricing(config);
-        let workers = crate::sweep::survey(
-            &store,
-            &compute,
-            None,
-            meter.as_ref(),
-            std::time::SystemTime::now(),
-            crate::sweep::GONE_MARGIN,
-        )
-        .await?;
-        if stop_all {
-            crate::sweep::stop(&compute, &workers, "starburst_sessions(stop = TRUE)").await?;
-        }
-        Ok(workers)
-    })
-}
-
 impl Session {
     /// Starts a session; workers are launched on demand.
     pub fn start(config: Config) -> Result<Self> {
         config.validate()?;
         match config.backend {
             Backend::Local => Self::start_local(config),
-            Backend::Aws => Self::start_aws(config, AwsOptions::default()),
+            #[cfg(feature = "aws")]
+            Backend::Aws => Self::start_aws(config, Default::default()),
+            #[cfg(not(feature = "aws"))]
+            Backend::Aws => Err(no_aws()),
         }
-    }
-
-    /// Starts an aws-backend session that reaches AWS with `options` (static credentials, say)
-    /// where the standard chain would otherwise decide; the set-up's region and endpoint still
-    /// apply.
-    pub fn start_aws_with(config: Config, options: AwsOptions) -> Result<Self> {
-        config.validate()?;
-        if config.backend != Backend::Aws {
-            return Err(Error::InvalidConfig(
-                "start_aws_with needs backend = \"aws\"".into(),
-            ));
-        }
-        Self::start_aws(config, options)
     }
 
     fn start_local(config: Config) -> Result<Self> {
@@ -327,16 +238,11 @@ impl Session {
             tags: tags(&session_id),
         };
         // Local workers stop within LocalCompute's 3 s grace period (then SIGKILL).
-        let (budget, unpriced) = budget(&config, &spec, Duration::from_secs(5))?;
-        let mut sc = SchedulerConfig::new(session_id, config.workers, spec);
-        sc.budget = budget;
-        sc.max_retries = config.max_retries;
+        let (mut sc, unpriced) =
+            scheduler_config(&config, session_id, spec, Duration::from_secs(5))?;
         sc.health_interval = Duration::from_millis(250);
         sc.lease = Duration::from_secs(60);
         sc.start_timeout = Duration::from_secs(120);
-        sc.client_beat = Some(config.client_beat());
-        sc.orphan_timeout = config.orphan_timeout();
-        sc.failure_timeout = config.failure_timeout();
         let logs: Arc<dyn Logs> = Arc::new(FileLogs::new(log_dir));
         let ports = Ports {
             store: Arc::new(store) as Arc<dyn ObjectStore>,
@@ -353,67 +259,6 @@ impl Session {
             owns_root,
             unpriced,
             swept: SweepReport::default(),
-            runtime,
-        })
-    }
-
-    fn start_aws(config: Config, options: AwsOptions) -> Result<Self> {
-        let settings = config.aws.clone().ok_or_else(|| {
-            Error::BackendUnavailable("no AWS set-up: run starburst_setup() first".into())
-        })?;
-        let runtime = new_runtime()?;
-        let session_id = new_session_id();
-        let (store, compute, logs) = runtime.block_on(connect_aws(&settings, options))?;
-        // Workers left running by sessions that are gone stop before this one starts its own.
-        let swept = runtime.block_on(sweep_orphans(
-            &store,
-            &compute,
-            &config,
-            session_id.as_str(),
-        ));
-        // The worker's credentials come from the task role, its region from Fargate: the
-        // client ships neither.
-        let env = base_env(&config, &session_id, settings.store_url());
-        let spec = WorkerSpec {
-            size: config.size(),
-            arch: config.arch,
-            capacity: config.capacity,
-            image: Some(settings.image.clone()),
-            env,
-            tags: tags(&session_id),
-        };
-        // ECS sends SIGTERM, waits the stop timeout (30 s by default), then SIGKILL.
-        let (budget, unpriced) = budget(&config, &spec, Duration::from_secs(60))?;
-        let mut sc = SchedulerConfig::new(session_id, config.workers, spec);
-        sc.budget = budget;
-        sc.max_retries = config.max_retries;
-        // Fargate takes tens of seconds to place a task and pull its image.
-        sc.health_interval = Duration::from_secs(2);
-        sc.lease = Duration::from_secs(120);
-        sc.start_timeout = Duration::from_secs(600);
-        sc.poll_min = Duration::from_millis(20);
-        sc.poll_max = Duration::from_secs(1);
-        sc.client_beat = Some(config.client_beat());
-        sc.orphan_timeout = config.orphan_timeout();
-        sc.failure_timeout = config.failure_timeout();
-        // Bytes cost time over a network: large globals and payloads are zstd-compressed when
-        // that saves a tenth or more (see `EncodeOptions::NETWORK`).
-        sc.encode = EncodeOptions::NETWORK;
-        let ports = Ports {
-            store: Arc::new(store) as Arc<dyn ObjectStore>,
-            compute: Arc::new(compute),
-            logs: logs.clone(),
-            clock: Arc::new(SystemClock::default()),
-        };
-        let scheduler = Scheduler::start(sc, ports, runtime.handle().clone());
-        Ok(Self {
-            scheduler,
-            logs,
-            backend: Backend::Aws,
-            root: PathBuf::new(),
-            owns_root: false,
-            unpriced,
-            swept,
             runtime,
         })
     }
@@ -540,6 +385,27 @@ mod tests {
         c.worker_bin = Some(std::env::current_exe().unwrap());
         config(&mut c);
         Session::start(c)
+    }
+
+    #[test]
+    #[cfg(not(feature = "aws"))]
+    fn a_build_without_aws_says_so_for_every_aws_call() {
+        let mut config = Config::local(2);
+        config.backend = Backend::Aws;
+        config.aws = Some(
+            serde_json::from_str(
+                r#"{"region": "us-east-1", "bucket": "b", "prefix": "starburst", "cluster": "c",
+                    "subnets": ["subnet-1"], "security_groups": ["sg-1"], "image": "i:1"}"#,
+            )
+            .unwrap(),
+        );
+        let unavailable = |e: Error| {
+            assert_eq!(e.class(), "starburst_backend_unavailable");
+            assert!(e.to_string().contains("STARBURST_LOCAL_ONLY"), "{e}");
+        };
+        unavailable(Session::start(config.clone()).unwrap_err());
+        unavailable(setup_workers(&config, false).unwrap_err());
+        unavailable(crate::Admin::connect(&Default::default()).unwrap_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+#[cfg(feature = "aws")]
 use starburst::aws::{Aws, METADATA_ENV, S3Options, S3Store, ecs_task_id};
 use starburst::cloud::{ObjectStore, SystemClock};
 use starburst::local::DirStore;
@@ -57,6 +58,7 @@ async fn open_store(spec: &str) -> Result<Arc<dyn ObjectStore>> {
     if let Some(dir) = spec.strip_prefix("dir:") {
         return Ok(Arc::new(DirStore::new(dir)?));
     }
+    #[cfg(feature = "aws")]
     if let Some(rest) = spec.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let aws = Aws::from_env().await;
@@ -67,6 +69,12 @@ async fn open_store(spec: &str) -> Result<Arc<dyn ObjectStore>> {
             S3Options::default(),
         )?));
     }
+    #[cfg(not(feature = "aws"))]
+    if spec.starts_with("s3://") {
+        bail!(
+            "this worker was built without the `aws` feature: it cannot use the S3 store {spec:?}"
+        );
+    }
     bail!("unsupported store {spec:?}: use dir:<path> or s3://<bucket>/<prefix>")
 }
 
@@ -74,6 +82,9 @@ async fn worker_id(given: Option<String>) -> Result<String> {
     if let Some(id) = given {
         return Ok(id);
     }
+    #[cfg(not(feature = "aws"))]
+    bail!("no worker id: set STARBURST_WORKER_ID");
+    #[cfg(feature = "aws")]
     match ecs_task_id().await? {
         Some(id) => Ok(id),
         None => bail!(

@@ -324,6 +324,12 @@ fn sb_session_close(session: Robj) -> Robj {
     }
 }
 
+/// Whether this build has the aws backend (the `aws` feature; off with STARBURST_LOCAL_ONLY).
+#[extendr]
+fn sb_has_aws() -> bool {
+    cfg!(feature = "aws")
+}
+
 /// The session's history so far: see `timeline_list`.
 #[extendr]
 fn sb_session_timeline(session: Robj) -> Robj {
@@ -977,6 +983,7 @@ extendr_module! {
     fn sb_worker_log;
     fn sb_session_close;
     fn sb_session_timeline;
+    fn sb_has_aws;
     fn sb_validate_size;
     fn sb_check_seconds;
     fn sb_setup_workers;
