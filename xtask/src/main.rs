@@ -393,8 +393,13 @@ fn rscript(lib: &Path, args: &[&str]) -> Result<()> {
         .env("R_LIBS", r_libs(lib)))
 }
 
+/// `cargo xtask test`. Its R package is built in the `dev` profile into its own library
+/// (`R-library-test`): it then shares every dependency `cargo test` built (the AWS SDK is most
+/// of the build: a second, `rpkg`-profile build of it would add a quarter of an hour to a cold
+/// run), and the R suites run with the engine's debug assertions on.
 fn test() -> Result<()> {
     let t = Instant::now();
+    let lap = |what: &str| eprintln!("test: {what} done at {:.0}s", t.elapsed().as_secs_f64());
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -404,7 +409,7 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    let lib = install()?;
+    lap("clippy");
     let moto = emulator_venv()?;
     emulator::run_python_tests()?;
     run(cargo()
@@ -412,6 +417,10 @@ fn test() -> Result<()> {
         .env("STARBURST_MOTO", &moto))?;
     // The facade as the demo builds it, without the aws backend.
     run(cargo().args(["test", "-p", "starburst", "--no-default-features", "--lib"]))?;
+    lap("cargo tests");
+    let lib = target_dir().join("R-library-test");
+    std::fs::create_dir_all(&lib)?;
+    r_install_with(&lib, None, &[("STARBURST_CARGO_PROFILE", "dev")])?;
     let testthat = "testthat::test_local('rpkg', load_package = 'installed', reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE)";
     eprintln!("R end-to-end tests, local backend");
     run(Command::new("Rscript")
@@ -430,6 +439,7 @@ fn test() -> Result<()> {
         .envs(emu.env()))?;
     emu.check_nothing_rejected()?;
     drop(emu);
+    lap("R tests");
     site::site(&lib)?;
     eprintln!("all tests passed in {:.0}s", t.elapsed().as_secs_f64());
     Ok(())
