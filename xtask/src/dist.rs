@@ -19,6 +19,14 @@
 //!   its checksums), `src/rust/.cargo/config.toml` replaces crates.io with it, and the staged
 //!   `src/Makevars` sets `CARGO_OFFLINE` so cargo builds `--offline --locked` with that config.
 //!
+//! The vignettes are built before `R CMD build`, which is told not to: building them itself
+//! would make it install the staged package into a temporary library, compiling the whole
+//! engine from the vendored crates (a quarter of an hour on two cores). dist builds them with
+//! the package installed in the project library instead (`install()`, warm), and lays the
+//! outputs out as `R CMD build` does (sources, outputs and tangled code in `inst/doc`, the
+//! index in `build/vignette.rds`, nothing built left in `vignettes/`), so `R CMD check` finds
+//! the vignettes of the tarball complete.
+//!
 //! `R CMD build` then makes the tarball; dist puts back the files of the staged Rust tree that
 //! `R CMD build` drops or rewrites by name (vendored crates' `.gitmodules`, ...), since cargo
 //! checks them against the vendored checksums, and checks the tarball holds the tree byte for
@@ -48,6 +56,65 @@ const PACKAGE_SKIPS: &[&str] = &["src/rust/target", "src/rust/vendor"];
 /// What a crate copy leaves out (besides what `.gitignore` names): build output, and the
 /// targets a build never compiles.
 const CRATE_SKIPS: &[&str] = &["target", "tests", "benches", "examples", ".git"];
+
+/// Builds the vignettes of the package in the working directory as `R CMD build` does when
+/// it builds them itself (`prepare_pkg` in `tools:::.build_packages`, R 4.2, whose steps and
+/// R functions it reuses), but with the package taken from `R_LIBS` instead of a temporary
+/// installation; then lists the vignettes (source, output, tangled code or nothing, as named
+/// in `inst/doc`) one a line, tab-separated, in the file named by its argument.
+const BUILD_VIGNETTES_R: &str = r#"# Written by `cargo xtask dist`.
+listing <- commandArgs(trailingOnly = TRUE)[1L]
+writeLines(character(), listing)
+invisible(tools:::loadVignetteBuilder(".", TRUE))
+vigns <- tools::pkgVignettes(dir = ".", check = TRUE)
+if (is.null(vigns) || !length(vigns$docs)) quit(save = "no")
+vignette_index_path <- file.path("build", "vignette.rds")
+unlink(vignette_index_path)
+# As R CMD build runs it: a fresh R, with this R first on the PATH.
+Sys.setenv(PATH = paste(R.home("bin"), Sys.getenv("PATH"), sep = .Platform$path.sep))
+status <- system2(file.path(R.home("bin"), "Rscript"),
+                  c("--vanilla", "--default-packages=", "-e",
+                    shQuote("tools::buildVignettes(dir = '.', tangle = TRUE)")))
+if (status != 0L) stop("tools::buildVignettes() failed")
+vigns <- tools::pkgVignettes(dir = ".", output = TRUE, source = TRUE)
+stopifnot(!is.null(vigns))
+doc_dir <- file.path("inst", "doc")
+if (basename(vigns$dir) == "vignettes") {
+    dir.create(doc_dir, recursive = TRUE, showWarnings = FALSE)
+    tocopy <- unique(c(vigns$docs, vigns$outputs, unlist(vigns$sources)))
+    copied <- file.copy(tocopy, doc_dir, copy.date = TRUE)
+    if (!all(copied)) {
+        warning("'inst/doc' files replaced by the built vignettes: ",
+                paste(sQuote(basename(tocopy[!copied])), collapse = ", "), call. = FALSE)
+        file.copy(tocopy[!copied], doc_dir, overwrite = TRUE, copy.date = TRUE)
+    }
+    unlink(c(vigns$outputs, unlist(vigns$sources)))
+    extras_file <- file.path("vignettes", ".install_extras")
+    if (file.exists(extras_file)) {
+        extras <- readLines(extras_file, warn = FALSE)
+        if (length(extras)) {
+            allfiles <- dir("vignettes", all.files = TRUE, full.names = TRUE,
+                            recursive = TRUE, include.dirs = TRUE)
+            inst <- rep.int(FALSE, length(allfiles))
+            for (e in extras) inst <- inst | grepl(e, allfiles, perl = TRUE, ignore.case = TRUE)
+            file.copy(allfiles[inst], doc_dir, recursive = TRUE, copy.date = TRUE)
+        }
+    }
+}
+vignetteIndex <- tools:::.build_vignette_index(vigns)
+for (i in seq_len(NROW(vignetteIndex))) {
+    file <- file.path(doc_dir, vignetteIndex$R[i])
+    if (!file_test("-f", file)) next
+    bfr <- readLines(file, warn = FALSE)
+    if (all(grepl("(^###|^[[:space:]]*$)", bfr, useBytes = TRUE))) {
+        unlink(file)
+        vignetteIndex$R[i] <- ""
+    }
+}
+dir.create("build", showWarnings = FALSE)
+saveRDS(vignetteIndex, file = vignette_index_path, version = 2L)
+writeLines(paste(vignetteIndex$File, vignetteIndex$PDF, vignetteIndex$R, sep = "\t"), listing)
+"#;
 
 const CARGO_CONFIG: &str = "\
 # Written by `cargo xtask dist`: build from the crates vendored in this package.
@@ -82,6 +149,12 @@ pub fn dist(root: &Path) -> Result<PathBuf> {
         PACKAGE_SKIPS,
         &pkg,
     )?;
+    // With the checkout's package installed (the R code the tarball holds), before vendoring.
+    let vignettes = if builds_vignettes(&description) && pkg.join("vignettes").is_dir() {
+        build_vignettes(&pkg, &crate::install()?, &out)?
+    } else {
+        Vec::new()
+    };
     let rust = pkg.join(BINDING);
     stage_workspace(root, &rust)?;
     std::fs::copy(root.join("Cargo.lock"), rust.join("Cargo.lock"))
@@ -116,6 +189,9 @@ pub fn dist(root: &Path) -> Result<PathBuf> {
         tarball.display()
     );
     complete_tarball(&tarball, &pkg, &package, &out.join("unpacked"))?;
+    if !vignettes.is_empty() {
+        check_shipped_vignettes(&tarball, &package, &vignettes)?;
+    }
     std::fs::remove_dir_all(&stage)?;
     let size = std::fs::metadata(&tarball)?.len();
     eprintln!("{} ({:.1} MB)", tarball.display(), size as f64 / 1e6);
@@ -176,6 +252,122 @@ fn copy_files(
             .with_context(|| format!("copying {}", file.display()))?;
     }
     Ok(())
+}
+
+/// Whether `R CMD build` would build the vignettes of a package with this DESCRIPTION (when it
+/// has any): unless `BuildVignettes` says no, read as R's `tools:::str_parse_logic` does.
+fn builds_vignettes(description: &str) -> bool {
+    description_field(description, "BuildVignettes").map_or(true, |v| {
+        !matches!(v.to_ascii_lowercase().as_str(), "0" | "no" | "false")
+    })
+}
+
+/// A vignette as the tarball ships it: the names in `inst/doc` of its source, its output and
+/// its tangled code (none when it has no code), as `build/vignette.rds` lists them.
+#[derive(Debug, PartialEq)]
+struct Vignette {
+    source: String,
+    output: String,
+    code: Option<String>,
+}
+
+/// Builds the vignettes of the staged package `pkg` with the package installed in `lib`, and
+/// lays them out as `R CMD build` does ([`BUILD_VIGNETTES_R`]). Its scratch files go in `out`.
+fn build_vignettes(pkg: &Path, lib: &Path, out: &Path) -> Result<Vec<Vignette>> {
+    let script = out.join("build-vignettes.R");
+    let listing = out.join("vignettes.tsv");
+    write(&script, BUILD_VIGNETTES_R)?;
+    crate::run(
+        Command::new("Rscript")
+            .arg("--vanilla")
+            .arg(&script)
+            .arg(&listing)
+            .current_dir(pkg)
+            .env("R_LIBS", crate::r_libs(lib)),
+    )?;
+    let vignettes = parse_vignette_listing(&read(&listing)?)?;
+    std::fs::remove_file(&script)?;
+    std::fs::remove_file(&listing)?;
+    eprintln!(
+        "built {} vignettes with the package in {}",
+        vignettes.len(),
+        lib.display()
+    );
+    Ok(vignettes)
+}
+
+/// The vignettes [`BUILD_VIGNETTES_R`] lists: `source`, `output`, `code` (maybe empty) a line.
+fn parse_vignette_listing(text: &str) -> Result<Vec<Vignette>> {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            match fields[..] {
+                [source, output, code] if !source.is_empty() && !output.is_empty() => {
+                    Ok(Vignette {
+                        source: source.to_owned(),
+                        output: output.to_owned(),
+                        code: (!code.is_empty()).then(|| code.to_owned()),
+                    })
+                }
+                _ => bail!("unexpected vignette listing line {line:?}"),
+            }
+        })
+        .collect()
+}
+
+/// Fails unless `tarball` ships `vignettes` built: `R CMD build --no-build-vignettes` only
+/// checks that the outputs `build/vignette.rds` lists are in `inst/doc`.
+fn check_shipped_vignettes(tarball: &Path, package: &str, vignettes: &[Vignette]) -> Result<()> {
+    let output = Command::new("tar")
+        .arg("-tzf")
+        .arg(tarball)
+        .output()
+        .context("running tar -tzf")?;
+    ensure!(
+        output.status.success(),
+        "tar -tzf {} failed: {}",
+        tarball.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let problems = vignette_layout_problems(package, vignettes, &listing.lines().collect());
+    ensure!(
+        problems.is_empty(),
+        "the tarball does not ship the built vignettes as R CMD build would: {}",
+        problems.join("; ")
+    );
+    eprintln!("the tarball ships {} built vignettes", vignettes.len());
+    Ok(())
+}
+
+/// What a tarball whose files are `files` (as `tar -t` lists them) lacks or has in excess for
+/// `vignettes` built the way `R CMD build` builds them: sources, outputs and tangled code in
+/// `inst/doc`, the index in `build/vignette.rds`, and no output or code left in `vignettes/`.
+fn vignette_layout_problems(
+    package: &str,
+    vignettes: &[Vignette],
+    files: &BTreeSet<&str>,
+) -> Vec<String> {
+    let has = |path: &str| files.contains(format!("{package}/{path}").as_str());
+    let mut problems = Vec::new();
+    if !has("build/vignette.rds") {
+        problems.push("no build/vignette.rds".to_owned());
+    }
+    for v in vignettes {
+        let built = [Some(&v.output), v.code.as_ref()];
+        for name in std::iter::once(&v.source).chain(built.into_iter().flatten()) {
+            if !has(&format!("inst/doc/{name}")) {
+                problems.push(format!("no inst/doc/{name}"));
+            }
+        }
+        for name in built.into_iter().flatten() {
+            if has(&format!("vignettes/{name}")) {
+                problems.push(format!("vignettes/{name} left behind"));
+            }
+        }
+    }
+    problems
 }
 
 /// Writes the standalone workspace into `rust` (the staged `src/rust`, which already holds the
@@ -1102,6 +1294,81 @@ workspace = true
         assert!(same_locked_versions(root, pruned).is_ok());
         let bumped = "[[package]]\nname = \"a\"\nversion = \"1.0.1\"\nsource = \"registry+x\"\n";
         assert!(same_locked_versions(root, bumped).is_err());
+    }
+
+    #[test]
+    fn vignettes_are_built_unless_the_description_says_no() {
+        let description = "Package: starburst\nVersion: 0.1.0\n";
+        assert!(builds_vignettes(description));
+        for no in ["no", "FALSE", "0"] {
+            assert!(!builds_vignettes(&format!(
+                "{description}BuildVignettes: {no}\n"
+            )));
+        }
+        for yes in ["yes", "TRUE", "1"] {
+            assert!(builds_vignettes(&format!(
+                "{description}BuildVignettes: {yes}\n"
+            )));
+        }
+    }
+
+    /// The layout `R CMD build` gives a package with a vignette with code and one without
+    /// (whose empty tangled code it drops), as `tar -t` lists it.
+    const BUILT: &str = "pkg/DESCRIPTION\npkg/build/\npkg/build/vignette.rds\npkg/inst/\n\
+                         pkg/inst/doc/\npkg/inst/doc/intro.R\npkg/inst/doc/intro.Rmd\n\
+                         pkg/inst/doc/intro.html\npkg/inst/doc/notes.Rmd\n\
+                         pkg/inst/doc/notes.html\npkg/vignettes/\npkg/vignettes/intro.Rmd\n\
+                         pkg/vignettes/notes.Rmd\n";
+
+    #[test]
+    fn vignette_listing_and_layout() {
+        let vignettes =
+            parse_vignette_listing("intro.Rmd\tintro.html\tintro.R\nnotes.Rmd\tnotes.html\t\n")
+                .unwrap();
+        assert_eq!(
+            vignettes,
+            [
+                Vignette {
+                    source: "intro.Rmd".into(),
+                    output: "intro.html".into(),
+                    code: Some("intro.R".into()),
+                },
+                Vignette {
+                    source: "notes.Rmd".into(),
+                    output: "notes.html".into(),
+                    code: None,
+                },
+            ]
+        );
+        assert!(parse_vignette_listing("").unwrap().is_empty());
+        assert!(parse_vignette_listing("intro.Rmd\tintro.html\n").is_err());
+        assert!(parse_vignette_listing("intro.Rmd\t\tintro.R\n").is_err());
+
+        let problems =
+            |files: &str| vignette_layout_problems("pkg", &vignettes, &files.lines().collect());
+        assert!(problems(BUILT).is_empty(), "{:?}", problems(BUILT));
+        // As `R CMD build --no-build-vignettes` ships the unbuilt vignettes.
+        let unbuilt = "pkg/DESCRIPTION\npkg/vignettes/intro.Rmd\npkg/vignettes/notes.Rmd\n";
+        assert_eq!(
+            problems(unbuilt),
+            [
+                "no build/vignette.rds",
+                "no inst/doc/intro.Rmd",
+                "no inst/doc/intro.html",
+                "no inst/doc/intro.R",
+                "no inst/doc/notes.Rmd",
+                "no inst/doc/notes.html",
+            ]
+        );
+        // Outputs built in place but not moved.
+        let left = format!("{BUILT}pkg/vignettes/intro.html\npkg/vignettes/intro.R\n");
+        assert_eq!(
+            problems(&left),
+            [
+                "vignettes/intro.html left behind",
+                "vignettes/intro.R left behind"
+            ]
+        );
     }
 
     #[test]

@@ -319,13 +319,13 @@ fn demo(workers: u32) -> Result<()> {
         deps(DEBIAN_PACKAGES)?;
     }
     step(
-        "2/3 the starburst R package, local backend only (compiles its Rust engine without the AWS SDK: about 5 minutes on a fresh 2-core machine, seconds once built)",
+        "2/3 the starburst R package, local backend only (compiles its Rust engine without the AWS SDK: about 2 minutes on a fresh 2-core machine, seconds once built)",
     );
     let lib = target_dir().join("R-library-demo");
     std::fs::create_dir_all(&lib)?;
     r_install_with(&lib, None, &[("STARBURST_LOCAL_ONLY", "1")])?;
     step(&format!(
-        "3/3 a bootstrap on {workers} local workers through plan(starburst), then sequentially (about a minute)"
+        "3/3 a bootstrap on {workers} local workers through plan(starburst), then sequentially (about 30 seconds)"
     ));
     rscript(&lib, &["xtask/r/demo.R", &workers.to_string()])?;
     eprintln!("\ndemo done in {:.0} s", t.elapsed().as_secs_f64());
