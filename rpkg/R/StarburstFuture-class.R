@@ -25,6 +25,13 @@
 #' @return A `StarburstFuture` object, which is also a `MultiprocessFuture`
 #' and a `Future`.
 #'
+#' @examples
+#' library(future)
+#' plan(starburst, workers = 1, backend = "local")
+#' f <- future(Sys.getpid())   # made by the plan, not by calling StarburstFuture()
+#' class(f)
+#' value(f) != Sys.getpid()    # evaluated in a worker's R process
+#' plan(sequential)
 #' @keywords internal
 #' @export
 StarburstFuture <- function(expr = NULL, envir = parent.frame(), substitute = TRUE, globals = TRUE, packages = NULL, seed = FALSE, lazy = FALSE, stdout = TRUE, conditions = "condition", label = NULL, config = NULL, ...) {

@@ -21,6 +21,12 @@
 #' @return A `StarburstFutureBackend` object, which is also a
 #' `MultiprocessFutureBackend` and a `FutureBackend`.
 #'
+#' @examples
+#' library(future)
+#' plan(starburst, workers = 2, backend = "local")
+#' nbrOfWorkers()       # answered by the backend
+#' nbrOfFreeWorkers()
+#' plan(sequential)     # stops the backend's workers
 #' @keywords internal
 #' @export
 StarburstFutureBackend <- function(expr, envir, substitute, lazy, seed, globals, packages, stdout, conditions, label,
