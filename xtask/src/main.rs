@@ -394,9 +394,11 @@ fn rscript(lib: &Path, args: &[&str]) -> Result<()> {
 }
 
 /// `cargo xtask test`. Its R package is built in the `dev` profile into its own library
-/// (`R-library-test`): it then shares every dependency `cargo test` built (the AWS SDK is most
-/// of the build: a second, `rpkg`-profile build of it would add a quarter of an hour to a cold
-/// run), and the R suites run with the engine's debug assertions on.
+/// (`R-library-test`): the AWS SDK, most of the build, is then compiled at opt-level 0 (a
+/// fraction of the `rpkg` profile's build, which took a quarter of an hour cold here), and the
+/// R suites run with the engine's debug assertions on. (It does not share the SDK `cargo test`
+/// built: the tests' dev-dependencies turn on features of tokio and others, so every crate
+/// above them builds again with the R package's own features.)
 fn test() -> Result<()> {
     let t = Instant::now();
     let lap = |what: &str| eprintln!("test: {what} done at {:.0}s", t.elapsed().as_secs_f64());
