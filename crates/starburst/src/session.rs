@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use starburst_cloud::{
-    LogLine, LogQuery, Logs, ObjectStore, SessionId, SystemClock, TaskId, WorkerId, WorkerSpec,
+    Compute, LogLine, LogQuery, Logs, ObjectStore, SessionId, SystemClock, TaskId, WorkerId,
+    WorkerSpec,
 };
 use starburst_local::{DirStore, FileLogs, LocalCompute};
 use starburst_scheduler::{
@@ -157,6 +158,23 @@ fn budget(
     }
 }
 
+/// The session's scheduler on `runtime`, on the backend's ports and the real clock.
+fn start_scheduler(
+    runtime: &tokio::runtime::Runtime,
+    config: SchedulerConfig,
+    store: Arc<dyn ObjectStore>,
+    compute: Arc<dyn Compute>,
+    logs: &Arc<dyn Logs>,
+) -> Scheduler {
+    let ports = Ports {
+        store,
+        compute,
+        logs: logs.clone(),
+        clock: Arc::new(SystemClock::default()),
+    };
+    Scheduler::start(config, ports, runtime.handle().clone())
+}
+
 /// What both backends configure alike: the workers' spec and limit, the caps (priced with a
 /// stop that takes up to `stop_latency`), retries, and the client's beat and timeouts. Returns
 /// why the session has no meter, when it has none.
@@ -244,13 +262,7 @@ impl Session {
         sc.lease = Duration::from_secs(60);
         sc.start_timeout = Duration::from_secs(120);
         let logs: Arc<dyn Logs> = Arc::new(FileLogs::new(log_dir));
-        let ports = Ports {
-            store: Arc::new(store) as Arc<dyn ObjectStore>,
-            compute: Arc::new(compute),
-            logs: logs.clone(),
-            clock: Arc::new(SystemClock::default()),
-        };
-        let scheduler = Scheduler::start(sc, ports, runtime.handle().clone());
+        let scheduler = start_scheduler(&runtime, sc, Arc::new(store), Arc::new(compute), &logs);
         Ok(Self {
             scheduler,
             logs,

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starburst_aws::{Aws, AwsOptions, CloudWatchLogs, EcsCompute, EcsOptions, S3Options, S3Store};
-use starburst_cloud::{LogLine, LogQuery, Logs, ObjectStore, SystemClock, WorkerId, WorkerSpec};
-use starburst_scheduler::{Ports, Scheduler};
+use starburst_cloud::{LogLine, LogQuery, Logs, WorkerId, WorkerSpec};
+
 use starburst_serialization::EncodeOptions;
 
-use super::{Session, SweepReport, base_env, new_runtime, new_session_id, scheduler_config, tags};
+use super::{
+    Session, SweepReport, base_env, new_runtime, new_session_id, scheduler_config, start_scheduler,
+    tags,
+};
 use crate::config::{AwsSettings, Backend, Config};
 use crate::{Error, Result};
 
@@ -184,13 +187,7 @@ impl Session {
         // Bytes cost time over a network: large globals and payloads are zstd-compressed when
         // that saves a tenth or more (see `EncodeOptions::NETWORK`).
         sc.encode = EncodeOptions::NETWORK;
-        let ports = Ports {
-            store: Arc::new(store) as Arc<dyn ObjectStore>,
-            compute: Arc::new(compute),
-            logs: logs.clone(),
-            clock: Arc::new(SystemClock::default()),
-        };
-        let scheduler = Scheduler::start(sc, ports, runtime.handle().clone());
+        let scheduler = start_scheduler(&runtime, sc, Arc::new(store), Arc::new(compute), &logs);
         Ok(Self {
             scheduler,
             logs,
