@@ -5,10 +5,9 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use starburst_aws::{Aws, AwsOptions};
 
@@ -60,9 +59,12 @@ impl Moto {
         Self::spawn(&["--consistency-delay-ms", &delay.as_millis().to_string()]).await
     }
 
-    /// Runs `strict_moto.py <args> -H 127.0.0.1 -p <free port>` and waits until it accepts
-    /// connections.
+    /// Runs `strict_moto.py <args> -H 127.0.0.1 -p 0` and waits for the port it prints once
+    /// bound. (Picking a free port here and handing it over raced with the servers of tests
+    /// running beside this one: two servers were given the same port, one failed to bind, and
+    /// both tests talked to the other until its test ended.)
     async fn spawn(args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
         let python = moto_server().with_file_name("python");
         assert!(
             python.is_file(),
@@ -72,30 +74,35 @@ impl Moto {
         let mut cmd = Command::new(python);
         cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/strict_moto.py"));
         cmd.args(args);
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = cmd
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = cmd
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-        let moto = Self {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            let port = lines.by_ref().find_map(|line| {
+                line.strip_prefix("listening on ")
+                    .and_then(|p| p.trim().parse::<u16>().ok())
+            });
+            let _ = tx.send(port);
+            // Keep draining so the server never blocks on a full pipe.
+            lines.for_each(drop);
+        });
+        let port = tokio::time::timeout(Duration::from_secs(60), rx)
+            .await
+            .expect("moto did not start within 60 s")
+            .ok()
+            .flatten()
+            .expect("moto exited before it was listening: run it by hand to see why");
+        Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "moto did not start within 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        moto
     }
 
     /// Options for this server with moto's test credentials.

@@ -9,7 +9,11 @@
   task-level `cpu` in DescribeTasks; AWS always reports them for Fargate), and tasks that stay
   RUNNING until stopped (moto moves a task on each time it is described).
 
-Usage: strict_moto.py [--manual-tasks] [--consistency-delay-ms N] -H 127.0.0.1 -p PORT
+Usage: strict_moto.py [--manual-tasks] [--consistency-delay-ms N] -H 127.0.0.1 [-p PORT]
+
+With port 0 (the default) the kernel picks a free port, and the server prints
+`listening on <port>` once it is bound: a port picked by the test and released before the server
+binds it could be taken by a server of a test running beside it.
 """
 
 import argparse
@@ -44,7 +48,7 @@ def manual_tasks() -> None:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("-H", "--host", default="127.0.0.1")
-    p.add_argument("-p", "--port", type=int, required=True)
+    p.add_argument("-p", "--port", type=int, default=0)
     p.add_argument("--manual-tasks", action="store_true")
     p.add_argument("--consistency-delay-ms", type=float, default=0.0)
     args = p.parse_args(argv)
@@ -55,6 +59,7 @@ def main(argv: list[str]) -> int:
     )
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     server.daemon_threads = True
+    print(f"listening on {server.server_port}", flush=True)
     server.serve_forever()
     return 0
 
