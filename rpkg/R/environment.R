@@ -1,51 +1,63 @@
-## Environment images: the worker image built from this R environment (R
-## version, platform, packages and their versions, starburst itself), tagged
-## with the hash of that spec, reused from ECR when it exists.
+## Worker environments. Workers run a *runtime* image (R, starburst's R package
+## and worker, starburst's dependencies: once per starburst build, R version and
+## architecture) and the *environment* of this R session on it: the packages of
+## renv.lock, or the session's attached and loaded ones, pinned to their
+## versions and restored from binaries (Posit Package Manager for the runtime's
+## distribution) by starburst:::restore_environment() (restore.R). In sync mode
+## the workers restore them from a library archive in the session bucket; in
+## image mode they are frozen into an image built on the runtime. See
+## ARCHITECTURE.md, "Worker environments".
 
-#' Build (or find) the worker image of your R environment
+#' Build (or find) the worker environment of your R session
 #'
-#' AWS workers run a container image made from your R environment: the R
-#' version, the CPU architecture, the packages and their versions, and the
-#' starburst package itself (built from its source, so the worker binary
-#' matches this client). The packages are those of `renv.lock` when the
-#' working directory has one (option `starburst.renv_lock` names another
-#' file); otherwise the session's attached and loaded packages plus
-#' `packages`, pinned to the versions installed here and fetched from the
-#' first repository of `getOption("repos")`.
+#' AWS workers run your R environment: the R version, the CPU architecture and
+#' the packages with their versions. The packages are those of `renv.lock`
+#' when the working directory has one (option `starburst.renv_lock` names
+#' another file); otherwise the session's attached and loaded packages plus
+#' `packages`, pinned to the versions installed here. Workers install them as
+#' binaries (Posit Package Manager's Linux builds for the runtime's
+#' distribution, with their system libraries), never compiling starburst.
 #'
-#' The image tag is a hash of that spec: an image whose tag already exists in
-#' the set-up's ECR repository is reused (unless `force`). Otherwise the build
-#' context (a Dockerfile rendered from starburst's template on
-#' `rocker/r-ver:<R version>`, a pinned `renv.lock`, starburst's source
-#' tarball) is built and pushed with `docker buildx`, showing its progress.
-#' The image is recorded in the set-up file, and `plan(starburst)` makes sure
-#' the image of the current environment exists before it starts workers.
+#' Two modes (argument `mode`, option `starburst.environment`):
+#' \describe{
+#'   \item{`"sync"` (default)}{Workers start from the runtime image and
+#'     restore the packages from a library archive in the session bucket,
+#'     keyed by the environment's hash: the first worker that needs it builds
+#'     it, the others wait for it, later workers and sessions download it. No
+#'     image is built for the environment.}
+#'   \item{`"image"`}{The environment is built into an image on the runtime,
+#'     tagged with its hash and kept in the set-up's ECR repository.}
+#' }
 #'
-#' While it builds, docker's output is shown on the console (standard
-#' error); option `starburst.progress = FALSE` silences it.
+#' The runtime is the published one for this starburst and R version when
+#' option `starburst.runtime_image` names it; otherwise it is built once for
+#' the set-up's repository from starburst's binary package for Linux (option
+#' `starburst.runtime_package` or environment variable
+#' `STARBURST_RUNTIME_PACKAGE`; on Linux the installed package itself is
+#' used) on `rocker/r-ver:<R version>` (option `starburst.runtime_base`).
+#' Building needs a container engine on this machine: Docker with buildx or
+#' podman (option `starburst.builder`, `"docker"` or `"podman"`; the first
+#' found by default).
 #'
-#' Building needs Docker with the buildx plugin (environment variable
-#' `STARBURST_DOCKER` names another docker CLI) and starburst's source
-#' tarball: argument `source`, option `starburst.source` or environment
-#' variable `STARBURST_SOURCE` (`cargo xtask dist` makes it).
-#'
-#' @param packages Extra packages to put in the image (names of installed
-#'   packages), when there is no `renv.lock`.
-#' @param force Build and push even if the image exists.
+#' @param packages Extra packages to put in the environment (names of
+#'   installed packages), when there is no `renv.lock`.
+#' @param force Build and push even what exists.
 #' @param arch `"x86_64"` or `"arm64"`. Default: the `arch` of
 #'   [starburst_config()], else `"x86_64"`.
-#' @param source Path of starburst's source tarball (`starburst_<version>.tar.gz`).
+#' @param mode `"sync"` or `"image"`. Default: option
+#'   `starburst.environment`, else `"sync"`.
 #'
-#' @return Invisibly, a list with `image` (`repository:tag`), `tag` and
-#'   `built` (`TRUE` when built now).
+#' @return Invisibly, a list with `image` (what workers run), `runtime_image`,
+#'   `tag` (the environment's hash), `mode` and `built` (images built now).
 #'
 #' @examples
 #' \dontrun{
 #' starburst_rebuild_environment(packages = c("data.table", "xgboost"))
+#' starburst_rebuild_environment(mode = "image")
 #' }
 #' @seealso [starburst_setup()]
 #' @export
-starburst_rebuild_environment <- function(packages = NULL, force = FALSE, arch = NULL, source = NULL) {
+starburst_rebuild_environment <- function(packages = NULL, force = FALSE, arch = NULL, mode = NULL) {
   if (!is_flag(force)) {
     invalid_argument("Argument 'force' must be TRUE or FALSE, not %s", deparse_short(force))
   }
@@ -55,19 +67,138 @@ starburst_rebuild_environment <- function(packages = NULL, force = FALSE, arch =
                             aws_setup_file(), sQuote(setup$image)),
                     class = "starburst_environment_unavailable")
   }
-  res <- ensure_environment(setup, packages = packages, arch = arch, source = source,
-                            force = force, require_source = TRUE)
+  res <- ensure_environment(setup, packages = packages, arch = arch, force = force, mode = mode)
   invisible(res)
 }
 
-
-## The spec (JSON) and tag of this R environment
-environment_spec <- function(packages = NULL, arch = NULL, source = NULL) {
-  source <- source_tarball(source)
-  if (is.null(source)) {
-    starburst_abort("Building a worker image needs starburst's source tarball: pass source =, or set option 'starburst.source' or environment variable STARBURST_SOURCE to the path of starburst_<version>.tar.gz (cargo xtask dist makes it).",
-                    class = "starburst_source_missing")
+environment_mode <- function(mode = NULL) {
+  mode <- mode %||% getOption("starburst.environment", "sync")
+  if (!(is.character(mode) && length(mode) == 1L && mode %in% c("sync", "image"))) {
+    invalid_argument("The environment mode must be \"sync\" or \"image\", not %s", deparse_short(mode))
   }
+  mode
+}
+
+r_version_string <- function() paste(R.version$major, R.version$minor, sep = ".")
+
+## The runtime this environment runs on: list(source = list(published = image)
+## | list(build = <RuntimeSpec>), id = image or tag, distribution)
+runtime_choice <- function(arch, r_version = r_version_string()) {
+  distribution <- runtime_distribution(r_version)
+  published <- getOption("starburst.runtime_image")
+  if (!is.null(published)) {
+    check_string(published, "option starburst.runtime_image")
+    return(list(source = list(published = published), id = published, distribution = distribution))
+  }
+  package <- runtime_package(arch)
+  base <- getOption("starburst.runtime_base", sprintf("rocker/r-ver:%s", r_version))
+  repository <- getOption("starburst.runtime_repository",
+                          sprintf("%s/cran/__linux__/%s/latest", package_managers()[[1L]], distribution$codename))
+  input <- list(r_version = r_version, arch = arch, base = base, distribution = distribution,
+                repository = repository,
+                starburst_version = as.character(utils::packageVersion("starburst")),
+                package = package)
+  out <- jsonlite::fromJSON(sb_runtime_spec(as.character(jsonlite::toJSON(input, auto_unbox = TRUE))),
+                            simplifyVector = FALSE)
+  list(source = list(build = out$spec), id = out$tag, distribution = distribution)
+}
+
+## The distribution of the runtime's base: option starburst.runtime_distribution
+## ("ubuntu/24.04/noble"), else rocker/r-ver's for this R version
+runtime_distribution <- function(r_version) {
+  given <- getOption("starburst.runtime_distribution")
+  if (!is.null(given)) {
+    parts <- strsplit(given, "/", fixed = TRUE)[[1L]]
+    if (length(parts) != 3L) {
+      invalid_argument("Option starburst.runtime_distribution must be name/release/codename, e.g. \"ubuntu/24.04/noble\", not %s",
+                       deparse_short(given))
+    }
+    return(list(name = parts[[1L]], release = parts[[2L]], codename = parts[[3L]]))
+  }
+  v <- package_version(r_version)
+  if (v >= "4.4.0") list(name = "ubuntu", release = "24.04", codename = "noble")
+  else list(name = "ubuntu", release = "22.04", codename = "jammy")
+}
+
+package_managers <- function() {
+  getOption("starburst.package_managers",
+            c("https://packagemanager.posit.co", "https://p3m.dev", "https://packagemanager.rstudio.com"))
+}
+
+## starburst's binary package for the runtime: given, or the installed package
+## packed (on Linux for the same architecture)
+runtime_package <- function(arch) {
+  given <- getOption("starburst.runtime_package", Sys.getenv("STARBURST_RUNTIME_PACKAGE", ""))
+  if (nzchar(given)) {
+    if (!file.exists(given)) {
+      starburst_abort(sprintf("starburst's binary package %s does not exist.", sQuote(given)),
+                      class = "starburst_runtime_unavailable")
+    }
+    return(normalizePath(given))
+  }
+  machine <- if (identical(R.version$arch, "aarch64")) "arm64" else R.version$arch
+  if (!identical(.Platform$OS.type, "unix") || !grepl("linux", R.version$os) || !identical(machine, arch)) {
+    starburst_abort(sprintf("No runtime image for starburst %s on R %s (%s): set option starburst.runtime_image to a published runtime, or starburst.runtime_package to starburst's binary package for linux/%s (a release asset, or built with templates/package.Dockerfile).",
+                            utils::packageVersion("starburst"), r_version_string(), arch, arch),
+                    class = "starburst_runtime_unavailable")
+  }
+  pack_installed_package()
+}
+
+## The installed starburst as a binary package (what R CMD INSTALL --build
+## makes), its shared objects stripped when strip is available; cached by
+## the installed files' modification time
+pack_installed_package <- function() {
+  installed <- system.file(package = "starburst")
+  desc <- utils::packageDescription("starburst")
+  platform <- R.version$platform
+  dir <- file.path(tools::R_user_dir("starburst", which = "cache"), "runtime")
+  dir.create(dir, recursive = TRUE, showWarnings = FALSE)
+  stamp <- format(as.numeric(file.mtime(file.path(installed, "DESCRIPTION"))), nsmall = 0)
+  out <- file.path(dir, sprintf("starburst_%s_R_%s.tar.gz", desc$Version, platform))
+  stamp_file <- paste0(out, ".stamp")
+  if (file.exists(out) && file.exists(stamp_file) && identical(readLines(stamp_file, warn = FALSE), stamp)) {
+    return(out)
+  }
+  staging <- tempfile("starburst-pack-")
+  dir.create(staging)
+  on.exit(unlink(staging, recursive = TRUE), add = TRUE)
+  file.copy(installed, staging, recursive = TRUE)
+  copy <- file.path(staging, basename(installed))
+  if (nzchar(Sys.which("strip"))) {
+    for (f in c(Sys.glob(file.path(copy, "libs", "*.so")), file.path(copy, "bin", "starburst-worker"))) {
+      if (file.exists(f)) system2("strip", c("--strip-unneeded", shQuote(f)))
+    }
+  }
+  tmp <- paste0(out, ".tmp")
+  status <- system2("tar", c("-C", shQuote(staging), "-czf", shQuote(tmp), basename(installed)))
+  if (!identical(status, 0L)) {
+    starburst_abort("Packing the installed starburst package for the runtime image failed (tar).",
+                    class = "starburst_runtime_unavailable")
+  }
+  file.rename(tmp, out)
+  writeLines(stamp, stamp_file)
+  out
+}
+
+## Which engine builds images: option starburst.builder, else docker when
+## there is one (or STARBURST_DOCKER names one), else podman
+builder_choice <- function() {
+  engine <- getOption("starburst.builder", Sys.getenv("STARBURST_BUILDER", ""))
+  if (!nzchar(engine)) {
+    engine <- if (nzchar(Sys.getenv("STARBURST_DOCKER")) || nzchar(Sys.which("docker"))) "docker"
+      else if (nzchar(Sys.getenv("STARBURST_PODMAN")) || nzchar(Sys.which("podman"))) "podman"
+      else "docker"   ## fails with a message that says what to install, when a build is needed
+  }
+  if (!engine %in% c("docker", "podman")) {
+    invalid_argument("Option starburst.builder must be \"docker\" or \"podman\", not %s", deparse_short(engine))
+  }
+  network <- Sys.getenv("STARBURST_BUILD_NETWORK", "")
+  list(engine = engine, program = NULL, network = if (nzchar(network)) network)
+}
+
+## The spec (JSON) and tag of this R environment on `runtime`
+environment_spec <- function(packages = NULL, arch = NULL, runtime = NULL) {
   arch <- check_arch(arch %||% preference("arch", "x86_64"))
   lock <- getOption("starburst.renv_lock", "renv.lock")
   lock_json <- if (is.character(lock) && length(lock) == 1L && file.exists(lock)) {
@@ -75,28 +206,15 @@ environment_spec <- function(packages = NULL, arch = NULL, source = NULL) {
   }
   pkgs <- session_packages(packages)
   repos <- package_repositories()
-  r_version <- paste(R.version$major, R.version$minor, sep = ".")
+  r_version <- r_version_string()
+  runtime <- runtime %||% list(id = "runtime", distribution = runtime_distribution(r_version))
+  base <- list(runtime = runtime$id, distribution = runtime$distribution,
+               snapshot = getOption("starburst.snapshot", "latest"))
   out <- sb_environment_spec(lock_json, r_version, arch, names(pkgs), unname(pkgs),
-                             names(repos), unname(repos), source,
-                             as.character(utils::packageVersion("starburst")))
+                             names(repos), unname(repos),
+                             as.character(jsonlite::toJSON(base, auto_unbox = TRUE)))
   parsed <- jsonlite::fromJSON(out, simplifyVector = FALSE)
-  list(json = as.character(jsonlite::toJSON(parsed$spec, auto_unbox = TRUE, null = "null")),
-       tag = parsed$tag, packages = length(parsed$spec$packages))
-}
-
-source_tarball <- function(source = NULL) {
-  source <- source %||% getOption("starburst.source", NULL)
-  if (is.null(source)) {
-    env <- Sys.getenv("STARBURST_SOURCE", "")
-    if (nzchar(env)) source <- env
-  }
-  if (is.null(source)) return(NULL)
-  check_string(source, "source")
-  if (!file.exists(source)) {
-    starburst_abort(sprintf("starburst's source tarball %s does not exist.", sQuote(source)),
-                    class = "starburst_source_missing")
-  }
-  normalizePath(source)
+  list(spec = parsed$spec, tag = parsed$tag, packages = length(parsed$spec$packages))
 }
 
 ## name = version of the attached and loaded packages plus 'packages'
@@ -129,38 +247,38 @@ package_repositories <- function() {
 }
 
 
-## Makes sure the image of this environment is in the set-up's repository and
-## recorded in the set-up file; returns list(image, tag, built). Without a
-## source tarball (require_source = FALSE) the recorded image is used as is.
-ensure_environment <- function(setup, packages = NULL, arch = NULL, source = NULL,
-                               force = FALSE, require_source = FALSE) {
-  if (!require_source && is.null(source_tarball(source))) {
-    if (length(setup$image) == 1L && nzchar(setup$image)) {
-      return(list(image = setup$image, tag = sub("^.*:", "", setup$image), built = FALSE))
-    }
-    starburst_abort(sprintf("The AWS set-up (%s) has no worker image yet, and none can be built: set environment variable STARBURST_SOURCE (or option 'starburst.source') to starburst's source tarball, then run starburst_rebuild_environment().",
-                            aws_setup_file()),
-                    class = "starburst_environment_unavailable")
-  }
-  spec <- environment_spec(packages = packages, arch = arch, source = source)
-  image <- paste0(setup$repository, ":", spec$tag)
-  known <- .state[["images"]] %||% character(0L)
-  if (!force && image %in% known && identical(setup$image, image)) {
-    return(list(image = image, tag = spec$tag, built = FALSE))
-  }
-  workdir <- file.path(tools::R_user_dir("starburst", which = "cache"), "builds")
+## Makes sure what workers of this environment start from exists (the
+## runtime, and in image mode the environment's image) and records the image in
+## the set-up file; returns list(image, runtime_image, tag, mode, manifest
+## (JSON text), built)
+ensure_environment <- function(setup, packages = NULL, arch = NULL, force = FALSE, mode = NULL) {
+  mode <- environment_mode(mode)
+  arch <- check_arch(arch %||% preference("arch", "x86_64"))
+  runtime <- runtime_choice(arch)
+  spec <- environment_spec(packages = packages, arch = arch, runtime = runtime)
+  key <- paste(mode, spec$tag, runtime$id, sep = "|")
+  known <- .state[["environments"]] %||% list()
+  if (!force && !is.null(known[[key]])) return(known[[key]])
+  request <- list(spec = spec$spec, runtime = runtime$source, mode = mode, builder = builder_choice(),
+                  managers = as.list(package_managers()), repository = setup$repository,
+                  workdir = file.path(tools::R_user_dir("starburst", which = "cache"), "builds"),
+                  force = isTRUE(force))
   ## Live build output on stderr (option starburst.progress = FALSE silences it)
   progress <- if (isFALSE(getOption("starburst.progress", TRUE))) function(line) NULL else
     function(line) cat("starburst: ", line, "\n", sep = "", file = stderr())
-  res <- sb_environment_image(spec$json, setup$repository, setup$region, setup$endpoint_url,
-                              workdir, force, progress)
+  res <- sb_environment_ensure(as.character(jsonlite::toJSON(request, auto_unbox = TRUE, null = "null")),
+                               setup$region, setup$endpoint_url, progress)
   res <- jsonlite::fromJSON(res, simplifyVector = FALSE)
-  .state[["images"]] <- unique(c(known, res$image))
-  if (!identical(setup$image, res$image)) {
+  out <- list(image = res$image, runtime_image = res$runtime_image, tag = res$tag, mode = mode,
+              manifest = as.character(jsonlite::toJSON(res$manifest, auto_unbox = TRUE, null = "null")),
+              built = unlist(res$built) %||% character(0L))
+  known[[key]] <- out
+  .state[["environments"]] <- known
+  if (!identical(setup$image, out$image)) {
     path <- aws_setup_file()
     file_setup <- jsonlite::fromJSON(path, simplifyVector = FALSE)
-    file_setup$image <- res$image
+    file_setup$image <- out$image
     write_json_file(file_setup, path)
   }
-  list(image = res$image, tag = spec$tag, built = isTRUE(res$built))
+  out
 }

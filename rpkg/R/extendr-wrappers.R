@@ -86,16 +86,17 @@ sb_teardown <- function(resources_json, region, endpoint, progress) {
   invisible(sb_check(.Call(wrap__sb_teardown, resources_json, region, endpoint, progress)))
 }
 
+sb_runtime_spec <- function(json) sb_check(.Call(wrap__sb_runtime_spec, json))
+
 sb_environment_spec <- function(lock_json, r_version, arch, names, versions, repo_names, repo_urls,
-                                tarball, version) {
+                                base_json) {
   sb_check(.Call(wrap__sb_environment_spec, lock_json, r_version, arch, as.character(names),
                  as.character(versions), as.character(repo_names), as.character(repo_urls),
-                 tarball, version))
+                 base_json))
 }
 
-sb_environment_image <- function(spec_json, repository, region, endpoint, workdir, force, progress) {
-  sb_check(.Call(wrap__sb_environment_image, spec_json, repository, region, endpoint, workdir,
-                 force, progress))
+sb_environment_ensure <- function(request_json, region, endpoint, progress) {
+  sb_check(.Call(wrap__sb_environment_ensure, request_json, region, endpoint, progress))
 }
 
 sb_session_cost <- function(session) sb_check(.Call(wrap__sb_session_cost, session))

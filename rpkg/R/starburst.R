@@ -69,9 +69,14 @@
 #'   \item{`starburst.progress`}{If `FALSE`, no status line counts AWS
 #'     workers by start-up phase while R waits for values, and no docker
 #'     output is shown while an environment image builds. Default: `TRUE`.}
-#'   \item{`starburst.renv_lock`, `starburst.source`}{The lockfile whose
-#'     packages go into the worker image (default `"renv.lock"`, when it
-#'     exists) and starburst's source tarball for image builds; see
+#'   \item{`starburst.renv_lock`, `starburst.environment`,
+#'     `starburst.runtime_image`, `starburst.runtime_package`,
+#'     `starburst.runtime_base`, `starburst.builder`, `starburst.snapshot`}{The
+#'     lockfile whose packages workers install (default `"renv.lock"`, when it
+#'     exists); `"sync"` or `"image"` mode; a published runtime image, or
+#'     starburst's binary package to build one from, and its base image; the
+#'     container engine (`"docker"` or `"podman"`); the Posit Package Manager
+#'     snapshot (a date, default `"latest"`). See
 #'     [starburst_rebuild_environment()].}
 #'   \item{`starburst.quiet`}{If `TRUE`, no message says that futures run on
 #'     local workers because no AWS set-up was found. Default: `FALSE`.}

@@ -3,7 +3,7 @@
 //! of R version, platform and packages, its hash as the image tag, the rendered Dockerfile and
 //! the build through the `ImageBuilder` port), and the permissions the caller needs for all of
 //! it, as data and as one IAM policy document (`permissions`). It works through the ports of
-//! `starburst-cloud` only and knows no SDK; the only program it runs is the docker CLI, through
+//! `starburst-cloud` only and knows no SDK; the only programs it runs are docker or podman, through
 //! the [`image::CommandRunner`] seam.
 
 #![deny(missing_docs)]

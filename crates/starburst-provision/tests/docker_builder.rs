@@ -194,3 +194,64 @@ async fn failed_build_carries_the_output_tail() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn podman_checks_itself_logs_in_through_stdin_builds_on_the_network_then_pushes() {
+    let runner = RecordingRunner::new();
+    runner.respond(["podman", "build"], CommandOutput::ok(["STEP 1/5: FROM"]));
+    let builder = DockerBuilder::podman(Arc::new(runner.clone())).with_network("host");
+    builder
+        .build_and_push(&request(Arch::Arm64), &login())
+        .await
+        .unwrap();
+    let image =
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/starburst:r4.4.1-amd64-0123456789abcdef";
+    let lines: Vec<Vec<String>> = runner.calls().iter().map(words).collect();
+    assert_eq!(
+        lines,
+        [
+            vec!["podman", "version"],
+            vec![
+                "podman",
+                "login",
+                "--username",
+                "AWS",
+                "--password-stdin",
+                "https://123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            ],
+            vec![
+                "podman",
+                "build",
+                "--platform",
+                "linux/arm64",
+                "--network",
+                "host",
+                "--tag",
+                image,
+                "/tmp/starburst/context-1",
+            ],
+            vec!["podman", "push", image],
+        ]
+        .map(|v| v.into_iter().map(String::from).collect::<Vec<_>>())
+    );
+    assert_eq!(
+        runner.calls()[1].stdin.as_deref(),
+        Some(&b"ecr-token-secret"[..])
+    );
+}
+
+#[tokio::test]
+async fn a_failed_podman_push_names_the_image() {
+    let runner = RecordingRunner::new();
+    runner.respond(
+        ["podman", "push"],
+        CommandOutput::failed(125, ["Error: denied: not authorized"]),
+    );
+    let err = DockerBuilder::podman(Arc::new(runner))
+        .build_and_push(&request(Arch::X86_64), &login())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("podman push"), "{text}");
+    assert!(text.contains("not authorized"), "{text}");
+}

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use starburst_cloud::fake::{FakeImageBuilder, FakeRegistry};
 use starburst_cloud::{Arch, BuildRequest, Error, ImageBuilder, ImageRef, Registry, RegistryLogin};
-use starburst_provision::image::{DockerBuilder, EnsuredImage, ensure_image};
+use starburst_provision::image::{DockerBuilder, EnsuredImage, ensure_image, ensure_runtime};
 
 const REPO: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/starburst";
+const RUNTIME: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com/starburst:runtime-0.1.0-r4.4.1-amd64-0123456789abcdef";
 
 #[derive(Default)]
 struct Lines(Mutex<Vec<String>>);
@@ -26,7 +27,7 @@ impl Lines {
 #[tokio::test]
 async fn builds_when_missing_then_reuses() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = support::session_spec(dir.path(), Arch::X86_64);
+    let spec = support::session_spec(Arch::X86_64);
     let registry = FakeRegistry::new();
     let builder = FakeImageBuilder::new(registry.clone());
     let work = dir.path().join("work");
@@ -34,6 +35,8 @@ async fn builds_when_missing_then_reuses() {
 
     let first = ensure_image(
         &spec,
+        RUNTIME,
+        &[],
         &registry,
         &builder,
         REPO,
@@ -66,6 +69,8 @@ async fn builds_when_missing_then_reuses() {
 
     let second = ensure_image(
         &spec,
+        RUNTIME,
+        &[],
         &registry,
         &builder,
         REPO,
@@ -93,16 +98,26 @@ async fn builds_when_missing_then_reuses() {
 #[tokio::test]
 async fn force_rebuilds_an_existing_image() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = support::session_spec(dir.path(), Arch::Arm64);
+    let spec = support::session_spec(Arch::Arm64);
     let registry = FakeRegistry::new();
     registry.insert(ImageRef {
         repository: REPO.into(),
         tag: spec.tag(),
     });
     let builder = FakeImageBuilder::new(registry.clone());
-    let ensured = ensure_image(&spec, &registry, &builder, REPO, dir.path(), true, &|_| {})
-        .await
-        .unwrap();
+    let ensured = ensure_image(
+        &spec,
+        RUNTIME,
+        &[],
+        &registry,
+        &builder,
+        REPO,
+        dir.path(),
+        true,
+        &|_| {},
+    )
+    .await
+    .unwrap();
     assert!(ensured.built);
     assert_eq!(builder.builds().len(), 1);
     assert_eq!(builder.builds()[0].arch, Arch::Arm64);
@@ -111,16 +126,28 @@ async fn force_rebuilds_an_existing_image() {
 #[tokio::test]
 async fn a_changed_package_version_builds_a_new_image() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = support::session_spec(dir.path(), Arch::X86_64);
+    let spec = support::session_spec(Arch::X86_64);
     let registry = FakeRegistry::new();
     let builder = FakeImageBuilder::new(registry.clone());
-    ensure_image(&spec, &registry, &builder, REPO, dir.path(), false, &|_| {})
-        .await
-        .unwrap();
+    ensure_image(
+        &spec,
+        RUNTIME,
+        &[],
+        &registry,
+        &builder,
+        REPO,
+        dir.path(),
+        false,
+        &|_| {},
+    )
+    .await
+    .unwrap();
     let mut newer = spec.clone();
     newer.packages.get_mut("future").unwrap().version = "1.40.0".into();
     let ensured = ensure_image(
         &newer,
+        RUNTIME,
+        &[],
         &registry,
         &builder,
         REPO,
@@ -168,12 +195,14 @@ impl ImageBuilder for InspectingBuilder {
 #[tokio::test]
 async fn the_builder_gets_the_rendered_context_and_the_registry_login() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = support::session_spec(dir.path(), Arch::X86_64);
+    let spec = support::session_spec(Arch::X86_64);
     let registry = FakeRegistry::new();
     let builder = InspectingBuilder::default();
     let lines = Lines::default();
     let err = ensure_image(
         &spec,
+        RUNTIME,
+        &[],
         &registry,
         &builder,
         REPO,
@@ -185,7 +214,7 @@ async fn the_builder_gets_the_rendered_context_and_the_registry_login() {
     .unwrap_err();
     assert!(err.to_string().contains("boom"), "{err}");
     let (request, login, files) = builder.seen.lock().unwrap()[0].clone();
-    assert_eq!(files, ["Dockerfile", "renv.lock", "starburst_0.1.0.tar.gz"]);
+    assert_eq!(files, ["Dockerfile", "manifest.json"]);
     assert_eq!(login.server, "registry.invalid");
     assert!(
         request.context.is_dir(),
@@ -203,12 +232,22 @@ async fn the_builder_gets_the_rendered_context_and_the_registry_login() {
 #[tokio::test]
 async fn a_bad_repository_uri_is_refused_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = support::session_spec(dir.path(), Arch::X86_64);
+    let spec = support::session_spec(Arch::X86_64);
     let registry = FakeRegistry::new();
     let builder = FakeImageBuilder::new(registry.clone());
-    let err = ensure_image(&spec, &registry, &builder, "", dir.path(), false, &|_| {})
-        .await
-        .unwrap_err();
+    let err = ensure_image(
+        &spec,
+        RUNTIME,
+        &[],
+        &registry,
+        &builder,
+        "",
+        dir.path(),
+        false,
+        &|_| {},
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
     assert!(builder.builds().is_empty());
 }
@@ -218,7 +257,7 @@ async fn a_bad_repository_uri_is_refused_before_anything_runs() {
 #[tokio::test]
 async fn docker_builder_runs_a_docker_cli_through_processes() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = support::session_spec(dir.path(), Arch::X86_64);
+    let spec = support::session_spec(Arch::X86_64);
     let log = dir.path().join("docker.log");
     let script = dir.path().join("docker");
     std::fs::write(
@@ -241,9 +280,19 @@ async fn docker_builder_runs_a_docker_cli_through_processes() {
         .with_progress(Arc::new(move |l: &str| {
             sink.lock().unwrap().push(l.to_owned())
         }));
-    let ensured = ensure_image(&spec, &registry, &builder, REPO, dir.path(), false, &|_| {})
-        .await
-        .unwrap();
+    let ensured = ensure_image(
+        &spec,
+        RUNTIME,
+        &[],
+        &registry,
+        &builder,
+        REPO,
+        dir.path(),
+        false,
+        &|_| {},
+    )
+    .await
+    .unwrap();
     assert!(ensured.built);
     let log = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = log.lines().collect();
@@ -262,4 +311,42 @@ async fn docker_builder_runs_a_docker_cli_through_processes() {
         lines[3]
     );
     assert_eq!(*seen.lock().unwrap(), ["pushed"]);
+}
+
+#[tokio::test]
+async fn the_runtime_is_built_once_from_the_binary_package_then_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = support::runtime(dir.path(), Arch::X86_64);
+    let registry = FakeRegistry::new();
+    let builder = InspectingBuilder::default();
+    // The context the builder gets: the Dockerfile and the binary package.
+    let _ = ensure_runtime(
+        &runtime,
+        &registry,
+        &builder,
+        REPO,
+        dir.path(),
+        false,
+        &|_| {},
+    )
+    .await
+    .unwrap_err();
+    let (request, _, files) = builder.seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        files,
+        ["Dockerfile", "starburst_0.1.0_R_x86_64-pc-linux-gnu.tar.gz"]
+    );
+    assert_eq!(request.image.tag, runtime.tag());
+    assert!(runtime.tag().starts_with("runtime-0.1.0-r4.4.1-amd64-"));
+
+    let fake = FakeImageBuilder::new(registry.clone());
+    let first = ensure_runtime(&runtime, &registry, &fake, REPO, dir.path(), false, &|_| {})
+        .await
+        .unwrap();
+    assert!(first.built);
+    let again = ensure_runtime(&runtime, &registry, &fake, REPO, dir.path(), false, &|_| {})
+        .await
+        .unwrap();
+    assert!(!again.built);
+    assert_eq!(fake.builds().len(), 1);
 }

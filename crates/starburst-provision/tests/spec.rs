@@ -4,11 +4,10 @@ mod support;
 
 use proptest::prelude::*;
 use starburst_cloud::{Arch, Error};
-use starburst_provision::image::{EnvironmentSpec, PackageSource, StarburstSource};
+use starburst_provision::image::{EnvironmentSpec, PackageSource, binary_repository};
 
 fn from_lock(json: &str) -> Result<EnvironmentSpec, Error> {
-    let dir = tempfile::tempdir().unwrap();
-    EnvironmentSpec::from_renv_lock(json, Arch::X86_64, support::starburst(dir.path()))
+    EnvironmentSpec::from_renv_lock(json, Arch::X86_64, &support::base())
 }
 
 /// The message of an `InvalidInput` error, or a panic for any other outcome.
@@ -45,7 +44,7 @@ fn renv_lock_pins_repository_and_github_packages() {
     );
     assert!(
         !spec.packages.contains_key("starburst"),
-        "starburst comes from its tarball, not the lockfile"
+        "starburst comes with the runtime, not the lockfile"
     );
     assert_eq!(spec.packages.len(), 8);
 }
@@ -106,7 +105,7 @@ fn malformed_renv_locks_name_the_field() {
         (
             r#"{"R": {"Version": "4.4.1", "Repositories": [{"Name": "CRAN", "URL": "https://cloud.r-project.org"}]},
                "Packages": {"Biobase": {"Package": "Biobase", "Version": "2.64.0", "Source": "Bioconductor"}}}"#,
-            "field Packages.Biobase.Source is \"Bioconductor\"",
+            "A package cannot be installed on workers: Biobase 2.64.0 (Bioconductor)",
         ),
         (
             r#"{"R": {"Version": "4.4", "Repositories": [{"Name": "CRAN", "URL": "https://cloud.r-project.org"}]}, "Packages": {}}"#,
@@ -143,8 +142,7 @@ fn malformed_renv_locks_name_the_field() {
 
 #[test]
 fn session_packages_skip_base_recommended_and_starburst() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = support::session_spec(dir.path(), Arch::X86_64);
+    let spec = support::session_spec(Arch::X86_64);
     let names: Vec<&str> = spec.packages.keys().map(String::as_str).collect();
     assert_eq!(names, ["data.table", "future", "globals", "jsonlite"]);
     assert!(spec.packages.values().all(|p| p.source
@@ -155,13 +153,12 @@ fn session_packages_skip_base_recommended_and_starburst() {
 
 #[test]
 fn session_package_given_twice_with_two_versions_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
     let message = invalid(EnvironmentSpec::from_packages(
         "4.4.1",
         Arch::X86_64,
         [("future", "1.34.0"), ("future", "1.33.0")],
         support::cran(),
-        support::starburst(dir.path()),
+        &support::base(),
     ));
     assert!(
         message.contains("package future is given twice"),
@@ -171,36 +168,47 @@ fn session_package_given_twice_with_two_versions_is_an_error() {
 
 #[test]
 fn session_without_repositories_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
     let message = invalid(EnvironmentSpec::from_packages(
         "4.4.1",
         Arch::X86_64,
         [("future", "1.34.0")],
         Vec::new(),
-        support::starburst(dir.path()),
+        &support::base(),
     ));
     assert!(message.contains("no package repository"), "{message}");
 }
 
 #[test]
-fn missing_starburst_tarball_is_an_error_that_says_how_to_make_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let err = StarburstSource::from_tarball("0.1.0", dir.path().join("starburst_0.1.0.tar.gz"))
-        .unwrap_err();
-    assert!(err.to_string().contains("cargo xtask dist"), "{err}");
+fn every_refused_package_is_named_in_one_error() {
+    let lock = r#"{"R": {"Version": "4.4.1", "Repositories": [{"Name": "CRAN", "URL": "https://cloud.r-project.org"}]},
+      "Packages": {
+        "Biobase": {"Package": "Biobase", "Version": "2.64.0", "Source": "Bioconductor"},
+        "mine": {"Package": "mine", "Version": "0.0.1", "Source": "Local"},
+        "cli": {"Package": "cli", "Version": "3.6.3", "Source": "Repository"},
+        "odd": {"Package": "odd", "Version": "1.0.0", "Source": "unknown"}}}"#;
+    let message = invalid(from_lock(lock));
+    for part in [
+        "Packages cannot be installed on workers",
+        "Biobase 2.64.0 (Bioconductor)",
+        "mine 0.0.1 (Local)",
+        "odd 1.0.0 (unknown)",
+        "GitHub",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from {message}");
+    }
+    assert!(!message.contains("cli"), "{message}");
 }
 
 #[test]
 fn tag_is_a_valid_ecr_tag_with_version_and_platform() {
-    let dir = tempfile::tempdir().unwrap();
     for arch in [Arch::X86_64, Arch::Arm64] {
-        let tag = support::session_spec(dir.path(), arch).tag();
+        let tag = support::session_spec(arch).tag();
         let platform = if arch == Arch::X86_64 {
             "amd64"
         } else {
             "arm64"
         };
-        assert!(tag.starts_with(&format!("r4.4.1-{platform}-")), "{tag}");
+        assert!(tag.starts_with(&format!("env-r4.4.1-{platform}-")), "{tag}");
         assert!(tag.len() <= 128);
         assert!(
             tag.chars()
@@ -210,28 +218,46 @@ fn tag_is_a_valid_ecr_tag_with_version_and_platform() {
 }
 
 #[test]
-fn tag_ignores_the_tarball_path_but_not_its_content() {
-    let a = tempfile::tempdir().unwrap();
-    let b = tempfile::tempdir().unwrap();
-    let spec_a = support::session_spec(a.path(), Arch::X86_64);
-    let spec_b = support::session_spec(b.path(), Arch::X86_64);
-    assert_ne!(spec_a.starburst.tarball, spec_b.starburst.tarball);
-    assert_eq!(spec_a.tag(), spec_b.tag());
-
-    std::fs::write(&spec_b.starburst.tarball, b"a rebuilt tarball").unwrap();
-    let rebuilt = StarburstSource::from_tarball("0.1.0", &spec_b.starburst.tarball).unwrap();
-    let spec_c = EnvironmentSpec {
-        starburst: rebuilt,
-        ..spec_b
-    };
-    assert_ne!(spec_a.tag(), spec_c.tag());
+fn repositories_become_binary_repositories_of_the_distribution() {
+    let managers = support::managers();
+    let cases = [
+        (
+            "https://packagemanager.posit.co/cran/2024-09-01",
+            "https://packagemanager.posit.co/cran/__linux__/noble/2024-09-01",
+            Some("https://packagemanager.posit.co/__api__/repos/cran/sysreqs"),
+        ),
+        (
+            "https://packagemanager.posit.co/cran/latest/",
+            "https://packagemanager.posit.co/cran/__linux__/noble/latest",
+            Some("https://packagemanager.posit.co/__api__/repos/cran/sysreqs"),
+        ),
+        (
+            "https://p3m.dev/cran/__linux__/jammy/2024-01-02",
+            "https://p3m.dev/cran/__linux__/noble/2024-01-02",
+            Some("https://p3m.dev/__api__/repos/cran/sysreqs"),
+        ),
+        (
+            "https://cloud.r-project.org",
+            "https://packagemanager.posit.co/cran/__linux__/noble/2024-05-06",
+            Some("https://packagemanager.posit.co/__api__/repos/cran/sysreqs"),
+        ),
+        (
+            "https://futureverse.r-universe.dev",
+            "https://futureverse.r-universe.dev",
+            None,
+        ),
+    ];
+    for (url, binary, api) in cases {
+        let (got, got_api) = binary_repository(url, "noble", "2024-05-06", &managers);
+        assert_eq!(got, binary, "{url}");
+        assert_eq!(got_api.as_deref(), api, "{url}");
+    }
 }
 
 #[test]
-fn tag_changes_with_r_version_platform_repository_and_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = support::session_spec(dir.path(), Arch::X86_64);
-    let mut variants = vec![support::session_spec(dir.path(), Arch::Arm64)];
+fn tag_changes_with_r_version_platform_repository_source_runtime_and_snapshot() {
+    let base = support::session_spec(Arch::X86_64);
+    let mut variants = vec![support::session_spec(Arch::Arm64)];
     let mut r = base.clone();
     r.r_version = "4.4.2".into();
     variants.push(r);
@@ -248,9 +274,12 @@ fn tag_changes_with_r_version_platform_repository_and_source() {
         sha: "0123456789abcdef0123456789abcdef01234567".into(),
     };
     variants.push(github);
-    let mut starburst_version = base.clone();
-    starburst_version.starburst.version = "0.1.1".into();
-    variants.push(starburst_version);
+    let mut runtime = base.clone();
+    runtime.runtime = "runtime-0.1.1-r4.4.1-amd64-fedcba9876543210".into();
+    variants.push(runtime);
+    let mut snapshot = base.clone();
+    snapshot.snapshot = "2024-10-01".into();
+    variants.push(snapshot);
     let mut tags: Vec<String> = variants.iter().map(EnvironmentSpec::tag).collect();
     tags.push(base.tag());
     let n = tags.len();
@@ -261,13 +290,11 @@ fn tag_changes_with_r_version_platform_repository_and_source() {
 
 #[test]
 fn spec_round_trips_through_json() {
-    let dir = tempfile::tempdir().unwrap();
     let spec = from_lock(&support::renv_lock()).unwrap();
     let json = serde_json::to_string(&spec).unwrap();
     let back: EnvironmentSpec = serde_json::from_str(&json).unwrap();
     assert_eq!(back, spec);
     assert_eq!(back.tag(), spec.tag());
-    drop(dir);
 }
 
 fn package_name() -> impl Strategy<Value = String> {
@@ -290,8 +317,7 @@ proptest! {
         seed in any::<u64>(),
         pick in any::<prop::sample::Index>(),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let starburst = support::starburst(dir.path());
+        let base = support::base();
         let list: Vec<(String, String)> = packages.clone().into_iter().collect();
         let mut shuffled = list.clone();
         // A deterministic shuffle from the seed (Fisher–Yates with an LCG).
@@ -301,7 +327,7 @@ proptest! {
             shuffled.swap(i, (state >> 33) as usize % (i + 1));
         }
         let spec = |pkgs: Vec<(String, String)>| {
-            EnvironmentSpec::from_packages("4.4.1", Arch::X86_64, pkgs, support::cran(), starburst.clone())
+            EnvironmentSpec::from_packages("4.4.1", Arch::X86_64, pkgs, support::cran(), &base)
                 .unwrap()
         };
         let tag = spec(list.clone()).tag();

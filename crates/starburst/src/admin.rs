@@ -8,14 +8,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 #[cfg(feature = "aws")]
 use starburst_aws::{Aws, AwsOptions, AwsProvisioner, EcrRegistry, IamPermissions, ServiceQuotas};
 use starburst_cloud::{
     PermissionReport, Permissions, Provisioner, QuotaRequest, Quotas, Registry, Resource,
 };
 use starburst_provision::image::ProgressSink;
+use starburst_provision::image::RuntimeSpec;
 use starburst_provision::setup::{self, Applied, SetupOptions, SetupPlan, SetupResult};
-use starburst_provision::{DockerBuilder, EnsuredImage, EnvironmentSpec};
+use starburst_provision::{DockerBuilder, EnvironmentSpec};
 use starburst_quota::{QuotaStatus, RequestHistory};
 
 use crate::{AwsSettings, Error, Result};
@@ -42,6 +44,111 @@ pub struct Admin {
 
 /// The docker CLI environment images are built with: `STARBURST_DOCKER`, else `docker`.
 pub const DOCKER_ENV: &str = "STARBURST_DOCKER";
+/// The podman CLI environment images are built with: `STARBURST_PODMAN`, else `podman`.
+pub const PODMAN_ENV: &str = "STARBURST_PODMAN";
+
+/// How an environment's packages get onto workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvironmentMode {
+    /// Workers start from the runtime image and restore the packages from a library archive in
+    /// the session bucket (the first worker that needs it builds it): no image build per
+    /// environment, no container engine on the user's machine.
+    Sync,
+    /// The environment is frozen into an image built on the runtime and kept in the registry.
+    Image,
+}
+
+/// Where the runtime comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeSource {
+    /// A published runtime image, used as it is.
+    Published(String),
+    /// Built once per registry from starburst's binary package.
+    Build(RuntimeSpec),
+}
+
+/// The container engine that builds images on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuilderChoice {
+    /// The engine.
+    pub engine: BuilderEngine,
+    /// Its CLI (`None`: the engine's environment variable, else its name on `PATH`).
+    pub program: Option<String>,
+    /// `--network` of the build steps (`host` reaches a repository on this machine's loopback).
+    pub network: Option<String>,
+}
+
+/// A container engine by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuilderEngine {
+    /// `docker buildx`.
+    Docker,
+    /// `podman`.
+    Podman,
+}
+
+impl BuilderChoice {
+    fn builder(&self, progress: ProgressSink) -> DockerBuilder {
+        let (mut builder, env) = match self.engine {
+            BuilderEngine::Docker => (DockerBuilder::default(), DOCKER_ENV),
+            BuilderEngine::Podman => (
+                DockerBuilder::podman(Arc::new(starburst_provision::image::ProcessRunner)),
+                PODMAN_ENV,
+            ),
+        };
+        let program = self
+            .program
+            .clone()
+            .or_else(|| std::env::var(env).ok().filter(|p| !p.is_empty()));
+        if let Some(program) = program {
+            builder = builder.with_program(program);
+        }
+        if let Some(network) = &self.network {
+            builder = builder.with_network(network);
+        }
+        builder.with_progress(progress)
+    }
+}
+
+/// Everything [`Admin::ensure_environment`] needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvironmentRequest {
+    /// The environment.
+    pub spec: EnvironmentSpec,
+    /// Its runtime.
+    pub runtime: RuntimeSource,
+    /// Sync or image mode.
+    pub mode: EnvironmentMode,
+    /// Who builds what must be built.
+    pub builder: BuilderChoice,
+    /// Package managers serving binaries
+    /// ([`PACKAGE_MANAGERS`](starburst_provision::image::PACKAGE_MANAGERS) unless testing).
+    pub managers: Vec<String>,
+    /// The registry repository images are kept in.
+    pub repository: String,
+    /// Where build contexts are written.
+    pub workdir: PathBuf,
+    /// Build even what exists.
+    pub force: bool,
+}
+
+/// What workers of an environment start from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsuredEnvironment {
+    /// The runtime image.
+    pub runtime_image: String,
+    /// The image tasks run: the environment's image (image mode) or the runtime (sync mode).
+    pub image: String,
+    /// The environment's tag.
+    pub tag: String,
+    /// The manifest workers restore in sync mode (and the image holds in image mode).
+    pub manifest: serde_json::Value,
+    /// The images built by this call.
+    pub built: Vec<String>,
+}
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     // One worker thread: image builds run there while the caller's thread shows progress.
@@ -183,18 +290,16 @@ impl Admin {
         }
     }
 
-    /// Makes sure the image of `spec` is in `repository_uri`: reused when its tag exists
-    /// (unless `force`), else built with `docker buildx` ([`DOCKER_ENV`] names another CLI)
-    /// in a context under `workdir` and pushed. The build runs on the admin runtime while
-    /// this thread hands each progress line to `progress`.
-    pub fn ensure_image(
+    /// Makes sure what the workers of `request`'s environment start from exists: the runtime
+    /// (a published image used as it is, or built once from starburst's binary package and
+    /// kept under its tag in `request.repository`), and in image mode the environment's image
+    /// on it. Images whose tags exist are reused (unless `force`). Builds run on the admin
+    /// runtime while this thread hands each progress line to `progress`.
+    pub fn ensure_environment(
         &self,
-        spec: &EnvironmentSpec,
-        repository_uri: &str,
-        workdir: &Path,
-        force: bool,
+        request: &EnvironmentRequest,
         progress: &mut dyn FnMut(&str),
-    ) -> Result<EnsuredImage> {
+    ) -> Result<EnsuredEnvironment> {
         let (tx, rx) = mpsc::channel::<String>();
         let tx = Mutex::new(tx);
         let sink: ProgressSink = Arc::new(move |line: &str| {
@@ -202,27 +307,59 @@ impl Admin {
                 let _ = tx.send(line.to_string());
             }
         });
-        let mut builder = DockerBuilder::default().with_progress(sink.clone());
-        if let Some(program) = std::env::var_os(DOCKER_ENV).filter(|p| !p.is_empty()) {
-            builder = builder.with_program(program.to_string_lossy());
-        }
-        let (spec, repository, workdir): (EnvironmentSpec, String, PathBuf) = (
-            spec.clone(),
-            repository_uri.to_string(),
-            workdir.to_path_buf(),
-        );
+        let builder = request.builder.builder(sink.clone());
+        let request = request.clone();
         let registry = self.registry.clone();
         let task = self.runtime.spawn(async move {
-            starburst_provision::ensure_image(
-                &spec,
-                registry.as_ref(),
-                &builder,
-                &repository,
-                &workdir,
-                force,
-                &*sink,
-            )
-            .await
+            let mut built = Vec::new();
+            let runtime_image = match &request.runtime {
+                RuntimeSource::Published(image) => image.clone(),
+                RuntimeSource::Build(spec) => {
+                    let ensured = starburst_provision::image::ensure_runtime(
+                        spec,
+                        registry.as_ref(),
+                        &builder,
+                        &request.repository,
+                        &request.workdir,
+                        request.force,
+                        &*sink,
+                    )
+                    .await?;
+                    if ensured.built {
+                        built.push(ensured.image.to_string());
+                    }
+                    ensured.image.to_string()
+                }
+            };
+            let image = match request.mode {
+                EnvironmentMode::Sync => runtime_image.clone(),
+                EnvironmentMode::Image => {
+                    let ensured = starburst_provision::ensure_image(
+                        &request.spec,
+                        &runtime_image,
+                        &request.managers,
+                        registry.as_ref(),
+                        &builder,
+                        &request.repository,
+                        &request.workdir,
+                        request.force,
+                        &*sink,
+                    )
+                    .await?;
+                    if ensured.built {
+                        built.push(ensured.image.to_string());
+                    }
+                    ensured.image.to_string()
+                }
+            };
+            let manifest = starburst_provision::image::manifest(&request.spec, &request.managers)?;
+            Ok::<_, starburst_cloud::Error>(EnsuredEnvironment {
+                runtime_image,
+                image,
+                tag: request.spec.tag(),
+                manifest,
+                built,
+            })
         });
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -408,13 +545,12 @@ mod tests {
         assert!(a.teardown_plan("starburst-eu-west-1").unwrap().is_empty());
     }
 
-    #[test]
-    fn an_image_already_in_the_registry_is_reused_without_docker() {
-        let dir = tempfile::tempdir().unwrap();
-        let tarball = dir.path().join("starburst_0.1.0.tar.gz");
-        std::fs::write(&tarball, b"source").unwrap();
-        let source =
-            starburst_provision::image::StarburstSource::from_tarball("0.1.0", &tarball).unwrap();
+    fn request(mode: EnvironmentMode, dir: &Path) -> EnvironmentRequest {
+        let base = starburst_provision::image::EnvironmentBase {
+            runtime: "public.ecr.aws/starburst/runtime:0.1.0-r4.4.1-amd64".into(),
+            distribution: starburst_provision::image::Distribution::rocker("4.4.1"),
+            snapshot: "latest".into(),
+        };
         let spec = EnvironmentSpec::from_packages(
             "4.4.1",
             starburst_cloud::Arch::X86_64,
@@ -423,25 +559,74 @@ mod tests {
                 "CRAN".to_string(),
                 "https://cloud.r-project.org".to_string(),
             )],
-            source,
+            &base,
         )
         .unwrap();
-        let repo = "123456789012.dkr.ecr.us-east-1.amazonaws.com/starburst";
+        EnvironmentRequest {
+            spec,
+            runtime: RuntimeSource::Published(base.runtime),
+            mode,
+            builder: BuilderChoice {
+                engine: BuilderEngine::Docker,
+                program: Some("/nonexistent/docker".into()),
+                network: None,
+            },
+            managers: vec!["https://packagemanager.posit.co".into()],
+            repository: "123456789012.dkr.ecr.us-east-1.amazonaws.com/starburst".into(),
+            workdir: dir.to_path_buf(),
+            force: false,
+        }
+    }
+
+    #[test]
+    fn an_image_already_in_the_registry_is_reused_without_docker() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = request(EnvironmentMode::Image, dir.path());
         let registry = FakeRegistry::new();
         registry.insert(ImageRef {
-            repository: repo.into(),
-            tag: spec.tag(),
+            repository: request.repository.clone(),
+            tag: request.spec.tag(),
         });
         let a = admin(registry, Arc::new(FakeQuotas::new()));
         let mut lines = Vec::new();
         let got = a
-            .ensure_image(&spec, repo, dir.path(), false, &mut |l| {
-                lines.push(l.to_string())
-            })
+            .ensure_environment(&request, &mut |l| lines.push(l.to_string()))
             .unwrap();
-        assert!(!got.built);
-        assert_eq!(got.image.tag, spec.tag());
+        assert!(got.built.is_empty());
+        assert_eq!(
+            got.image,
+            format!("{}:{}", request.repository, request.spec.tag())
+        );
+        assert_eq!(
+            got.runtime_image,
+            "public.ecr.aws/starburst/runtime:0.1.0-r4.4.1-amd64"
+        );
         assert!(lines.iter().any(|l| l.contains("reusing")), "{lines:?}");
+    }
+
+    #[test]
+    fn sync_mode_runs_the_published_runtime_and_builds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = request(EnvironmentMode::Sync, dir.path());
+        let a = admin(FakeRegistry::new(), Arc::new(FakeQuotas::new()));
+        let got = a.ensure_environment(&request, &mut |_| {}).unwrap();
+        assert_eq!(got.image, got.runtime_image);
+        assert!(got.built.is_empty());
+        assert_eq!(got.tag, request.spec.tag());
+        assert_eq!(
+            got.manifest["repositories"]["CRAN"],
+            "https://packagemanager.posit.co/cran/__linux__/noble/latest"
+        );
+    }
+
+    #[test]
+    fn a_missing_engine_says_what_to_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = request(EnvironmentMode::Image, dir.path());
+        let a = admin(FakeRegistry::new(), Arc::new(FakeQuotas::new()));
+        let err = a.ensure_environment(&request, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("was not found"), "{err}");
+        assert!(err.to_string().contains("sync mode"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,10 @@ mod error;
 mod session;
 pub mod sweep;
 
-pub use admin::{Admin, AwsTarget};
+pub use admin::{
+    Admin, AwsTarget, BuilderChoice, BuilderEngine, EnsuredEnvironment, EnvironmentMode,
+    EnvironmentRequest, RuntimeSource,
+};
 pub use config::{AwsSettings, Backend, Config, SECONDS, check_seconds, client_beat_for};
 pub use error::{Error, Result};
 pub use session::{Session, SweepReport, env, setup_workers};

@@ -1,50 +1,136 @@
-## Environment images: the spec of this R session, its tag, the build through
-## docker (a stand-in CLI), reuse from the registry
+## Worker environments: the spec of this R session and its tag, the runtime
+## choice, the manifest's binary repositories, and restore_environment() from a
+## local CRAN-like repository (no container here; see test-containers.R for
+## real images)
 
-local_source_tarball <- function(.env = parent.frame()) {
-  path <- file.path(withr::local_tempdir(.local_envir = .env), "starburst_0.1.0.tar.gz")
-  writeBin(charToRaw("not really a tarball, but hashed like one"), path)
-  withr::local_envvar(STARBURST_SOURCE = path, .local_envir = .env)
+local_runtime_package <- function(.env = parent.frame()) {
+  path <- file.path(withr::local_tempdir(.local_envir = .env),
+                    "starburst_0.1.0_R_x86_64-pc-linux-gnu.tar.gz")
+  writeBin(charToRaw("not really a package, but hashed like one"), path)
+  withr::local_envvar(STARBURST_RUNTIME_PACKAGE = path, .local_envir = .env)
   path
 }
 
 test_that("the environment's tag is stable and changes with the packages", {
-  local_source_tarball()
   withr::local_options(starburst.renv_lock = tempfile())   # no lockfile
   environment_spec()   # loads what computing a spec needs, so the session's packages stay put
   a <- environment_spec()
   b <- environment_spec()
   expect_identical(a$tag, b$tag)
-  expect_match(a$tag, "^r[0-9.]+-amd64-[0-9a-f]{16}$")
-  ## an extra package (not shipped with R) makes another image
+  expect_match(a$tag, "^env-r[0-9.]+-amd64-[0-9a-f]{16}$")
+  ## an extra package (not shipped with R) makes another environment
   ip <- utils::installed.packages()
   unloaded <- setdiff(rownames(ip)[is.na(ip[, "Priority"])], c(loadedNamespaces(), "starburst"))
   skip_if(length(unloaded) == 0L, "every installed package is loaded")
   extra <- environment_spec(packages = unloaded[1])
   expect_false(identical(extra$tag, a$tag))
   expect_match(environment_spec(arch = "arm64")$tag, "-arm64-")
+  ## so does another snapshot
+  withr::local_options(starburst.snapshot = "2024-06-03")
+  expect_false(identical(environment_spec()$tag, a$tag))
 })
 
-test_that("a renv.lock decides the packages when there is one", {
-  local_source_tarball()
+test_that("a renv.lock decides the packages, and packages workers cannot install are all named", {
   lock <- withr::local_tempfile(fileext = ".lock")
   writeLines('{"R": {"Version": "4.4.1", "Repositories": [{"Name": "CRAN", "URL": "https://cloud.r-project.org"}]},
                "Packages": {"cli": {"Package": "cli", "Version": "3.6.3", "Source": "Repository", "Repository": "CRAN"}}}', lock)
   withr::local_options(starburst.renv_lock = lock)
   spec <- environment_spec()
-  expect_match(spec$tag, "^r4.4.1-amd64-")
+  expect_match(spec$tag, "^env-r4.4.1-amd64-")
   expect_equal(spec$packages, 1L)
   writeLines('{"R": {"Version": "4.4.1", "Repositories": [{"Name": "CRAN", "URL": "https://cloud.r-project.org"}]},
                "Packages": {"cli": {"Package": "cli"}}}', lock)
   err <- expect_error(environment_spec(), class = "starburst_invalid_argument")
   expect_match(conditionMessage(err), "Packages.cli.Version")
+  writeLines('{"R": {"Version": "4.4.1", "Repositories": [{"Name": "CRAN", "URL": "https://cloud.r-project.org"}]},
+               "Packages": {"Biobase": {"Package": "Biobase", "Version": "2.64.0", "Source": "Bioconductor"},
+                            "mine": {"Package": "mine", "Version": "0.1", "Source": "Local"}}}', lock)
+  err <- expect_error(environment_spec(), class = "starburst_invalid_argument")
+  expect_match(conditionMessage(err), "Biobase 2.64.0 \\(Bioconductor\\), mine 0.1 \\(Local\\)")
 })
 
-test_that("without starburst's source tarball no image can be built, with a message that says what to do", {
-  withr::local_envvar(STARBURST_SOURCE = "")
-  withr::local_options(starburst.source = NULL)
-  err <- expect_error(environment_spec(), class = "starburst_source_missing")
-  expect_match(conditionMessage(err), "STARBURST_SOURCE")
-  expect_error(environment_spec(source = "/nonexistent/starburst_0.1.0.tar.gz"),
-               class = "starburst_source_missing")
+test_that("the runtime is built from the binary package given, or refused with what to do", {
+  local_runtime_package()
+  rt <- runtime_choice("x86_64", r_version = "4.4.1")
+  expect_match(rt$id, "^runtime-[0-9.]+-r4.4.1-amd64-[0-9a-f]{16}$")
+  expect_equal(rt$source$build$base, "rocker/r-ver:4.4.1")
+  expect_equal(rt$distribution$codename, "noble")
+  expect_equal(rt$source$build$repository, "https://packagemanager.posit.co/cran/__linux__/noble/latest")
+  expect_equal(runtime_choice("x86_64", r_version = "4.3.3")$distribution$codename, "jammy")
+  withr::local_options(starburst.runtime_image = "public.ecr.aws/starburst/runtime:0.1.0-r4.4.1-amd64")
+  expect_equal(runtime_choice("x86_64")$source, list(published = "public.ecr.aws/starburst/runtime:0.1.0-r4.4.1-amd64"))
+  withr::local_options(starburst.runtime_image = NULL)
+  withr::local_envvar(STARBURST_RUNTIME_PACKAGE = "/nonexistent/starburst_0.1.0_R_x86_64-pc-linux-gnu.tar.gz")
+  expect_error(runtime_choice("x86_64"), class = "starburst_runtime_unavailable")
+  withr::local_envvar(STARBURST_RUNTIME_PACKAGE = "")
+  err <- expect_error(runtime_choice("arm64"), class = "starburst_runtime_unavailable")
+  expect_match(conditionMessage(err), "starburst.runtime_image")
+  expect_error(environment_mode("docker"), class = "starburst_invalid_argument")
+  expect_equal(environment_mode(), "sync")
+})
+
+test_that("on Linux the installed package is packed as the runtime's binary package", {
+  skip_if_not(grepl("linux", R.version$os))
+  withr::local_envvar(R_USER_CACHE_DIR = withr::local_tempdir(), STARBURST_RUNTIME_PACKAGE = "")
+  path <- pack_installed_package()
+  expect_match(basename(path), "^starburst_[0-9.]+_R_.*linux.*\\.tar\\.gz$")
+  files <- utils::untar(path, list = TRUE)
+  expect_true(all(c("starburst/DESCRIPTION", "starburst/bin/starburst-worker") %in% files))
+  expect_identical(pack_installed_package(), path)   # cached
+})
+
+## A CRAN-like repository (file://) with a tiny package at two versions: 1.0.0
+## current, 0.9.0 in the archive
+local_test_repository <- function(.env = parent.frame()) {
+  dir <- withr::local_tempdir(.local_envir = .env)
+  contrib <- file.path(dir, "src", "contrib")
+  dir.create(file.path(contrib, "Archive", "sbrestoretest"), recursive = TRUE)
+  make <- function(version, dest) {
+    src <- file.path(withr::local_tempdir(), "sbrestoretest")
+    dir.create(file.path(src, "R"), recursive = TRUE)
+    writeLines(c("Package: sbrestoretest", paste("Version:", version), "Title: Test",
+                 "Description: A test package.", "License: MIT", "Author: a", "Maintainer: a <a@b.c>"),
+               file.path(src, "DESCRIPTION"))
+    writeLines(sprintf("answer <- function() \"%s\"", version), file.path(src, "R", "answer.R"))
+    writeLines("export(answer)", file.path(src, "NAMESPACE"))
+    owd <- setwd(dest)
+    on.exit(setwd(owd))
+    system2(file.path(R.home("bin"), "R"), c("CMD", "build", "--no-build-vignettes", shQuote(src)),
+            stdout = FALSE, stderr = FALSE)
+  }
+  make("1.0.0", contrib)
+  make("0.9.0", file.path(contrib, "Archive", "sbrestoretest"))
+  tools::write_PACKAGES(contrib, type = "source")
+  paste0("file://", dir)
+}
+
+test_that("restore_environment() installs pinned packages, from the archive when needed, and names what it cannot", {
+  repo <- local_test_repository()
+  manifest <- withr::local_tempfile(fileext = ".json")
+  write_manifest <- function(version) {
+    writeLines(jsonlite::toJSON(list(
+      packages = list(list(name = "sbrestoretest", version = version,
+                           source = list(type = "repository", name = "CRAN"))),
+      repositories = list(CRAN = repo),
+      distribution = list(name = "debian", release = "12", codename = "bookworm")
+    ), auto_unbox = TRUE), manifest)
+  }
+  restore <- function(lib) {
+    callr::r(function(manifest, lib) {
+      installed <- starburst:::restore_environment(manifest, lib, quiet = TRUE)
+      list(installed = installed, answer = sbrestoretest::answer())
+    }, list(manifest, lib), libpath = .libPaths())
+  }
+  write_manifest("1.0.0")
+  lib <- withr::local_tempdir()
+  expect_equal(restore(lib), list(installed = "sbrestoretest", answer = "1.0.0"))
+  ## pinned and present: nothing to install
+  expect_equal(restore(lib)$installed, character(0))
+
+  write_manifest("0.9.0")
+  expect_equal(restore(withr::local_tempdir())$answer, "0.9.0")
+
+  write_manifest("2.0.0")
+  err <- expect_error(restore(withr::local_tempdir()))
+  expect_match(conditionMessage(err), "sbrestoretest 2.0.0 \\(got")
 })

@@ -140,14 +140,15 @@ local_fake_docker <- function(.env = parent.frame()) {
   })
 }
 
-test_that("after set-up, plan() builds the environment's image once and runs futures on it", {
+test_that("after set-up, plan() builds the runtime and the environment's image once and runs futures on it", {
   skip_unless_emulator()
   path <- local_setup_file()
   docker <- local_fake_docker()
-  source <- file.path(withr::local_tempdir(), "starburst_0.1.0.tar.gz")
-  writeBin(charToRaw("starburst source stand-in"), source)
-  withr::local_envvar(STARBURST_SOURCE = source,
+  package <- file.path(withr::local_tempdir(), "starburst_0.1.0_R_x86_64-pc-linux-gnu.tar.gz")
+  writeBin(charToRaw("starburst binary package stand-in"), package)
+  withr::local_envvar(STARBURST_RUNTIME_PACKAGE = package,
                       STARBURST_PREFERENCES = withr::local_tempfile(fileext = ".json"))
+  withr::local_options(starburst.environment = "image", starburst.builder = "docker")
   ## A lockfile fixes the environment's packages (the session's would change as
   ## packages get loaded, and a new package set is a new image)
   lock <- withr::local_tempfile(fileext = ".lock")
@@ -168,14 +169,17 @@ test_that("after set-up, plan() builds the environment's image once and runs fut
   expect_true(any(grepl("building image", msgs)), info = paste(msgs, collapse = ""))
   expect_true(any(grepl("#9 pushing", msgs)), info = "docker's output is shown while it builds")
   image <- jsonlite::fromJSON(path)$image
-  expect_match(image, "dkr\\.ecr\\.us-east-1\\.amazonaws\\.com/sbimage:r[0-9.]+-amd64-[0-9a-f]{16}$")
+  expect_match(image, "dkr\\.ecr\\.us-east-1\\.amazonaws\\.com/sbimage:env-r[0-9.]+-amd64-[0-9a-f]{16}$")
 
+  ## The runtime first (from the binary package), then the environment on it
   calls <- docker$calls()
   verbs <- vapply(calls, function(c) paste(unlist(c$args)[1:2], collapse = " "), "")
-  expect_equal(verbs, c("buildx version", "login --username", "buildx build"))
+  expect_equal(verbs, rep(c("buildx version", "login --username", "buildx build"), 2))
   expect_gt(calls[[2]]$stdin, 0)   # the ECR token went through stdin
   build <- unlist(calls[[3]]$args)
   expect_true(all(c("--platform", "linux/amd64", "--push", "--provenance=false") %in% build))
+  expect_match(build[which(build == "--tag") + 1L], ":runtime-[0-9.]+-r[0-9.]+-amd64-")
+  expect_match(unlist(calls[[6]]$args)[which(unlist(calls[[6]]$args) == "--tag") + 1L], ":env-r")
 
   cost <- starburst_cost()
   expect_equal(cost$backend, "aws")
@@ -187,11 +191,11 @@ test_that("after set-up, plan() builds the environment's image once and runs fut
   future::plan(starburst, backend = "aws", workers = 1L)
   expect_equal(future::value(future::future(6 * 7)), 42)
   future::plan(future::sequential)
-  expect_length(docker$calls(), 3L)
-  ## force = TRUE builds again
-  suppressMessages(res <- starburst_rebuild_environment(force = TRUE))
-  expect_true(res$built)
   expect_length(docker$calls(), 6L)
+  ## force = TRUE builds both again
+  suppressMessages(res <- starburst_rebuild_environment(force = TRUE))
+  expect_length(res$built, 2L)
+  expect_length(docker$calls(), 12L)
 })
 
 test_that("a name taken by a resource set-up did not make is a conflict, never adopted", {

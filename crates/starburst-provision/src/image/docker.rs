@@ -1,4 +1,5 @@
-//! The production image builder: `docker buildx` through the command-runner seam.
+//! The image builders of a machine with a container engine, `docker buildx` or `podman`,
+//! through the command-runner seam.
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,13 +17,37 @@ pub const OUTPUT_TAIL_LINES: usize = 30;
 /// A shareable progress callback (one line of build output at a time).
 pub type ProgressSink = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// Builds and pushes images with the docker CLI: `docker buildx version` (buildx must be
-/// installed), `docker login --password-stdin` with the registry's token, then
-/// `docker buildx build --platform linux/<arch> --provenance=false --tag <image> --push
-/// <context>`. Build output goes to the progress callback line by line.
+/// The container engine a [`DockerBuilder`] drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Docker with the buildx plugin.
+    Docker,
+    /// Podman (Linux machines without Docker; no daemon, no root needed).
+    Podman,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+        }
+    }
+}
+
+/// Builds and pushes images with a container engine's CLI.
+///
+/// Docker: `docker buildx version` (buildx must be installed), `docker login
+/// --password-stdin` with the registry's token, then `docker buildx build --platform
+/// linux/<arch> --provenance=false --tag <image> --push <context>`.
+/// Podman: `podman version`, `podman login --password-stdin`, `podman build --platform
+/// linux/<arch> --tag <image> <context>`, `podman push <image>`.
+/// Build output goes to the progress callback line by line.
 pub struct DockerBuilder {
     runner: Arc<dyn CommandRunner>,
+    engine: Engine,
     program: String,
+    network: Option<String>,
     progress: ProgressSink,
 }
 
@@ -30,7 +55,9 @@ impl fmt::Debug for DockerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DockerBuilder")
             .field("runner", &self.runner)
+            .field("engine", &self.engine)
             .field("program", &self.program)
+            .field("network", &self.network)
             .finish_non_exhaustive()
     }
 }
@@ -47,12 +74,35 @@ impl DockerBuilder {
     pub fn new(runner: Arc<dyn CommandRunner>) -> Self {
         Self {
             runner,
+            engine: Engine::Docker,
             program: "docker".into(),
+            network: None,
             progress: Arc::new(|_| {}),
         }
     }
 
-    /// Runs this docker CLI instead of `docker` on `PATH`.
+    /// Builds with podman (`podman` on `PATH` until [`with_program`](Self::with_program)).
+    pub fn podman(runner: Arc<dyn CommandRunner>) -> Self {
+        Self {
+            engine: Engine::Podman,
+            program: "podman".into(),
+            ..Self::new(runner)
+        }
+    }
+
+    /// The engine this builder drives.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Runs the build steps on this network (`--network <network>`, e.g. `host` to reach a
+    /// package repository on the build machine's loopback).
+    pub fn with_network(mut self, network: impl Into<String>) -> Self {
+        self.network = Some(network.into());
+        self
+    }
+
+    /// Runs this CLI instead of `docker` (or `podman`) on `PATH`.
     pub fn with_program(mut self, program: impl Into<String>) -> Self {
         self.program = program.into();
         self
@@ -67,29 +117,57 @@ impl DockerBuilder {
     /// The commands of one build, in order (the login's password is the second command's
     /// input, never an argument).
     pub fn commands(&self, request: &BuildRequest, login: &RegistryLogin) -> Vec<Command> {
-        let docker = |args: Vec<String>| Command::new(self.program.clone(), args);
-        vec![
-            docker(vec!["buildx".into(), "version".into()]),
-            docker(vec![
-                "login".into(),
-                "--username".into(),
-                login.username.clone(),
-                "--password-stdin".into(),
-                login.server.clone(),
-            ])
-            .stdin(login.password.as_bytes().to_vec()),
-            docker(vec![
-                "buildx".into(),
-                "build".into(),
-                "--platform".into(),
-                format!("linux/{}", platform_arch(request.arch)),
-                "--provenance=false".into(),
-                "--tag".into(),
-                request.image.to_string(),
-                "--push".into(),
-                request.context.display().to_string(),
-            ]),
-        ]
+        let cli = |args: Vec<String>| Command::new(self.program.clone(), args);
+        let platform = format!("linux/{}", platform_arch(request.arch));
+        let network: Vec<String> = self
+            .network
+            .iter()
+            .flat_map(|n| ["--network".to_owned(), n.clone()])
+            .collect();
+        let log_in = cli(vec![
+            "login".into(),
+            "--username".into(),
+            login.username.clone(),
+            "--password-stdin".into(),
+            login.server.clone(),
+        ])
+        .stdin(login.password.as_bytes().to_vec());
+        let image = request.image.to_string();
+        let context = request.context.display().to_string();
+        match self.engine {
+            Engine::Docker => vec![
+                cli(vec!["buildx".into(), "version".into()]),
+                log_in,
+                cli([
+                    vec![
+                        "buildx".into(),
+                        "build".into(),
+                        "--platform".into(),
+                        platform,
+                    ],
+                    network,
+                    vec![
+                        "--provenance=false".into(),
+                        "--tag".into(),
+                        image,
+                        "--push".into(),
+                        context,
+                    ],
+                ]
+                .concat()),
+            ],
+            Engine::Podman => vec![
+                cli(vec!["version".into()]),
+                log_in,
+                cli([
+                    vec!["build".into(), "--platform".into(), platform],
+                    network,
+                    vec!["--tag".into(), image.clone(), context],
+                ]
+                .concat()),
+                cli(vec!["push".into(), image]),
+            ],
+        }
     }
 
     async fn run(&self, op: &'static str, resource: &str, command: &Command) -> Result<()> {
@@ -104,8 +182,8 @@ impl DockerBuilder {
                     op,
                     resource.to_owned(),
                     format!(
-                        "{} was not found: install Docker (with the buildx plugin) to build \
-                         worker images, or use a prebuilt image",
+                        "{} was not found: install Docker (with the buildx plugin) or podman to \
+                         build worker images, or use sync mode (no image build on this machine)",
                         self.program
                     ),
                 ),
@@ -138,6 +216,11 @@ impl DockerBuilder {
                 "the registry refused the login: check the AWS credentials may call \
                  ecr:GetAuthorizationToken and the Docker daemon is running"
             }
+            "podman version" => "podman does not run: check `podman info` and retry",
+            "podman login" => {
+                "the registry refused the login: check the AWS credentials may call \
+                 ecr:GetAuthorizationToken"
+            }
             _ => "the image build or push failed: fix the cause its output shows and retry",
         };
         Error::other(
@@ -157,11 +240,24 @@ impl DockerBuilder {
 impl ImageBuilder for DockerBuilder {
     async fn build_and_push(&self, request: &BuildRequest, login: &RegistryLogin) -> Result<()> {
         let image = request.image.to_string();
-        let [version, log_in, build] =
-            <[Command; 3]>::try_from(self.commands(request, login)).expect("three commands");
-        self.run("docker buildx version", &self.program, &version)
-            .await?;
-        self.run("docker login", &login.server, &log_in).await?;
-        self.run("docker buildx build", &image, &build).await
+        let commands = self.commands(request, login);
+        let ops: &[(&'static str, &str)] = match self.engine {
+            Engine::Docker => &[
+                ("docker buildx version", &self.program),
+                ("docker login", &login.server),
+                ("docker buildx build", &image),
+            ],
+            Engine::Podman => &[
+                ("podman version", &self.program),
+                ("podman login", &login.server),
+                ("podman build", &image),
+                ("podman push", &image),
+            ],
+        };
+        debug_assert_eq!(ops.len(), commands.len(), "{}", self.engine.name());
+        for ((op, resource), command) in ops.iter().zip(&commands) {
+            self.run(op, resource, command).await?;
+        }
+        Ok(())
     }
 }

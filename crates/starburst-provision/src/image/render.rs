@@ -1,29 +1,124 @@
-//! Rendering a spec into a build context: the Dockerfile, a pinned `renv.lock` and the
-//! starburst source tarball.
+//! Rendering an environment: its manifest (the packages, binary repositories and system
+//! requirement look-up that `starburst:::restore_environment()` restores on a worker or in an
+//! image build) and, for image mode, its Dockerfile.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use starburst_cloud::{Error, Result};
 
-use super::spec::{EnvironmentSpec, PackageSource, hash_file};
+use super::spec::EnvironmentSpec;
 
-/// The Dockerfile template, `templates/Dockerfile.template` of the repository.
+/// The environment Dockerfile template, `templates/environment.Dockerfile` of the repository.
 ///
-/// The crate keeps its own copy (`crates/starburst-provision/templates/`) and embeds it with
-/// `include_str!` from inside the crate: `cargo xtask dist` copies each workspace crate on its
-/// own into the R tarball, where the repository's `templates/` folder does not exist, so a
-/// path leaving the crate would break the tarball build. A test checks both copies are equal.
-pub const DOCKERFILE_TEMPLATE: &str = include_str!("../../templates/Dockerfile.template");
+/// The crate keeps its own copies of the templates (`crates/starburst-provision/templates/`)
+/// and embeds them with `include_str!` from inside the crate: `cargo xtask dist` copies each
+/// workspace crate on its own into the R tarball, where the repository's `templates/` folder
+/// does not exist. A test checks both copies are equal.
+pub const ENVIRONMENT_TEMPLATE: &str = include_str!("../../templates/environment.Dockerfile");
 
-/// The renv version the image installs to restore the lockfile (from the CRAN archive, so the
-/// same version every time).
-pub const RENV_VERSION: &str = "1.0.11";
+/// Where an environment's packages are installed: in the image (image mode) or unpacked on
+/// the worker (sync mode); `R_LIBS` puts it first.
+pub const ENVIRONMENT_LIBRARY: &str = "/opt/starburst/library";
 
-/// The Rust toolchain image tag that builds starburst in the image: the crates' minimum Rust
-/// version, which the vendored crates are locked to build with.
-pub const RUST_VERSION: &str = env!("CARGO_PKG_RUST_VERSION");
+/// Hosts of Posit Package Manager, whose repositories serve Linux binaries under
+/// `<repo>/__linux__/<codename>/<snapshot>` and system requirements under
+/// `/__api__/repos/<repo>/sysreqs`.
+pub const PACKAGE_MANAGERS: &[&str] = &[
+    "https://packagemanager.posit.co",
+    "https://p3m.dev",
+    "https://packagemanager.rstudio.com",
+];
+
+/// Hosts whose repositories are CRAN itself (served as binaries from the first package manager).
+const CRAN_HOSTS: &[&str] = &[
+    "cloud.r-project.org",
+    "cran.r-project.org",
+    "cran.rstudio.com",
+    "cran.rstudio.org",
+];
+
+/// The binary repository for `url` on `codename` at `snapshot`, and the package manager's
+/// system-requirements endpoint when it has one:
+/// - a package manager repository (`<host>/<repo>/<snapshot>` or already `__linux__`) →
+///   `<host>/<repo>/__linux__/<codename>/<snapshot>` (the URL's own snapshot when it names
+///   one, else `snapshot`);
+/// - CRAN → the first of `managers`' `cran` repository at `snapshot`;
+/// - anything else (r-universe, a company's repository) is kept as it is.
+pub fn binary_repository(
+    url: &str,
+    codename: &str,
+    snapshot: &str,
+    managers: &[String],
+) -> (String, Option<String>) {
+    let trimmed = url.trim_end_matches('/');
+    let (scheme_host, path) = match trimmed.find("://").map(|i| i + 3) {
+        Some(start) => match trimmed[start..].find('/') {
+            Some(slash) => trimmed.split_at(start + slash),
+            None => (trimmed, ""),
+        },
+        None => return (url.to_owned(), None),
+    };
+    let host = &scheme_host[scheme_host.find("://").map_or(0, |i| i + 3)..];
+    let managed = |base: &str, repo: &str, snap: &str| {
+        (
+            format!("{base}/{repo}/__linux__/{codename}/{snap}"),
+            Some(format!("{base}/__api__/repos/{repo}/sysreqs")),
+        )
+    };
+    if managers
+        .iter()
+        .any(|m| m.trim_end_matches('/') == scheme_host)
+    {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        match parts.as_slice() {
+            [repo] => return managed(scheme_host, repo, snapshot),
+            [repo, snap] => return managed(scheme_host, repo, snap),
+            [repo, "__linux__", _, snap] => return managed(scheme_host, repo, snap),
+            _ => return (url.to_owned(), None),
+        }
+    }
+    if CRAN_HOSTS.contains(&host)
+        && let Some(first) = managers.first()
+    {
+        return managed(first.trim_end_matches('/'), "cran", snapshot);
+    }
+    (url.to_owned(), None)
+}
+
+/// The manifest `starburst:::restore_environment()` restores: JSON with the environment's tag,
+/// its packages (name, version, source), its repositories as binary repositories of the
+/// runtime's distribution, the distribution, and the system-requirements endpoint (the first
+/// package manager among the repositories), or `null`.
+pub fn manifest(spec: &EnvironmentSpec, managers: &[String]) -> Result<Value> {
+    spec.validate("environment manifest")?;
+    let mut repositories = BTreeMap::new();
+    let mut sysreqs = None;
+    for (name, url) in &spec.repositories {
+        let (binary, api) =
+            binary_repository(url, &spec.distribution.codename, &spec.snapshot, managers);
+        repositories.insert(name.clone(), binary);
+        if sysreqs.is_none() {
+            sysreqs = api;
+        }
+    }
+    let packages: Vec<Value> = spec
+        .packages
+        .iter()
+        .map(|(name, p)| json!({ "name": name, "version": p.version, "source": p.source }))
+        .collect();
+    Ok(json!({
+        "format": 1,
+        "environment": spec.tag(),
+        "r_version": spec.r_version,
+        "packages": packages,
+        "repositories": repositories,
+        "snapshot": spec.snapshot,
+        "distribution": spec.distribution,
+        "sysreqs": sysreqs.map(|url| json!({ "url": url })),
+    }))
+}
 
 /// Fills `{{name}}` placeholders of `template` from `values`. A placeholder without a value, a
 /// value without a placeholder, or an unterminated `{{` is an error.
@@ -68,94 +163,32 @@ pub fn render_template(template: &str, values: &BTreeMap<&str, String>) -> Resul
     Ok(out)
 }
 
-/// The Dockerfile of `spec`, from [`DOCKERFILE_TEMPLATE`].
-pub fn render_dockerfile(spec: &EnvironmentSpec) -> Result<String> {
+/// The image-mode Dockerfile of `spec`, on `runtime_image`.
+pub fn render_dockerfile(spec: &EnvironmentSpec, runtime_image: &str) -> Result<String> {
     spec.validate("render Dockerfile")?;
     let values = BTreeMap::from([
         ("tag", spec.tag()),
-        ("platform", format!("linux/{}", spec.platform_arch())),
-        ("r_version", spec.r_version.clone()),
-        ("rust_version", RUST_VERSION.to_owned()),
-        ("renv_version", RENV_VERSION.to_owned()),
-        ("starburst_version", spec.starburst.version.clone()),
-        ("starburst_tarball", spec.starburst.file_name()?),
+        ("runtime", runtime_image.to_owned()),
+        ("library", ENVIRONMENT_LIBRARY.to_owned()),
     ]);
-    render_template(DOCKERFILE_TEMPLATE, &values)
+    render_template(ENVIRONMENT_TEMPLATE, &values)
 }
 
-/// The `renv.lock` that pins every package of `spec` (for a project's lockfile too: the image
-/// restores exactly what the tag hashes).
-pub fn render_lockfile(spec: &EnvironmentSpec) -> Result<String> {
-    spec.validate("render renv.lock")?;
-    let repositories: Vec<Value> = spec
-        .repositories
-        .iter()
-        .map(|(name, url)| json!({ "Name": name, "URL": url }))
-        .collect();
-    let mut packages = Map::new();
-    for (name, package) in &spec.packages {
-        let mut entry = Map::new();
-        entry.insert("Package".into(), json!(name));
-        entry.insert("Version".into(), json!(package.version));
-        match &package.source {
-            PackageSource::Repository { name: repo } => {
-                entry.insert("Source".into(), json!("Repository"));
-                entry.insert("Repository".into(), json!(repo));
-            }
-            PackageSource::GitHub { user, repo, sha } => {
-                entry.insert("Source".into(), json!("GitHub"));
-                entry.insert("RemoteType".into(), json!("github"));
-                entry.insert("RemoteHost".into(), json!("api.github.com"));
-                entry.insert("RemoteUsername".into(), json!(user));
-                entry.insert("RemoteRepo".into(), json!(repo));
-                entry.insert("RemoteRef".into(), json!(sha));
-                entry.insert("RemoteSha".into(), json!(sha));
-            }
-        }
-        packages.insert(name.clone(), Value::Object(entry));
-    }
-    let lock = json!({
-        "R": { "Version": spec.r_version, "Repositories": repositories },
-        "Packages": packages,
-    });
-    let mut text = serde_json::to_string_pretty(&lock).expect("a JSON value always serializes");
-    text.push('\n');
-    Ok(text)
-}
-
-/// Writes the build context of `spec` into the existing, empty directory `dir`: `Dockerfile`,
-/// `renv.lock` and a copy of the starburst tarball, whose content must still hash to the
-/// spec's `starburst.blake3`.
-pub fn write_context(spec: &EnvironmentSpec, dir: &Path) -> Result<()> {
+/// Writes the image-mode build context of `spec` into the existing, empty directory `dir`:
+/// `Dockerfile` (on `runtime_image`) and `manifest.json`.
+pub fn write_context(
+    spec: &EnvironmentSpec,
+    runtime_image: &str,
+    managers: &[String],
+    dir: &Path,
+) -> Result<()> {
     const OP: &str = "write build context";
-    let dockerfile = render_dockerfile(spec)?;
-    let lockfile = render_lockfile(spec)?;
-    let tarball = spec.starburst.file_name()?;
-    let write = |name: &str, text: &str| {
+    let dockerfile = render_dockerfile(spec, runtime_image)?;
+    let manifest = serde_json::to_string_pretty(&manifest(spec, managers)?)
+        .expect("a JSON value always serializes");
+    for (name, text) in [("Dockerfile", dockerfile), ("manifest.json", manifest)] {
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| Error::other(OP, path.display().to_string(), e))
-    };
-    write("Dockerfile", &dockerfile)?;
-    write("renv.lock", &lockfile)?;
-    let target = dir.join(&tarball);
-    std::fs::copy(&spec.starburst.tarball, &target).map_err(|e| {
-        Error::other(
-            OP,
-            spec.starburst.tarball.display().to_string(),
-            format!("copying to {}: {e}", target.display()),
-        )
-    })?;
-    let copied = hash_file(&target)?;
-    if copied != spec.starburst.blake3 {
-        return Err(Error::invalid(
-            OP,
-            format!(
-                "starburst tarball {} changed since the spec was made (BLAKE3 {copied}, spec \
-                 {}); make the spec again",
-                spec.starburst.tarball.display(),
-                spec.starburst.blake3
-            ),
-        ));
+        std::fs::write(&path, text).map_err(|e| Error::other(OP, path.display().to_string(), e))?;
     }
     Ok(())
 }

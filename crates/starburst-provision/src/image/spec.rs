@@ -1,11 +1,13 @@
 //! The environment spec: what a worker image holds, and its tag.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use starburst_cloud::{Arch, Error, Result};
+
+use super::runtime::Distribution;
 
 /// Packages that ship with R itself (priority `base`): never installed into an image.
 pub const BASE_PACKAGES: &[&str] = &[
@@ -58,10 +60,17 @@ pub struct EnvironmentSpec {
     pub arch: Arch,
     /// Packages by name (sorted), each pinned to one version and source.
     pub packages: BTreeMap<String, Package>,
-    /// Package repositories by name (e.g. `CRAN`) → URL.
+    /// Package repositories by name (e.g. `CRAN`) → URL, as the user's lockfile or session
+    /// names them; [`manifest`](Self::manifest) rewrites them to binary repositories.
     pub repositories: BTreeMap<String, String>,
-    /// The starburst package, installed from its source tarball.
-    pub starburst: StarburstSource,
+    /// The Posit Package Manager snapshot binaries come from: a date `YYYY-MM-DD`, or
+    /// `latest` (pinned versions are checked after the install either way, and a version the
+    /// snapshot does not hold is installed from the repository's archive).
+    pub snapshot: String,
+    /// The runtime this environment builds on: its tag (built per account) or a published image.
+    pub runtime: String,
+    /// The runtime's distribution (which binaries and system requirements fit).
+    pub distribution: Distribution,
 }
 
 /// One pinned package.
@@ -94,96 +103,54 @@ pub enum PackageSource {
     },
 }
 
-/// How starburst gets into the image: its R source tarball (which vendors its Rust crates), so
-/// the worker binary is built from the same source as the client's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StarburstSource {
-    /// Package version, e.g. `0.1.0`.
-    pub version: String,
-    /// The source tarball on this machine (not part of the tag: only its content counts).
-    pub tarball: PathBuf,
-    /// BLAKE3 of the tarball, lowercase hex.
-    pub blake3: String,
-}
-
-impl StarburstSource {
-    /// The tarball at `path`, hashed now.
-    pub fn from_tarball(version: impl Into<String>, path: impl Into<PathBuf>) -> Result<Self> {
-        let version = version.into();
-        let tarball = path.into();
-        check_version(
-            "StarburstSource::from_tarball",
-            "starburst version",
-            &version,
-        )?;
-        let blake3 = hash_file(&tarball)?;
-        Ok(Self {
-            version,
-            tarball,
-            blake3,
-        })
-    }
-
-    /// The tarball's file name (what the build context holds).
-    pub fn file_name(&self) -> Result<String> {
-        self.tarball
-            .file_name()
-            .and_then(|n| n.to_str())
-            .filter(|n| n.ends_with(".tar.gz") && safe_file_name(n))
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "environment spec",
-                    format!(
-                        "starburst tarball {} must be a file named like starburst_<version>.tar.gz \
-                         (letters, digits, '.', '_', '-')",
-                        self.tarball.display()
-                    ),
-                )
-            })
-    }
-}
-
 /// BLAKE3 of a file's content, lowercase hex.
 pub(crate) fn hash_file(path: &Path) -> Result<String> {
     let mut hasher = blake3::Hasher::new();
     let file = std::fs::File::open(path).map_err(|e| {
         Error::other(
-            "hash starburst tarball",
+            "hash file",
             path.display().to_string(),
-            format!("{e}; build it with `cargo xtask dist` or point to the installed copy"),
+            format!("{e}; check the path"),
         )
     })?;
     hasher
         .update_reader(file)
-        .map_err(|e| Error::other("hash starburst tarball", path.display().to_string(), e))?;
+        .map_err(|e| Error::other("hash file", path.display().to_string(), e))?;
     Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// Bumped whenever the canonical form of a spec changes meaning.
-const CANONICAL_FORMAT: u32 = 1;
+const CANONICAL_FORMAT: u32 = 2;
 
-/// The part of a spec the tag hashes: everything but the tarball's local path.
+/// What the tag hashes: the whole spec and the environment template.
 #[derive(Serialize)]
 struct Canonical<'a> {
     format: u32,
-    r_version: &'a str,
-    arch: Arch,
-    packages: &'a BTreeMap<String, Package>,
-    repositories: &'a BTreeMap<String, String>,
-    starburst_version: &'a str,
-    starburst_blake3: &'a str,
+    spec: &'a EnvironmentSpec,
     template_blake3: String,
+}
+
+/// Where an environment's packages come from besides the lockfile or session: the runtime it
+/// builds on and the binary snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentBase {
+    /// The runtime's tag or published image.
+    pub runtime: String,
+    /// The runtime's distribution.
+    pub distribution: Distribution,
+    /// `YYYY-MM-DD` or `latest`.
+    pub snapshot: String,
 }
 
 impl EnvironmentSpec {
     /// The spec of a project with a `renv.lock` (its JSON text). `R.Version`, `R.Repositories`
-    /// and every package's version and source come from the lockfile; starburst itself (it
-    /// comes from `starburst`) and base packages, if listed, are left out; recommended packages
+    /// and every package's version and source come from the lockfile; starburst itself (it is
+    /// in the runtime) and base packages, if listed, are left out; recommended packages
     /// stay pinned as locked. Packages from a repository (by renv's `Repository` name, the first
-    /// of `R.Repositories` when absent) and from GitHub are supported; any other source
-    /// (Bioconductor, local, URL) is rejected with the field that says so.
-    pub fn from_renv_lock(json: &str, arch: Arch, starburst: StarburstSource) -> Result<Self> {
+    /// of `R.Repositories` when absent) and from GitHub (at their `RemoteSha`) are supported;
+    /// packages from any other source (Bioconductor, local, URL, unknown) are refused, all of
+    /// them named in one error that says what to do.
+    pub fn from_renv_lock(json: &str, arch: Arch, base: &EnvironmentBase) -> Result<Self> {
         const OP: &str = "read renv.lock";
         let root: Value = serde_json::from_str(json).map_err(|e| {
             Error::invalid(
@@ -209,6 +176,7 @@ impl EnvironmentSpec {
             .as_object()
             .ok_or_else(|| bad_field("Packages", "must be an object keyed by package name"))?;
         let mut pinned = BTreeMap::new();
+        let mut refused = Vec::new();
         for (key, entry) in packages {
             let at = format!("Packages.{key}");
             let name = string_field(entry, "Package", &format!("{at}.Package"))?;
@@ -247,14 +215,8 @@ impl EnvironmentSpec {
                     sha: string_field(entry, "RemoteSha", &format!("{at}.RemoteSha"))?.to_owned(),
                 },
                 other => {
-                    return Err(bad_field(
-                        &format!("{at}.Source"),
-                        &format!(
-                            "is {other:?}; only \"Repository\" (CRAN-like) and \"GitHub\" \
-                             packages can be pinned in a worker image: install {key} from a \
-                             repository or GitHub and run renv::snapshot() again"
-                        ),
-                    ));
+                    refused.push(format!("{key} {version} ({other})"));
+                    continue;
                 }
             };
             pinned.insert(
@@ -265,12 +227,31 @@ impl EnvironmentSpec {
                 },
             );
         }
+        if !refused.is_empty() {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "{} cannot be installed on workers: {}. Workers install packages from \
+                     CRAN-like repositories (CRAN, Posit Package Manager, r-universe) and from \
+                     GitHub commits; install these from one of those (a local package can be \
+                     pushed to GitHub or an r-universe), then run renv::snapshot() again",
+                    if refused.len() == 1 {
+                        "A package"
+                    } else {
+                        "Packages"
+                    },
+                    refused.join(", ")
+                ),
+            ));
+        }
         let spec = Self {
             r_version,
             arch,
             packages: pinned,
             repositories,
-            starburst,
+            snapshot: base.snapshot.clone(),
+            runtime: base.runtime.clone(),
+            distribution: base.distribution.clone(),
         };
         spec.validate(OP)?;
         Ok(spec)
@@ -285,7 +266,7 @@ impl EnvironmentSpec {
         arch: Arch,
         packages: impl IntoIterator<Item = (N, V)>,
         repositories: impl IntoIterator<Item = (String, String)>,
-        starburst: StarburstSource,
+        base: &EnvironmentBase,
     ) -> Result<Self>
     where
         N: Into<String>,
@@ -329,7 +310,9 @@ impl EnvironmentSpec {
             arch,
             packages: pinned,
             repositories,
-            starburst,
+            snapshot: base.snapshot.clone(),
+            runtime: base.runtime.clone(),
+            distribution: base.distribution.clone(),
         };
         spec.validate(OP)?;
         Ok(spec)
@@ -402,24 +385,33 @@ impl EnvironmentSpec {
                 }
             }
         }
-        check_version(op, "starburst version", &self.starburst.version)?;
-        if self.starburst.blake3.len() != 64
-            || !self
-                .starburst
-                .blake3
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        {
+        let snapshot_ok = self.snapshot == "latest"
+            || (self.snapshot.len() == 10
+                && self.snapshot.chars().enumerate().all(|(i, c)| {
+                    if i == 4 || i == 7 {
+                        c == '-'
+                    } else {
+                        c.is_ascii_digit()
+                    }
+                }));
+        if !snapshot_ok {
             return Err(Error::invalid(
                 op,
                 format!(
-                    "starburst tarball hash {:?} must be 64 lowercase hex digits (BLAKE3); use \
-                     StarburstSource::from_tarball",
-                    self.starburst.blake3
+                    "snapshot {:?} must be a date YYYY-MM-DD or \"latest\"",
+                    self.snapshot
                 ),
             ));
         }
-        self.starburst.file_name()?;
+        if self.runtime.is_empty() || !self.runtime.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "runtime {:?} must be an image tag or reference",
+                    self.runtime
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -429,18 +421,13 @@ impl EnvironmentSpec {
     }
 
     /// The hex BLAKE3 of the canonical form of the spec (sorted packages and repositories,
-    /// without the tarball's local path) and of the Dockerfile template, so a changed template
-    /// also yields a new image.
+    /// the snapshot, the runtime) and of the environment template, so a changed template also
+    /// yields a new image.
     pub fn digest(&self) -> String {
         let canonical = Canonical {
             format: CANONICAL_FORMAT,
-            r_version: &self.r_version,
-            arch: self.arch,
-            packages: &self.packages,
-            repositories: &self.repositories,
-            starburst_version: &self.starburst.version,
-            starburst_blake3: &self.starburst.blake3,
-            template_blake3: blake3::hash(crate::image::DOCKERFILE_TEMPLATE.as_bytes())
+            spec: self,
+            template_blake3: blake3::hash(crate::image::ENVIRONMENT_TEMPLATE.as_bytes())
                 .to_hex()
                 .to_string(),
         };
@@ -448,11 +435,12 @@ impl EnvironmentSpec {
         blake3::hash(&bytes).to_hex().to_string()
     }
 
-    /// The image tag, `r<R version>-<amd64|arm64>-<first 16 hex of the digest>`: a valid ECR
-    /// tag, readable at a glance, and a function of the spec's content only.
+    /// The environment's tag, `env-r<R version>-<amd64|arm64>-<first 16 hex of the digest>`: a
+    /// valid ECR tag, readable at a glance, and a function of the spec's content only (the
+    /// image's tag in image mode, the library archive's name in sync mode).
     pub fn tag(&self) -> String {
         format!(
-            "r{}-{}-{}",
+            "env-r{}-{}-{}",
             self.r_version,
             self.platform_arch(),
             &self.digest()[..16]
@@ -522,11 +510,4 @@ fn is_package_name(name: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '.')
         && !name.ends_with('.')
-}
-
-fn safe_file_name(name: &str) -> bool {
-    !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }

@@ -635,9 +635,47 @@ fn sb_teardown(resources_json: &str, region: Robj, endpoint: Robj, progress: Fun
     }
 }
 
-/// The environment spec of a worker image and its tag, as JSON `{spec, tag}`: from the text
-/// of a `renv.lock` when `lock_json` is a string, else from the session's packages
-/// (`names`/`versions`) pinned to the first of the repositories (`repo_names`/`repo_urls`).
+/// A runtime spec and its tag, as JSON `{spec, tag}`, from JSON `{r_version, arch, base,
+/// distribution: {name, release, codename}, repository, starburst_version, package}` (the
+/// binary package's path, hashed now).
+#[extendr]
+fn sb_runtime_spec(json: &str) -> Robj {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        r_version: String,
+        arch: starburst::cloud::Arch,
+        base: String,
+        distribution: starburst::provision::image::Distribution,
+        repository: String,
+        starburst_version: String,
+        package: String,
+    }
+    let result = from_json::<Input>("the runtime", json).and_then(|i| {
+        let package = starburst::provision::image::BinaryPackage::from_file(&i.package)
+            .map_err(|e| facade_error(e.into()))?;
+        let spec = starburst::provision::image::RuntimeSpec {
+            r_version: i.r_version,
+            arch: i.arch,
+            base: i.base,
+            distribution: i.distribution,
+            repository: i.repository,
+            starburst_version: i.starburst_version,
+            package,
+        };
+        spec.validate().map_err(|e| facade_error(e.into()))?;
+        let tag = spec.tag();
+        Ok(serde_json::json!({ "spec": spec, "tag": tag }))
+    });
+    match result {
+        Ok(v) => to_json(&v),
+        Err(e) => e,
+    }
+}
+
+/// The environment spec and its tag, as JSON `{spec, tag}`: from the text of a `renv.lock`
+/// when `lock_json` is a string, else from the session's packages (`names`/`versions`)
+/// pinned to the first of the repositories (`repo_names`/`repo_urls`); on the runtime,
+/// distribution and snapshot of `base_json` (`{runtime, distribution, snapshot}`).
 #[extendr]
 #[allow(clippy::too_many_arguments)]
 fn sb_environment_spec(
@@ -648,17 +686,25 @@ fn sb_environment_spec(
     versions: Strings,
     repo_names: Strings,
     repo_urls: Strings,
-    tarball: &str,
-    version: &str,
+    base_json: &str,
 ) -> Robj {
     use starburst::provision::EnvironmentSpec;
-    use starburst::provision::image::StarburstSource;
+    #[derive(serde::Deserialize)]
+    struct Base {
+        runtime: String,
+        distribution: starburst::provision::image::Distribution,
+        snapshot: String,
+    }
     let result = (|| {
         let arch: starburst::cloud::Arch = from_json("arch", &format!("{arch:?}"))?;
-        let source =
-            StarburstSource::from_tarball(version, tarball).map_err(|e| facade_error(e.into()))?;
+        let base: Base = from_json("the environment base", base_json)?;
+        let base = starburst::provision::image::EnvironmentBase {
+            runtime: base.runtime,
+            distribution: base.distribution,
+            snapshot: base.snapshot,
+        };
         let spec = match lock_json.as_str() {
-            Some(lock) => EnvironmentSpec::from_renv_lock(lock, arch, source),
+            Some(lock) => EnvironmentSpec::from_renv_lock(lock, arch, &base),
             None => EnvironmentSpec::from_packages(
                 r_version,
                 arch,
@@ -670,7 +716,7 @@ fn sb_environment_spec(
                     .iter()
                     .zip(repo_urls.iter())
                     .map(|(n, u)| (n.to_string(), u.to_string())),
-                source,
+                &base,
             ),
         }
         .map_err(|e| facade_error(e.into()))?;
@@ -683,39 +729,29 @@ fn sb_environment_spec(
     }
 }
 
-/// Makes sure the image of `spec_json` is in `repository` (built with docker buildx when
-/// missing, or when `force`); `progress` gets each line of progress. JSON `{image, built}`.
+/// Makes sure what the workers of an environment start from exists (`request_json`, a
+/// `starburst::EnvironmentRequest`): the runtime, and in image mode the environment's image,
+/// built with docker or podman when missing; `progress` gets each line of progress. JSON of a
+/// `starburst::EnsuredEnvironment`.
 #[extendr]
-fn sb_environment_image(
-    spec_json: &str,
-    repository: &str,
+fn sb_environment_ensure(
+    request_json: &str,
     region: Robj,
     endpoint: Robj,
-    workdir: &str,
-    force: bool,
     progress: Function,
 ) -> Robj {
-    let result = from_json::<starburst::provision::EnvironmentSpec>(
-        "the environment spec",
-        spec_json,
-    )
-    .and_then(|spec| {
-        let admin = admin(&region, &endpoint)?;
-        let ensured = admin
-            .ensure_image(
-                &spec,
-                repository,
-                std::path::Path::new(workdir),
-                force,
-                &mut |line| {
-                    if let Err(e) = progress.call(pairlist!(line)) {
-                        rprintln!("starburst: progress callback failed: {e}");
-                    }
-                },
-            )
-            .map_err(facade_error)?;
-        Ok(serde_json::json!({ "image": ensured.image.to_string(), "built": ensured.built }))
-    });
+    let result =
+        from_json::<starburst::EnvironmentRequest>("the environment request", request_json)
+            .and_then(|request| {
+                let admin = admin(&region, &endpoint)?;
+                admin
+                    .ensure_environment(&request, &mut |line| {
+                        if let Err(e) = progress.call(pairlist!(line)) {
+                            rprintln!("starburst: progress callback failed: {e}");
+                        }
+                    })
+                    .map_err(facade_error)
+            });
     match result {
         Ok(v) => to_json(&v),
         Err(e) => e,
@@ -993,8 +1029,9 @@ extendr_module! {
     fn sb_setup_apply;
     fn sb_teardown_plan;
     fn sb_teardown;
+    fn sb_runtime_spec;
     fn sb_environment_spec;
-    fn sb_environment_image;
+    fn sb_environment_ensure;
     fn sb_session_cost;
     fn sb_quota_status;
     fn sb_quota_fit;
