@@ -22,9 +22,11 @@
 ##    and the process exits non-zero.
 ##
 ## Packages already installed at their pinned version (in the runtime's own
-## library) are not installed again.
+## library) are not installed again. With `keep_system_packages` (sync mode)
+## the .deb files of the system requirements stay in <lib>/.sysreqs/debs, so
+## that workers which download the library install them with dpkg, offline.
 
-restore_environment <- function(manifest, lib, quiet = FALSE) {
+restore_environment <- function(manifest, lib, quiet = FALSE, keep_system_packages = FALSE) {
   m <- jsonlite::fromJSON(manifest, simplifyVector = FALSE)
   say <- function(...) if (!quiet) cat("starburst: ", ..., "\n", sep = "")
   dir.create(lib, recursive = TRUE, showWarnings = FALSE)
@@ -39,7 +41,7 @@ restore_environment <- function(manifest, lib, quiet = FALSE) {
   from_repo <- missing[vapply(sources[missing], function(s) identical(s$type, "repository"), NA)]
   from_github <- setdiff(missing, from_repo)
 
-  install_system_requirements(m, from_repo, say)
+  install_system_requirements(m, from_repo, say, if (keep_system_packages) file.path(lib, ".sysreqs", "debs"))
   if (length(from_repo)) {
     t0 <- Sys.time()
     ## Binary repositories serve installed packages (Built: R ...) in
@@ -77,7 +79,7 @@ installed_at <- function(package, version) {
 
 ## apt-get install of what the package manager says the packages need on this
 ## distribution (its sysreqs API: /__api__/repos/<repo>/sysreqs)
-install_system_requirements <- function(m, packages, say) {
+install_system_requirements <- function(m, packages, say, keep = NULL) {
   api <- m$sysreqs
   if (is.null(api) || length(packages) == 0L) return(invisible())
   url <- sprintf("%s?all=false&distribution=%s&release=%s&%s", api$url,
@@ -110,7 +112,14 @@ install_system_requirements <- function(m, packages, say) {
   }
   Sys.setenv(DEBIAN_FRONTEND = "noninteractive")
   run(c("update", "-qq"))
-  run(c("install", "-y", "-qq", "--no-install-recommends", debs))
+  ## With `keep`, the .deb files go there (an archive directory of our own is
+  ## never cleaned by the image's apt hooks)
+  cache <- if (!is.null(keep)) {
+    dir.create(file.path(keep, "partial"), recursive = TRUE, showWarnings = FALSE)
+    paste0("-oDir::Cache::archives=", keep)
+  }
+  run(c("install", "-y", "-qq", "--no-install-recommends", cache, debs))
+  if (!is.null(keep)) unlink(file.path(keep, c("partial", "lock")), recursive = TRUE)
 }
 
 install_archived <- function(package, version, repos, lib, say) {

@@ -72,9 +72,14 @@ close_retired <- function(reason) {
 
 session_open <- function(config, key = config_key(config)) {
   if (identical(config[["backend"]], "aws") && !is.null(config[["aws"]][["repository"]])) {
-    ## Workers run the image of this R environment: made sure of (built when
-    ## missing) before any worker starts
-    config[["aws"]][["image"]] <- ensure_environment(config[["aws"]], arch = config[["arch"]])$image
+    ## Workers run this R environment: its runtime (and in image mode its image)
+    ## made sure of, built when missing, before any worker starts; in sync mode
+    ## the workers restore the environment's packages themselves
+    env <- ensure_environment(config[["aws"]], arch = config[["arch"]])
+    config[["aws"]][["image"]] <- env$image
+    if (identical(env$mode, "sync")) {
+      config[["aws"]][["environment"]] <- list(tag = env$tag, manifest = env$manifest)
+    }
   }
   if (identical(config[["backend"]], "aws")) {
     ## Concurrency stays inside the Fargate vCPU quota; futures beyond it queue

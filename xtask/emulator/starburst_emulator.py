@@ -72,12 +72,16 @@ GAPS = """\
 Gaps of the Fargate simulator against real ECS Fargate:
 - Task cpu/memory, ephemeral storage and the CPU architecture are recorded, never enforced:
   a worker can use the whole machine; no OOM kill (exit 137) unless you kill it yourself.
-- No container image: the "image" is --worker-bin run on the host with the host's R and
-  libraries (R_*, STARBURST_SIM_* and --pass-env variables pass through). ECR images of this
-  emulator's account/region must exist in moto's ECR (else CannotPullContainerError); any
-  other image name "pulls" unless it contains "sim-pull-fail". A container `command` is
-  passed as arguments to --worker-bin (the image's ENTRYPOINT); `entryPoint` is ignored.
-  Only the first container of a task definition runs (moto models one container per task).
+- Without --containers, no container image: the "image" is --worker-bin run on the host with
+  the host's R and libraries (R_*, STARBURST_SIM_* and --pass-env variables pass through;
+  STARBURST_LIBRARY points into the task's working directory). With --containers, each task
+  runs its image for real (`podman run --network host`, the image taken from the local
+  engine's storage: whoever "pushes" to this emulator's ECR must also build or tag it there),
+  with only the task's own environment. Either way, ECR images of this emulator's
+  account/region must exist in moto's ECR (else CannotPullContainerError); any other image
+  name "pulls" unless it contains "sim-pull-fail". A container `command` is passed as
+  arguments to the image's ENTRYPOINT (--worker-bin); `entryPoint` is ignored. Only the first
+  container of a task definition runs (moto models one container per task).
 - No network isolation: awsvpc subnets and security groups are not applied; the worker runs
   on 127.0.0.1 and reaches only this emulator (AWS_ENDPOINT_URL). No public IP check.
 - Credentials: the task role is simulated with static keys (testing/testing) in the
@@ -729,6 +733,7 @@ class FargateSimulator:
                     t.last_status = "STOPPING"
                 elif not sim.killed and time.monotonic() - sim.term_sent_at >= grace:
                     sim.killed = True
+                    self._kill_container(sim)
                     _kill_group(sim.proc.pid, signal.SIGKILL)
             return
         if sim.phase == "DEPROVISIONING":
@@ -738,6 +743,7 @@ class FargateSimulator:
         """The essential container's main process exited: the container stops with it."""
         t = sim.task
         assert sim.proc is not None
+        self._kill_container(sim)
         _kill_group(sim.proc.pid, signal.SIGKILL)  # whatever it left behind dies with the container
         sim.exit_code = 128 - code if code < 0 else code
         if sim.reader is not None:
@@ -807,6 +813,8 @@ class FargateSimulator:
     def _environment(self, sim: SimTask) -> dict[str, str]:
         env: dict[str, str] = {}
         for k, v in os.environ.items():
+            if self.args.containers:
+                break  # a container has the image's environment, not the host's
             if k in ("PATH", "HOME", "LANG") or k.startswith(("R_", "STARBURST_SIM_")) or k in self.args.pass_env:
                 env[k] = v
         env.update(
@@ -827,15 +835,26 @@ class FargateSimulator:
         env["ECS_CONTAINER_METADATA_URI_V4"] = f"{self.url}/_starburst/ecs-meta/{sim.id}"
         env["ECS_CONTAINER_METADATA_URI"] = env["ECS_CONTAINER_METADATA_URI_V4"]
         env["STARBURST_SIM_TASK_ID"] = sim.id
-        env["TMPDIR"] = sim.workdir or tempfile.gettempdir()
+        if not self.args.containers:
+            # On the host, a task's files stay in its working directory.
+            env["TMPDIR"] = sim.workdir or tempfile.gettempdir()
+            env["STARBURST_LIBRARY"] = os.path.join(sim.workdir or tempfile.gettempdir(), "library")
         return env
 
     def _spawn(self, sim: SimTask) -> None:
         sim.workdir = tempfile.mkdtemp(prefix=f"{sim.id}-", dir=self._workroot)
         command = sim.container_override().get("command") or sim.container_def.get("command") or []
         env = self._environment(sim)
+        argv = [self.args.worker_bin, *command]
+        if self.args.containers:
+            image = sim.task.containers[0].image
+            argv = [self.args.podman, "run", "--rm", "--network", "host", "--name", _container_name(sim.id)]
+            for k in sorted(env):
+                argv += ["--env", f"{k}={env[k]}"]
+            argv += [image, *command]
+            env = dict(os.environ)  # podman's own environment (CONTAINERS_CONF, PATH)
         sim.proc = subprocess.Popen(
-            [self.args.worker_bin, *command],
+            argv,
             env=env,
             cwd=sim.workdir,
             stdin=subprocess.DEVNULL,
@@ -846,6 +865,16 @@ class FargateSimulator:
         )
         sim.reader = threading.Thread(target=self._pump_logs, args=(sim, sim.proc), name=f"logs-{sim.id}", daemon=True)
         sim.reader.start()
+
+    def _kill_container(self, sim: SimTask) -> None:
+        """With --containers: the container dies with its task (`podman run` may not forward SIGKILL)."""
+        if self.args.containers:
+            subprocess.run(
+                [self.args.podman, "rm", "--force", "--time", "0", _container_name(sim.id)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
 
     def _pump_logs(self, sim: SimTask, proc: subprocess.Popen[bytes]) -> None:
         """Copies the container's output, line by line, to CloudWatch Logs and --log-dir."""
@@ -906,6 +935,11 @@ class FargateSimulator:
                 p.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
+        with self.lock:
+            sims = list(self.tasks.values())
+        for sim in sims:
+            if sim.proc is not None:
+                self._kill_container(sim)
         for p in procs:
             _kill_group(p.pid, signal.SIGKILL)  # the group, even if its leader already exited
             try:
@@ -913,6 +947,10 @@ class FargateSimulator:
             except subprocess.TimeoutExpired:
                 LOG.error("worker process %d did not die", p.pid)
         shutil.rmtree(self._workroot, ignore_errors=True)
+
+
+def _container_name(task_id: str) -> str:
+    return f"starburst-sim-{task_id}"
 
 
 def _task_interfaces(task: Task) -> list[tuple[str, str]]:
@@ -1210,6 +1248,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=0, help="port (default 0: a free one)")
     p.add_argument("--worker-bin", help="the executable each ECS task runs (a starburst-worker)")
     p.add_argument("--pass-env", action="append", default=[], metavar="NAME", help="host variable to pass to workers (repeatable)")
+    p.add_argument("--containers", action="store_true", help="run each task's image as a real container (podman run --network host) instead of --worker-bin on the host")
+    p.add_argument("--podman", default="podman", help="with --containers: the podman CLI (default podman)")
     p.add_argument("--log-dir", help="also write each task's output to DIR/<task id>.log")
     p.add_argument("--stop-grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL on StopTask (default 5)")
     p.add_argument("--spot-grace", type=float, default=2.0, help="seconds between SIGTERM and SIGKILL on a Spot interruption (default 2)")
@@ -1227,8 +1267,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.add_argument("--gaps", action="store_true", help="print the simulator's gaps against real Fargate and exit")
     args = p.parse_args(argv)
-    if not (args.gaps or args.strict_rules) and not args.worker_bin:
-        p.error("--worker-bin is required")
+    if not (args.gaps or args.strict_rules or args.containers) and not args.worker_bin:
+        p.error("--worker-bin is required (or --containers)")
     if args.config_out and not args.bootstrap:
         p.error("--config-out needs --bootstrap")
     args.pass_env = set(args.pass_env)
@@ -1246,7 +1286,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="emulator: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    args.worker_bin = os.path.abspath(args.worker_bin)
+    args.worker_bin = os.path.abspath(args.worker_bin) if args.worker_bin else "(image entrypoint)"
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

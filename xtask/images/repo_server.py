@@ -1,7 +1,9 @@
 """A CRAN-like repository on 127.0.0.1 for tests, standing in for Posit Package Manager.
 
-Serves a directory made by xtask/r/local_repo.R (src/contrib with binary packages) and the one
-package-manager API the environment restore uses, system requirements:
+Serves a directory made by xtask/r/local_repo.R (src/contrib with binary packages) as every
+repository and snapshot of a package manager (`/<repo>/__linux__/<codename>/<snapshot>/src/...`
+and `/<repo>/<snapshot>/src/...` are the directory's `src/...`), and the one package-manager API
+the environment restore uses, system requirements:
 
     GET /__api__/repos/<repo>/sysreqs?all=false&distribution=debian&release=12&pkgname=a&pkgname=b
     -> {"requirements": [{"name": "a", "requirements": {"packages": ["libfoo1"]}}]}
@@ -43,7 +45,16 @@ class Handler(SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
+        if "src" in parts:
+            # /<repo>/[__linux__/<codename>/]<snapshot>/src/contrib/... -> src/contrib/...
+            self.path = "/" + "/".join(parts[parts.index("src") :])
         super().do_GET()
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        parts = urlparse(self.path).path.strip("/").split("/")
+        if "src" in parts:
+            self.path = "/" + "/".join(parts[parts.index("src") :])
+        super().do_HEAD()
 
 
 def main(argv: list[str]) -> int:

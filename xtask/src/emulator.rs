@@ -61,6 +61,7 @@ pub fn foreground(
     config_out: Option<PathBuf>,
     worker_bin: Option<PathBuf>,
     latency_ms: u32,
+    containers: bool,
 ) -> Result<()> {
     let python = python()?;
     let worker = match worker_bin {
@@ -102,6 +103,13 @@ pub fn foreground(
         .arg("--log-dir")
         .arg(&logs)
         .args(["--latency-ms", &latency_ms.to_string()])
+        .args(containers.then_some("--containers"))
+        .envs(
+            containers
+                .then(crate::images::podman_env)
+                .into_iter()
+                .flatten(),
+        )
         .exec();
     Err(err).with_context(|| format!("starting {} {}", python.display(), script().display()))
 }

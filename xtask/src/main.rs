@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod dist;
 mod emulator;
+mod images;
 mod site;
 #[cfg(test)]
 mod tidy;
@@ -60,6 +61,13 @@ enum Cmd {
     Conformance,
     /// Build an R source tarball with vendored crates that installs offline.
     Dist,
+    /// Only the R suite's real-container tests (podman), with the package `cargo xtask test`
+    /// installed (or the library given).
+    Containers {
+        /// The R library holding the package (default: `$CARGO_TARGET_DIR/R-library-test`).
+        #[arg(long)]
+        lib: Option<PathBuf>,
+    },
     /// Create the Python venv with the AWS emulator (moto server) the AWS adapter's tests use.
     EmulatorVenv,
     /// A local AWS without an account: moto plus a Fargate simulator that runs
@@ -78,8 +86,12 @@ enum Cmd {
         /// Delay every AWS request by this many milliseconds (real S3 in-region: about 30).
         #[arg(long, default_value_t = 0)]
         latency_ms: u32,
+        /// Run each ECS task's image as a real container (`podman run --network host`)
+        /// instead of the worker binary on this machine.
+        #[arg(long)]
+        containers: bool,
         /// Run the emulator's own tests (Python, with a fake worker) instead.
-        #[arg(long, conflicts_with_all = ["port", "config_out", "worker_bin", "latency_ms"])]
+        #[arg(long, conflicts_with_all = ["port", "config_out", "worker_bin", "latency_ms", "containers"])]
         test: bool,
     },
 }
@@ -125,6 +137,24 @@ const DEBIAN_TEST_PACKAGES: &[&str] = &[
     "r-cran-pkgdown",
     "chromium-headless-shell",
     "pandoc",
+    // Real container images in the tests (xtask/src/images.rs).
+    "podman",
+    "runc",
+    "debootstrap",
+    "uidmap",
+    "fuse-overlayfs",
+    "slirp4netns",
+    // The test repository's packages (images::REPO_PACKAGES), from Debian's builds.
+    "r-cran-data.table",
+    "r-cran-xml2",
+    "r-cran-r6",
+    "r-cran-magrittr",
+    "r-cran-glue",
+    "r-cran-stringi",
+    "r-cran-zoo",
+    "r-cran-digest",
+    "r-cran-yaml",
+    "r-cran-rcpp",
 ];
 
 fn main() -> Result<()> {
@@ -158,6 +188,10 @@ fn main() -> Result<()> {
             site::site(&lib).map(|_| ())
         }
         Cmd::Dist => dist::dist(&root).map(|p| println!("{}", p.display())),
+        Cmd::Containers { lib } => container_tests(
+            &lib.unwrap_or_else(|| target_dir().join("R-library-test")),
+            TESTTHAT,
+        ),
         Cmd::EmulatorVenv => emulator_venv().map(|p| println!("{}", p.display())),
         Cmd::Emulator { test: true, .. } => emulator::run_python_tests(),
         Cmd::Emulator {
@@ -165,8 +199,9 @@ fn main() -> Result<()> {
             config_out,
             worker_bin,
             latency_ms,
+            containers,
             ..
-        } => emulator::foreground(port, config_out, worker_bin, latency_ms),
+        } => emulator::foreground(port, config_out, worker_bin, latency_ms, containers),
     }
 }
 
@@ -393,6 +428,9 @@ fn rscript(lib: &Path, args: &[&str]) -> Result<()> {
         .env("R_LIBS", r_libs(lib)))
 }
 
+/// The R suite, on the installed package.
+const TESTTHAT: &str = "testthat::test_local('rpkg', load_package = 'installed', reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE)";
+
 /// `cargo xtask test`. Its R package is built in the `dev` profile into its own library
 /// (`R-library-test`): the AWS SDK, most of the build, is then compiled at opt-level 0 (a
 /// fraction of the `rpkg` profile's build, which took a quarter of an hour cold here), and the
@@ -423,7 +461,7 @@ fn test() -> Result<()> {
     let lib = target_dir().join("R-library-test");
     std::fs::create_dir_all(&lib)?;
     r_install_with(&lib, None, &[("STARBURST_CARGO_PROFILE", "dev")])?;
-    let testthat = "testthat::test_local('rpkg', load_package = 'installed', reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE)";
+    let testthat = TESTTHAT;
     eprintln!("R end-to-end tests, local backend");
     run(Command::new("Rscript")
         .args(["-e", testthat])
@@ -441,10 +479,42 @@ fn test() -> Result<()> {
         .envs(emu.env()))?;
     emu.check_nothing_rejected()?;
     drop(emu);
+    container_tests(&lib, testthat)?;
     lap("R tests");
     site::site(&lib)?;
     eprintln!("all tests passed in {:.0}s", t.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The R suite's container tests (`test-containers.R`) with the package installed in `lib`:
+/// the runtime and environments built with podman from a local Debian base and a local binary
+/// repository, run as containers by the emulator's Fargate simulator (`--containers`).
+fn container_tests(lib: &Path, testthat: &str) -> Result<()> {
+    eprintln!("R end-to-end tests, real containers (podman, emulator --containers)");
+    if !images::available() {
+        bail!(
+            "podman does not run here (`podman info` failed): the container tests need it; \
+             install podman runc debootstrap uidmap fuse-overlayfs slirp4netns"
+        );
+    }
+    images::ensure_images()?;
+    let repo = images::RepoServer::start(&images::ensure_repo()?)?;
+    let emu = r_emulator(
+        lib,
+        "emulator-containers",
+        &["--stop-grace", "2", "--containers"],
+    )?;
+    run(Command::new("Rscript")
+        .args([
+            "-e",
+            &testthat.replace("load_package", "filter = 'containers', load_package"),
+        ])
+        .env("R_LIBS", r_libs(lib))
+        .env("NOT_CRAN", "true")
+        .env("STARBURST_TEST_BACKEND", "aws")
+        .envs(emu.env())
+        .envs(images::test_env(&repo)))?;
+    emu.check_nothing_rejected()
 }
 
 /// An emulator in the background whose workers are the R package installed in `lib` (its
@@ -460,7 +530,15 @@ fn r_emulator(lib: &Path, dir: &str, args: &[&str]) -> Result<emulator::Emulator
             config_out: dir.join("config.json"),
             log_dir: Some(dir.join("logs")),
             args: args.iter().map(|a| a.to_string()).collect(),
-            env: vec![("R_LIBS".into(), r_libs(lib))],
+            env: [
+                vec![("R_LIBS".into(), r_libs(lib))],
+                if args.contains(&"--containers") {
+                    images::podman_env()
+                } else {
+                    Vec::new()
+                },
+            ]
+            .concat(),
         },
     )
 }

@@ -83,6 +83,8 @@ pub struct RCommand {
     /// How many bytes of blobs (large globals, by serialized size) the R process may keep in
     /// memory between tasks (`STARBURST_KEEP_BYTES` in its environment); 0 keeps none.
     pub keep_bytes: u64,
+    /// Extra environment variables of the R process (e.g. `R_LIBS` of a restored library).
+    pub env: Vec<(String, String)>,
 }
 
 impl RCommand {
@@ -97,6 +99,7 @@ impl RCommand {
             ],
             start_timeout: Duration::from_secs(60),
             keep_bytes: default_keep_bytes(),
+            env: Vec::new(),
         }
     }
 }
@@ -236,6 +239,7 @@ impl RProcess {
         let mut cmd = tokio::process::Command::new(&self.command.rscript);
         cmd.args(&self.command.args)
             .env("STARBURST_KEEP_BYTES", self.command.keep_bytes.to_string())
+            .envs(self.command.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

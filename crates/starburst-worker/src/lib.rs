@@ -13,6 +13,7 @@
 
 #![deny(missing_docs)]
 
+pub mod environment;
 mod error;
 pub mod evaluator;
 

@@ -287,6 +287,7 @@ impl Admin {
             setup_id: Some(plan.setup_id.clone()),
             task_role_arn: Some(result.task_role_arn.clone()),
             execution_role_arn: Some(result.execution_role_arn.clone()),
+            environment: None,
         }
     }
 

@@ -143,6 +143,20 @@ pub struct AwsSettings {
     /// The role ECS uses to pull the image and write logs.
     #[serde(default)]
     pub execution_role_arn: Option<String>,
+    /// Sync mode: the environment workers restore before R starts (the image is then the
+    /// runtime). `None`: the image holds everything (image mode, or an image managed outside
+    /// starburst).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<SyncEnvironment>,
+}
+
+/// An environment workers restore themselves (sync mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncEnvironment {
+    /// The environment's tag (content hash): its library archive's key.
+    pub tag: String,
+    /// The manifest to restore (JSON text, see `starburst_provision::image::manifest`).
+    pub manifest: String,
 }
 
 impl AwsSettings {

@@ -26,6 +26,8 @@ pub mod env {
     pub const STORE: &str = "STARBURST_STORE";
     /// The session id.
     pub const SESSION: &str = "STARBURST_SESSION";
+    /// Sync mode: the environment a worker restores before R starts.
+    pub const ENVIRONMENT: &str = "STARBURST_ENVIRONMENT";
     /// `Rscript` to run.
     pub const RSCRIPT: &str = "STARBURST_RSCRIPT";
     /// Idle timeout, seconds.

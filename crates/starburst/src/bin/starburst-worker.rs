@@ -11,6 +11,7 @@ use clap::Parser;
 use starburst::aws::{Aws, METADATA_ENV, S3Options, S3Store, ecs_task_id};
 use starburst::cloud::{ObjectStore, SystemClock};
 use starburst::local::DirStore;
+use starburst::worker::environment::{EnvironmentSync, RscriptRestorer};
 use starburst::worker::{Exit, RCommand, RProcess, Worker, WorkerConfig};
 
 /// Runs one starburst worker until the session stops it, it idles out or its parent exits.
@@ -52,6 +53,17 @@ struct Args {
     /// Stop by this moment (Unix milliseconds) whatever happens: the session's spending cap.
     #[arg(long, env = "STARBURST_DEADLINE_UNIX_MS")]
     deadline_unix_ms: Option<u64>,
+    /// Sync mode: the environment (tag) whose library to restore before R starts, from
+    /// `environments/<tag>/` of the store (downloaded, or built once by the first worker).
+    #[arg(long, env = "STARBURST_ENVIRONMENT")]
+    environment: Option<String>,
+    /// Where the environment's library goes (first in R's library path).
+    #[arg(
+        long,
+        env = "STARBURST_LIBRARY",
+        default_value = "/opt/starburst/library"
+    )]
+    library: PathBuf,
 }
 
 async fn open_store(spec: &str) -> Result<Arc<dyn ObjectStore>> {
@@ -148,7 +160,32 @@ fn main() -> Result<()> {
     config.deadline = args
         .deadline_unix_ms
         .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms));
-    let evaluator = Box::new(RProcess::new(RCommand::starburst(&args.rscript)));
+    let mut command = RCommand::starburst(&args.rscript);
+    if let Some(tag) = &args.environment {
+        let sync = EnvironmentSync::new(
+            store.clone(),
+            tag,
+            &args.library,
+            Box::new(RscriptRestorer {
+                rscript: args.rscript.clone(),
+            }),
+        )
+        .map_err(anyhow::Error::msg)?;
+        match rt.block_on(sync.prepare(&worker_id)) {
+            Ok(prepared) => tracing::info!(environment = %tag, ?prepared, "environment ready"),
+            Err(e) => {
+                // Reported like an R that does not start: the client fails the futures with
+                // the worker's log, which holds this message.
+                tracing::error!(environment = %tag, "the environment could not be restored: {e}");
+                drop(rt);
+                std::process::exit(starburst::local::EXIT_EVALUATOR_START);
+            }
+        }
+        command
+            .env
+            .push(("R_LIBS".into(), args.library.display().to_string()));
+    }
+    let evaluator = Box::new(RProcess::new(command));
     let worker = Worker::new(store, Arc::new(SystemClock::default()), evaluator, config);
 
     let exit = rt.block_on(async {

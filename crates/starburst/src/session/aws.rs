@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use starburst_aws::{Aws, AwsOptions, CloudWatchLogs, EcsCompute, EcsOptions, S3Options, S3Store};
-use starburst_cloud::{LogLine, LogQuery, Logs, WorkerId, WorkerSpec};
+use starburst_cloud::{LogLine, LogQuery, Logs, ObjectStore, WorkerId, WorkerSpec};
 
 use starburst_serialization::EncodeOptions;
 
@@ -166,7 +166,11 @@ impl Session {
         ));
         // The worker's credentials come from the task role, its region from Fargate: the
         // client ships neither.
-        let env = base_env(&config, &session_id, settings.store_url());
+        let mut env = base_env(&config, &session_id, settings.store_url());
+        if let Some(environment) = &settings.environment {
+            runtime.block_on(publish_environment(&store, environment))?;
+            env.insert(crate::env::ENVIRONMENT.into(), environment.tag.clone());
+        }
         let spec = WorkerSpec {
             size: config.size(),
             arch: config.arch,
@@ -198,5 +202,25 @@ impl Session {
             swept,
             runtime,
         })
+    }
+}
+
+/// Sync mode: writes the environment's manifest where its workers read it, and clears a failure
+/// an earlier session recorded, so this session tries again.
+async fn publish_environment(
+    store: &dyn ObjectStore,
+    environment: &crate::config::SyncEnvironment,
+) -> Result<()> {
+    let paths = starburst_worker::environment::EnvironmentPaths::new(&environment.tag)
+        .map_err(Error::InvalidConfig)?;
+    store
+        .put(
+            &paths.manifest,
+            bytes::Bytes::from(environment.manifest.clone()),
+        )
+        .await?;
+    match store.delete(&paths.failed).await {
+        Ok(()) | Err(starburst_cloud::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
