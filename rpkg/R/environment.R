@@ -207,6 +207,9 @@ environment_spec <- function(packages = NULL, arch = NULL, runtime = NULL) {
   pkgs <- session_packages(packages)
   repos <- package_repositories()
   r_version <- r_version_string()
+  ## Without a lockfile, the session's packages as one (each with where it
+  ## came from, so GitHub packages are carried and local ones refused)
+  lock_json <- lock_json %||% session_lock_json(pkgs, repos, r_version)
   runtime <- runtime %||% list(id = "runtime", distribution = runtime_distribution(r_version))
   base <- list(runtime = runtime$id, distribution = runtime$distribution,
                snapshot = getOption("starburst.snapshot", "latest"))
@@ -232,6 +235,37 @@ session_packages <- function(packages = NULL) {
     versions[[p]] <- v
   }
   versions[order(names(versions))]
+}
+
+## A renv.lock (JSON text) of the session's packages `pkgs` (name = version),
+## each with its source read from its DESCRIPTION: GitHub (remotes/pak record
+## RemoteType, RemoteUsername, RemoteRepo and RemoteSha), a repository (its
+## Repository field, mapped to the repository of that name in `repos`, else the
+## first), Bioconductor (biocViews), else Local. Packages shipped with R are
+## left out.
+session_lock_json <- function(pkgs, repos, r_version) {
+  records <- list()
+  for (p in names(pkgs)) {
+    d <- suppressWarnings(utils::packageDescription(p))
+    if (!is.list(d) || !is.null(d$Priority) && d$Priority %in% c("base", "recommended")) next
+    rec <- list(Package = p, Version = pkgs[[p]])
+    if (identical(tolower(d$RemoteType %||% ""), "github") && !is.null(d$RemoteSha)) {
+      rec <- c(rec, list(Source = "GitHub", RemoteUsername = d$RemoteUsername %||% "",
+                         RemoteRepo = d$RemoteRepo %||% "", RemoteSha = d$RemoteSha))
+    } else if (!is.null(d$Repository)) {
+      repo <- if (d$Repository %in% names(repos)) d$Repository else names(repos)[[1L]]
+      rec <- c(rec, list(Source = "Repository", Repository = repo))
+    } else if (!is.null(d$biocViews)) {
+      rec <- c(rec, list(Source = "Bioconductor"))
+    } else {
+      rec <- c(rec, list(Source = "Local"))
+    }
+    records[[p]] <- rec
+  }
+  lock <- list(R = list(Version = r_version,
+                        Repositories = unname(Map(function(n, u) list(Name = n, URL = u), names(repos), unname(repos)))),
+               Packages = if (length(records)) records else structure(list(), names = character(0)))
+  as.character(jsonlite::toJSON(lock, auto_unbox = TRUE))
 }
 
 ## name = URL of the package repositories, '@CRAN@' resolved

@@ -19,8 +19,9 @@ test_that("the environment's tag is stable and changes with the packages", {
   expect_identical(a$tag, b$tag)
   expect_match(a$tag, "^env-r[0-9.]+-amd64-[0-9a-f]{16}$")
   ## an extra package (not shipped with R) makes another environment
-  ip <- utils::installed.packages()
-  unloaded <- setdiff(rownames(ip)[is.na(ip[, "Priority"])], c(loadedNamespaces(), "starburst"))
+  ip <- utils::installed.packages(fields = "Repository")
+  unloaded <- setdiff(rownames(ip)[is.na(ip[, "Priority"]) & !is.na(ip[, "Repository"])],
+                      c(loadedNamespaces(), "starburst"))
   skip_if(length(unloaded) == 0L, "every installed package is loaded")
   extra <- environment_spec(packages = unloaded[1])
   expect_false(identical(extra$tag, a$tag))
@@ -133,4 +134,28 @@ test_that("restore_environment() installs pinned packages, from the archive when
   write_manifest("2.0.0")
   err <- expect_error(restore(withr::local_tempdir()))
   expect_match(conditionMessage(err), "sbrestoretest 2.0.0 \\(got")
+})
+
+test_that("without a lockfile, the session's packages carry their sources: GitHub commits kept, local packages refused by name", {
+  lib <- withr::local_tempdir()
+  fake <- function(name, fields) {
+    dir.create(file.path(lib, name, "Meta"), recursive = TRUE)
+    writeLines(c(paste("Package:", name), "Version: 1.0.0", fields), file.path(lib, name, "DESCRIPTION"))
+  }
+  fake("sbgh", c("RemoteType: github", "RemoteUsername: me", "RemoteRepo: sbgh",
+                 "RemoteSha: 0123456789abcdef0123456789abcdef01234567"))
+  fake("sbcran", "Repository: CRAN")
+  fake("sblocal", character(0))
+  withr::local_libpaths(lib, action = "prefix")
+  repos <- c(CRAN = "https://cloud.r-project.org")
+  lock <- jsonlite::fromJSON(session_lock_json(c(sbcran = "1.0.0", sbgh = "1.0.0"), repos, "4.4.1"),
+                             simplifyVector = FALSE)
+  expect_equal(lock$Packages$sbgh$Source, "GitHub")
+  expect_equal(lock$Packages$sbgh$RemoteSha, "0123456789abcdef0123456789abcdef01234567")
+  expect_equal(lock$Packages$sbcran$Repository, "CRAN")
+  withr::local_options(starburst.renv_lock = tempfile())
+  spec <- environment_spec(packages = c("sbgh", "sbcran"))
+  expect_equal(spec$spec$packages$sbgh$source$type, "git_hub")
+  err <- expect_error(environment_spec(packages = "sblocal"), class = "starburst_invalid_argument")
+  expect_match(conditionMessage(err), "sblocal 1.0.0 \\(Local\\)")
 })
