@@ -67,6 +67,10 @@ enum Cmd {
         /// The R library holding the package (default: `$CARGO_TARGET_DIR/R-library-test`).
         #[arg(long)]
         lib: Option<PathBuf>,
+        /// Measure instead (`xtask/r/environments.R`): a worker's start to its first future
+        /// per environment mode and package count, medians of this many sessions.
+        #[arg(long)]
+        figures: Option<u32>,
     },
     /// Create the Python venv with the AWS emulator (moto server) the AWS adapter's tests use.
     EmulatorVenv,
@@ -188,10 +192,19 @@ fn main() -> Result<()> {
             site::site(&lib).map(|_| ())
         }
         Cmd::Dist => dist::dist(&root).map(|p| println!("{}", p.display())),
-        Cmd::Containers { lib } => container_tests(
-            &lib.unwrap_or_else(|| target_dir().join("R-library-test")),
-            TESTTHAT,
-        ),
+        Cmd::Containers { lib, figures } => {
+            let lib = lib.unwrap_or_else(|| target_dir().join("R-library-test"));
+            match figures {
+                Some(reps) => container_run(&lib, &["xtask/r/environments.R", &reps.to_string()]),
+                None => container_run(
+                    &lib,
+                    &[
+                        "-e",
+                        &TESTTHAT.replace("load_package", "filter = 'containers', load_package"),
+                    ],
+                ),
+            }
+        }
         Cmd::EmulatorVenv => emulator_venv().map(|p| println!("{}", p.display())),
         Cmd::Emulator { test: true, .. } => emulator::run_python_tests(),
         Cmd::Emulator {
@@ -479,17 +492,24 @@ fn test() -> Result<()> {
         .envs(emu.env()))?;
     emu.check_nothing_rejected()?;
     drop(emu);
-    container_tests(&lib, testthat)?;
+    container_run(
+        &lib,
+        &[
+            "-e",
+            &testthat.replace("load_package", "filter = 'containers', load_package"),
+        ],
+    )?;
     lap("R tests");
     site::site(&lib)?;
     eprintln!("all tests passed in {:.0}s", t.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// The R suite's container tests (`test-containers.R`) with the package installed in `lib`:
+/// Runs Rscript with `rscript_args` (the suite's container tests, `test-containers.R`, or the
+/// figures) with the package installed in `lib`:
 /// the runtime and environments built with podman from a local Debian base and a local binary
 /// repository, run as containers by the emulator's Fargate simulator (`--containers`).
-fn container_tests(lib: &Path, testthat: &str) -> Result<()> {
+fn container_run(lib: &Path, rscript_args: &[&str]) -> Result<()> {
     eprintln!("R end-to-end tests, real containers (podman, emulator --containers)");
     if !images::available() {
         bail!(
@@ -505,10 +525,7 @@ fn container_tests(lib: &Path, testthat: &str) -> Result<()> {
         &["--stop-grace", "2", "--containers"],
     )?;
     run(Command::new("Rscript")
-        .args([
-            "-e",
-            &testthat.replace("load_package", "filter = 'containers', load_package"),
-        ])
+        .args(rscript_args)
         .env("R_LIBS", r_libs(lib))
         .env("NOT_CRAN", "true")
         .env("STARBURST_TEST_BACKEND", "aws")
