@@ -8,12 +8,12 @@ FROM --platform=linux/{{arch}} {{base}}
 # zstd and tar unpack environment archives (sync mode); ca-certificates for HTTPS repositories.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates zstd tar \
-    && rm -rf /var/lib/apt/lists/*
-COPY {{package}} /tmp/{{package}}
-# starburst's R dependencies as binaries from {{repository}}, then starburst itself.
-RUN Rscript -e 'options(warn = 2); install.packages(c({{imports}}), lib = "{{site_library}}", repos = c(CRAN = "{{repository}}"), type = "source")' \
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
+# starburst's R dependencies as binaries from {{repository}}, then starburst itself (mounted
+# for the step, so the package file is not a layer of the image).
+RUN --mount=type=bind,source={{package}},target=/tmp/{{package}} \
+    Rscript -e 'options(warn = 2); install.packages(c({{imports}}), lib = "{{site_library}}", repos = c(CRAN = "{{repository}}"), type = "source")' \
     && R CMD INSTALL --library={{site_library}} /tmp/{{package}} \
-    && rm /tmp/{{package}} \
     && Rscript -e 'library(starburst, lib.loc = "{{site_library}}"); cat("starburst", format(packageVersion("starburst")), "on", R.version.string, "\n")'
 LABEL org.opencontainers.image.title="starburst runtime" \
       io.starburst.runtime="{{tag}}" \

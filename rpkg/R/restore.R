@@ -71,10 +71,12 @@ restore_environment <- function(manifest, lib, quiet = FALSE, keep_system_packag
   invisible(missing)
 }
 
+## TRUE when `package` is installed at `version` (1.8-11 and 1.8.11 are the
+## same version)
 installed_at <- function(package, version) {
-  v <- tryCatch(as.character(utils::packageDescription(package)$Version), error = function(e) NA_character_,
-                warning = function(w) NA_character_)
-  !is.na(v) && identical(v, version)
+  v <- tryCatch(utils::packageDescription(package)$Version, error = function(e) NULL,
+                warning = function(w) NULL)
+  !is.null(v) && isTRUE(package_version(v) == package_version(version))
 }
 
 ## apt-get install of what the package manager says the packages need on this
@@ -120,6 +122,9 @@ install_system_requirements <- function(m, packages, say, keep = NULL) {
   }
   run(c("install", "-y", "-qq", "--no-install-recommends", cache, debs))
   if (!is.null(keep)) unlink(file.path(keep, c("partial", "lock")), recursive = TRUE)
+  ## apt's package lists and caches are 100 MB that an image would carry for nothing
+  system2("apt-get", "clean")
+  unlink(Sys.glob("/var/lib/apt/lists/*"), recursive = TRUE)
 }
 
 install_archived <- function(package, version, repos, lib, say) {

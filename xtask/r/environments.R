@@ -1,7 +1,8 @@
 ## Figures of worker environments with real containers (run by `cargo xtask containers
 ## --figures`, against the emulator's --containers simulator, with podman, a local Debian base
 ## and the local binary repository): per mode and package count, the time from a worker's
-## container start (`running`) to its first evaluation (`ready`), from the session timeline.
+## launch (RunTask; its container starts at once here) to its first evaluation, from the session
+## timeline.
 ## Sync mode: a first session builds the library archive, later ones download it; image mode
 ## has the packages in the image (its start is the runtime's own).
 ##
@@ -23,7 +24,7 @@ sets <- list(two = c("data.table", "xml2"),
              ten = c("data.table", "xml2", "R6", "magrittr", "glue", "stringi", "zoo", "digest", "yaml", "Rcpp"))
 lock_for <- function(packages) {
   lock <- tempfile(fileext = ".lock")
-  pkgs <- lapply(packages, function(p) list(Package = p, Version = as.character(utils::packageVersion(p)),
+  pkgs <- lapply(packages, function(p) list(Package = p, Version = utils::packageDescription(p)$Version,
                                             Source = "Repository", Repository = "CRAN"))
   names(pkgs) <- packages
   writeLines(jsonlite::toJSON(list(R = list(Version = as.character(getRversion()),
@@ -38,8 +39,8 @@ start_to_first <- function(packages) {
   on.exit(future::plan(future::sequential))
   f <- future::future(vapply(packages, function(p) { loadNamespace(p); TRUE }, NA))
   stopifnot(all(future::value(f)))
-  w <- starburst_timeline()$workers
-  as.numeric(difftime(w$ready[1], w$running[1], units = "secs"))
+  tl <- starburst_timeline()
+  as.numeric(difftime(min(tl$futures$started), tl$workers$launched[1], units = "secs"))
 }
 
 rows <- list()
@@ -53,12 +54,25 @@ for (set in names(sets)) {
   options(starburst.environment = "sync")
   first_sync <- start_to_first(sets[[set]])   # builds the archive
   sync <- vapply(seq_len(reps), function(i) start_to_first(sets[[set]]), 0)
+  ## the archive's size, from the last worker's log ("Downloaded { bytes: N, ...")
+  future::plan(starburst, backend = "aws", workers = 1L)
+  invisible(future::value(future::future(1)))
+  log <- paste(starburst_logs(n = Inf)$message, collapse = "\n")
+  future::plan(future::sequential)
+  bytes <- as.numeric(sub(".*Downloaded \\{ bytes: ([0-9]+).*", "\\1", log))
   rows[[set]] <- data.frame(packages = length(sets[[set]]), image_build_s = round(build, 1),
                             image_start_to_first_s = round(stats::median(image), 2),
                             sync_first_worker_s = round(first_sync, 2),
-                            sync_later_workers_s = round(stats::median(sync), 2))
+                            sync_later_workers_s = round(stats::median(sync), 2),
+                            archive_mb = round(bytes / 1e6, 1))
 }
 out <- do.call(rbind, rows)
 print(out, row.names = FALSE)
 cat("(medians of", reps, "sessions; image_build_s includes the runtime for the first set)\n")
+## The containers' network interfaces hold the security group until they stop
+for (i in 1:120) {
+  tasks <- jsonlite::fromJSON(paste0(Sys.getenv("AWS_ENDPOINT_URL"), "/_starburst/tasks"))$tasks
+  if (is.null(tasks) || all(tasks$phase == "STOPPED")) break
+  Sys.sleep(0.5)
+}
 suppressMessages(starburst_teardown(confirm = FALSE))

@@ -241,3 +241,28 @@ pub fn test_env(repo: &RepoServer) -> Vec<(String, String)> {
     ]);
     env
 }
+
+/// Removes what the tests built (images named for the emulator's ECR, and dangling layers), so
+/// runs do not pile up gigabytes; the base and R images stay for the next run.
+pub fn remove_test_images() {
+    let listed = podman()
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .output();
+    let Ok(listed) = listed else { return };
+    let ours: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|l| l.contains(".dkr.ecr."))
+        .map(str::to_owned)
+        .collect();
+    if !ours.is_empty() {
+        let _ = podman()
+            .args(["rmi", "--force"])
+            .args(&ours)
+            .stdout(Stdio::null())
+            .status();
+    }
+    let _ = podman()
+        .args(["image", "prune", "--force"])
+        .stdout(Stdio::null())
+        .status();
+}

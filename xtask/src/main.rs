@@ -524,14 +524,18 @@ fn container_run(lib: &Path, rscript_args: &[&str]) -> Result<()> {
         "emulator-containers",
         &["--stop-grace", "2", "--containers"],
     )?;
-    run(Command::new("Rscript")
+    let outcome = run(Command::new("Rscript")
         .args(rscript_args)
         .env("R_LIBS", r_libs(lib))
         .env("NOT_CRAN", "true")
         .env("STARBURST_TEST_BACKEND", "aws")
         .envs(emu.env())
-        .envs(images::test_env(&repo)))?;
-    emu.check_nothing_rejected()
+        .envs(images::test_env(&repo)));
+    let checked = emu.check_nothing_rejected();
+    drop(emu); // stops its containers
+    images::remove_test_images();
+    outcome?;
+    checked
 }
 
 /// An emulator in the background whose workers are the R package installed in `lib` (its

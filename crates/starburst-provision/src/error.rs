@@ -17,20 +17,25 @@ pub struct CommandFailed {
     pub hint: String,
 }
 
+/// The output first, then the command: R shows only the first 1,000 bytes of an error message
+/// by default (`warning.length`), and what went wrong is in the output.
 impl fmt::Display for CommandFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let program = self.command.split_whitespace().next().unwrap_or("");
         match self.code {
-            Some(code) => write!(f, "`{}` exited with status {code}", self.command)?,
-            None => write!(f, "`{}` was killed by a signal", self.command)?,
+            Some(code) => write!(f, "{program} exited with status {code}")?,
+            None => write!(f, "{program} was killed by a signal")?,
         }
-        write!(f, "; {}", self.hint)?;
         if !self.tail.is_empty() {
             write!(f, "; last output:")?;
             for line in &self.tail {
                 write!(f, "\n  {line}")?;
             }
+            writeln!(f)?;
+        } else {
+            write!(f, "; ")?;
         }
-        Ok(())
+        write!(f, "{} (command: `{}`)", self.hint, self.command)
     }
 }
 

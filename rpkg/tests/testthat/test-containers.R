@@ -39,7 +39,7 @@ local_container_setup <- function(name, .env = parent.frame()) {
 ## A lockfile of the Debian versions of `packages`, from the package manager
 local_lock <- function(packages, pm, .env = parent.frame()) {
   lock <- withr::local_tempfile(fileext = ".lock", .local_envir = .env)
-  pkgs <- lapply(packages, function(p) list(Package = p, Version = as.character(utils::packageVersion(p)),
+  pkgs <- lapply(packages, function(p) list(Package = p, Version = utils::packageDescription(p)$Version,
                                             Source = "Repository", Repository = "CRAN"))
   names(pkgs) <- packages
   writeLines(jsonlite::toJSON(list(R = list(Version = as.character(getRversion()),

@@ -105,6 +105,14 @@ local_test_repository <- function(.env = parent.frame()) {
   paste0("file://", dir)
 }
 
+test_that("a version is the same version however it is written", {
+  v <- as.character(utils::packageVersion("jsonlite"))
+  expect_true(installed_at("jsonlite", v))
+  expect_true(installed_at("jsonlite", sub("\\.([0-9]+)$", "-\\1", v)))
+  expect_false(installed_at("jsonlite", "0.0.1"))
+  expect_false(installed_at("sbnotinstalled", "1.0.0"))
+})
+
 test_that("restore_environment() installs pinned packages, from the archive when needed, and names what it cannot", {
   repo <- local_test_repository()
   manifest <- withr::local_tempfile(fileext = ".json")

@@ -12,7 +12,7 @@ use super::spec::platform_arch;
 use crate::error::CommandFailed;
 
 /// How many of a failed command's last output lines an error carries.
-pub const OUTPUT_TAIL_LINES: usize = 30;
+pub const OUTPUT_TAIL_LINES: usize = 12;
 
 /// A shareable progress callback (one line of build output at a time).
 pub type ProgressSink = Arc<dyn Fn(&str) + Send + Sync>;
