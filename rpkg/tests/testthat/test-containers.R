@@ -36,10 +36,12 @@ local_container_setup <- function(name, .env = parent.frame()) {
   pm
 }
 
-## A lockfile of the Debian versions of `packages`, from the package manager
-local_lock <- function(packages, pm, .env = parent.frame()) {
+## A lockfile of the Debian versions of `packages` (or `versions`), from the
+## package manager
+local_lock <- function(packages, pm, versions = NULL, .env = parent.frame()) {
   lock <- withr::local_tempfile(fileext = ".lock", .local_envir = .env)
-  pkgs <- lapply(packages, function(p) list(Package = p, Version = utils::packageDescription(p)$Version,
+  pkgs <- lapply(packages, function(p) list(Package = p,
+                                            Version = versions[[p]] %||% utils::packageDescription(p)$Version,
                                             Source = "Repository", Repository = "CRAN"))
   names(pkgs) <- packages
   writeLines(jsonlite::toJSON(list(R = list(Version = as.character(getRversion()),
@@ -101,4 +103,17 @@ test_that("sync mode: workers on the runtime restore the environment once, later
   logs <- starburst_logs()
   future::plan(future::sequential)
   expect_match(paste(logs$message, collapse = "\n"), "environment ready.*Downloaded")
+})
+
+test_that("sync mode: an environment that cannot be restored fails at once, with the reason from the worker's log", {
+  skip_unless_containers()
+  pm <- local_container_setup("sbfail")
+  local_lock("R6", pm, versions = list(R6 = "99.0.0"))   # a version the repository does not have
+  withr::local_options(starburst.environment = "sync")
+  on.exit(future::plan(future::sequential), add = TRUE)
+  ## plan() runs a first future: that is where it fails
+  err <- expect_error(future::plan(starburst, backend = "aws", workers = 1L),
+                      class = "starburst_worker_start_failed")
+  expect_match(conditionMessage(err), "could not install the environment's packages")
+  expect_match(conditionMessage(err), "R6 99.0.0 \\(got")
 })

@@ -39,7 +39,7 @@ pub(crate) fn lost_cause(cause: StopCause) -> (FailureCause, &'static str) {
         ),
         StopCause::EvaluatorStartFailed => (
             FailureCause::WorkerStartFailed,
-            "workers cannot start R; the worker log below says why (is the starburst R package installed in the library paths the workers use?)",
+            "workers cannot start R, or (sync mode) could not install the environment's packages; the worker log below says why (is the starburst R package installed in the library paths the workers use? do the pinned versions exist as binaries?)",
         ),
         StopCause::StartTimedOut => (
             FailureCause::WorkerStartFailed,
