@@ -184,6 +184,7 @@ fn every_refused_package_is_named_in_one_error() {
       "Packages": {
         "Biobase": {"Package": "Biobase", "Version": "2.64.0", "Source": "Bioconductor"},
         "mine": {"Package": "mine", "Version": "0.0.1", "Source": "Local"},
+        "devel": {"Package": "devel", "Version": "1.2.3.9000", "Source": "Repository"},
         "cli": {"Package": "cli", "Version": "3.6.3", "Source": "Repository"},
         "odd": {"Package": "odd", "Version": "1.0.0", "Source": "unknown"}}}"#;
     let message = invalid(from_lock(lock));
@@ -192,11 +193,19 @@ fn every_refused_package_is_named_in_one_error() {
         "Biobase 2.64.0 (Bioconductor)",
         "mine 0.0.1 (Local)",
         "odd 1.0.0 (unknown)",
+        "devel 1.2.3.9000 (a development version",
         "GitHub",
     ] {
         assert!(message.contains(part), "{part:?} missing from {message}");
     }
     assert!(!message.contains("cli"), "{message}");
+    // On an r-universe, a development version is what is published: kept.
+    let universe = r#"{"R": {"Version": "4.4.1", "Repositories": [{"Name": "U", "URL": "https://futureverse.r-universe.dev"}]},
+      "Packages": {"future": {"Package": "future", "Version": "1.40.0.9001", "Source": "Repository"}}}"#;
+    assert_eq!(
+        from_lock(universe).unwrap().packages["future"].version,
+        "1.40.0.9001"
+    );
 }
 
 #[test]

@@ -39,6 +39,18 @@ const CRAN_HOSTS: &[&str] = &[
     "cran.rstudio.org",
 ];
 
+/// True for CRAN itself and Posit Package Manager's CRAN mirrors: repositories that only hold
+/// released versions.
+pub(crate) fn is_cran(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    CRAN_HOSTS.contains(&host)
+        || (PACKAGE_MANAGERS
+            .iter()
+            .any(|m| m.ends_with(&format!("//{host}")))
+            && path.split('/').next() == Some("cran"))
+}
+
 /// The binary repository for `url` on `codename` at `snapshot`, and the package manager's
 /// system-requirements endpoint when it has one:
 /// - a package manager repository (`<host>/<repo>/<snapshot>` or already `__linux__`) →

@@ -219,6 +219,17 @@ impl EnvironmentSpec {
                     continue;
                 }
             };
+            if let PackageSource::Repository { name: repo } = &source
+                && is_development_version(version)
+                && repositories
+                    .get(repo)
+                    .is_some_and(|url| crate::image::render::is_cran(url))
+            {
+                refused.push(format!(
+                    "{key} {version} (a development version, which CRAN never has)"
+                ));
+                continue;
+            }
             pinned.insert(
                 name.to_owned(),
                 Package {
@@ -503,6 +514,12 @@ fn check_version(op: &'static str, what: &str, version: &str) -> Result<()> {
             format!("{what} {version:?} is not an R version such as 1.2.3 or 1.2-3"),
         ))
     }
+}
+
+/// `1.2.3.9000`: R's convention for a development version (a fourth part of 9000 or more).
+fn is_development_version(version: &str) -> bool {
+    let parts: Vec<&str> = version.split(['.', '-']).collect();
+    parts.len() >= 4 && parts[3].parse::<u64>().is_ok_and(|n| n >= 9000)
 }
 
 fn is_package_name(name: &str) -> bool {
