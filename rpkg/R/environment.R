@@ -81,6 +81,8 @@ environment_mode <- function(mode = NULL) {
 
 r_version_string <- function() paste(R.version$major, R.version$minor, sep = ".")
 
+minor_version <- function(v) paste(strsplit(v, ".", fixed = TRUE)[[1L]][1:2], collapse = ".")
+
 ## The runtime this environment runs on: list(source = list(published = image)
 ## | list(build = <RuntimeSpec>), id = image or tag, distribution)
 runtime_choice <- function(arch, r_version = r_version_string()) {
@@ -290,6 +292,13 @@ ensure_environment <- function(setup, packages = NULL, arch = NULL, force = FALS
   arch <- check_arch(arch %||% preference("arch", "x86_64"))
   runtime <- runtime_choice(arch)
   spec <- environment_spec(packages = packages, arch = arch, runtime = runtime)
+  ## Binaries are built per R major.minor: the environment's R must be the runtime's
+  built_for <- runtime$source$build$r_version
+  if (!is.null(built_for) && !identical(minor_version(spec$spec$r_version), minor_version(built_for))) {
+    starburst_abort(sprintf("The environment pins R %s (renv.lock) but the runtime built from this session runs R %s: workers install binaries for one R version. Snapshot the lockfile with R %s, or set option starburst.runtime_image to a runtime of R %s.",
+                            spec$spec$r_version, built_for, minor_version(built_for), minor_version(spec$spec$r_version)),
+                    class = "starburst_invalid_argument")
+  }
   key <- paste(mode, spec$tag, runtime$id, sep = "|")
   known <- .state[["environments"]] %||% list()
   if (!force && !is.null(known[[key]])) return(known[[key]])

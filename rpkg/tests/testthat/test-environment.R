@@ -167,3 +167,15 @@ test_that("without a lockfile, the session's packages carry their sources: GitHu
   err <- expect_error(environment_spec(packages = "sblocal"), class = "starburst_invalid_argument")
   expect_match(conditionMessage(err), "sblocal 1.0.0 \\(Local\\)")
 })
+
+test_that("an environment of another R version than the runtime's is refused before anything is built", {
+  local_runtime_package()
+  lock <- withr::local_tempfile(fileext = ".lock")
+  other <- if (getRversion() >= "4.4.0") "4.3.3" else "4.4.1"
+  writeLines(sprintf('{"R": {"Version": "%s", "Repositories": [{"Name": "CRAN", "URL": "https://cloud.r-project.org"}]},
+               "Packages": {"cli": {"Package": "cli", "Version": "3.6.3", "Source": "Repository"}}}', other), lock)
+  withr::local_options(starburst.renv_lock = lock)
+  setup <- list(repository = "123456789012.dkr.ecr.us-east-1.amazonaws.com/x", region = "us-east-1")
+  err <- expect_error(ensure_environment(setup), class = "starburst_invalid_argument")
+  expect_match(conditionMessage(err), sprintf("pins R %s", other))
+})
