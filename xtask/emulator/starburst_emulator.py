@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""starburst's local AWS: a moto server plus a Fargate simulator, in one process.
+"""starburst's local AWS: a moto server plus Fargate and CodeBuild simulators, in one process.
 
-Anyone without an AWS account gets real S3, ECS, ECR, EC2, IAM, STS and CloudWatch Logs APIs
-on 127.0.0.1 (moto), and ECS tasks that actually run: for every Fargate task RunTask creates,
-the simulator starts the `--worker-bin` executable (a `starburst-worker`) as a local process
-with the task's environment, streams its output to CloudWatch Logs and reports its lifecycle
-(PROVISIONING, PENDING, RUNNING, STOPPED with stop codes and exit codes) through moto's ECS
-objects, so clients see it with DescribeTasks exactly as they would on AWS.
+Anyone without an AWS account gets real S3, ECS, ECR, EC2, IAM, STS, CodeBuild and CloudWatch
+Logs APIs on 127.0.0.1 (moto), and ECS tasks that actually run: for every Fargate task RunTask
+creates, the simulator starts the `--worker-bin` executable (a `starburst-worker`) as a local
+process with the task's environment, streams its output to CloudWatch Logs and reports its
+lifecycle (PROVISIONING, PENDING, RUNNING, STOPPED with stop codes and exit codes) through
+moto's ECS objects, so clients see it with DescribeTasks exactly as they would on AWS.
+
+CodeBuild builds run too (codebuild_sim.py): StartBuild downloads the project's S3 source and
+runs its buildspec's phases on the host, `docker` being `--podman`; BatchGetBuilds reports
+the phases as they happen, CloudWatch Logs gets the build log, StopBuild stops it.
 
 Extra endpoints under `/_starburst/` (never AWS-shaped, never counted):
 
@@ -24,13 +28,12 @@ listens it prints exactly one line `STARBURST_EMULATOR_READY http://127.0.0.1:<p
 stdout; everything else goes to stderr. SIGTERM, SIGINT or (with `--exit-on-stdin-eof`) the
 end of stdin stop it and every worker process it started.
 
-Gaps against real Fargate are listed in `GAPS` below and printed by `--gaps`.
+Gaps against real Fargate and CodeBuild are listed in `GAPS` below and printed by `--gaps`.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime as dt
 import io
 import json
@@ -53,7 +56,6 @@ from werkzeug.serving import make_server
 from moto.ec2.models import ec2_backends
 from moto.ecr.models import ecr_backends
 from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
-from moto.logs.models import logs_backends
 from moto.server import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -63,6 +65,8 @@ from moto.server import (
 import moto_fargate_quotas  # noqa: E402,F401  (patches moto's Service Quotas on import)
 import iam_simulation  # noqa: E402,F401  (adds iam:SimulatePrincipalPolicy to moto on import)
 import strict  # noqa: E402
+from codebuild_sim import CodeBuildSimulator  # noqa: E402
+from sim_common import die_with_parent, ensure_stream, kill_group, now, put_log  # noqa: E402
 from strict import read_body  # noqa: E402
 
 READY = "STARBURST_EMULATOR_READY"
@@ -99,14 +103,34 @@ Gaps of the Fargate simulator against real ECS Fargate:
   requests that stay PENDING (moto has neither; moto_fargate_quotas.py adds them).
 - Each task gets a fresh working directory and TMPDIR (deleted when it stops), but shares
   the host's HOME and file system.
+
+Gaps of the CodeBuild simulator against real CodeBuild:
+- A build runs on the host, not in its CodeBuild image (the image is only reported, and in
+  CODEBUILD_BUILD_IMAGE): its commands use the host's tools and the emulator's own
+  environment (PATH, podman's CONTAINERS_CONF...). `docker` is --podman (`docker build` with
+  `--network host`, so builds reach package repositories on 127.0.0.1); `aws` only answers
+  `aws ecr get-login-password`. privilegedMode is recorded, not needed for docker.
+- Each command runs in its own `bash -c` (`sh -c` with `env: shell: sh`) in its own process
+  group: unlike CodeBuild, `cd` and `export` do not carry over to the next command. Of the
+  buildspec only version, env.variables, env.shell and the phases' commands are read:
+  `finally`, `on-failure`, `run-as`, runtime-versions, parameter-store, secrets-manager,
+  exported-variables, artifacts, cache and reports are ignored. Environment variables of type
+  PARAMETER_STORE or SECRETS_MANAGER are passed literally.
+- Only S3 sources: "bucket/prefix/" (every object under the prefix) or "bucket/key" (a zip);
+  a buildspec is inline or a file of the source, never an S3 ARN. No secondary sources, no
+  artifacts upload (UPLOAD_ARTIFACTS does nothing), no cache, no batch builds, no VPC, no
+  queueing or concurrent-build limit (QUEUED ends at once), no S3 logs. The log group is
+  created when missing. Compute and environment types are recorded, never enforced.
+- The IAM service role is not assumed: commands get static keys (testing/testing) and
+  AWS_ENDPOINT_URL pointing at this emulator; IAM policies are not enforced.
+- StopBuild and the timeout (timeoutInMinutes) send SIGTERM to the running command's process
+  group and SIGKILL 2 s later; what commands left running in the background is killed when
+  the build ends. Only StartBuild, BatchGetBuilds and StopBuild are simulated; other calls
+  are moto's (which has no UpdateProject).
 """
 
 MOTO_ACCOUNT = "123456789012"
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def iso(t: dt.datetime | None) -> str | None:
@@ -125,6 +149,7 @@ _TARGET_SERVICES = {
     "ServiceQuotasV20190624": "servicequotas",
     "AmazonSSM": "ssm",
     "AWSEvents": "events",
+    "CodeBuild_20161006": "codebuild",
 }
 # Query parameters of S3 requests that select a listing or sign a request, not a sub-resource.
 _S3_PLAIN_PARAMS = {
@@ -389,22 +414,6 @@ _ECR_IMAGE = re.compile(
 )
 _FARGATE_PROVIDERS = ("FARGATE", "FARGATE_SPOT")
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the forked child before exec: SIGTERM it when the emulator dies, even by SIGKILL."""
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-def _kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 class SimTask:
     """The simulator's record of one ECS task: its moto object, its process, its stop state."""
 
@@ -541,7 +550,6 @@ class FargateSimulator:
         self.url = ""  # set once the server listens
         self.lock = threading.RLock()
         self.tasks: dict[str, SimTask] = {}
-        self._logs_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="fargate-simulator", daemon=True)
         self._workroot = tempfile.mkdtemp(prefix="starburst-emulator-tasks-")
@@ -729,12 +737,12 @@ class FargateSimulator:
                     sim.phase = "STOPPING"
                     t.last_status = "DEACTIVATING"
                     sim.term_sent_at = time.monotonic()
-                    _kill_group(sim.proc.pid, signal.SIGTERM)
+                    kill_group(sim.proc.pid, signal.SIGTERM)
                     t.last_status = "STOPPING"
                 elif not sim.killed and time.monotonic() - sim.term_sent_at >= grace:
                     sim.killed = True
                     self._kill_container(sim)
-                    _kill_group(sim.proc.pid, signal.SIGKILL)
+                    kill_group(sim.proc.pid, signal.SIGKILL)
             return
         if sim.phase == "DEPROVISIONING":
             self._finish(sim, exit_code=sim.exit_code)
@@ -744,7 +752,7 @@ class FargateSimulator:
         t = sim.task
         assert sim.proc is not None
         self._kill_container(sim)
-        _kill_group(sim.proc.pid, signal.SIGKILL)  # whatever it left behind dies with the container
+        kill_group(sim.proc.pid, signal.SIGKILL)  # whatever it left behind dies with the container
         sim.exit_code = 128 - code if code < 0 else code
         if sim.reader is not None:
             sim.reader.join(timeout=2.0)
@@ -861,7 +869,7 @@ class FargateSimulator:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         sim.reader = threading.Thread(target=self._pump_logs, args=(sim, sim.proc), name=f"logs-{sim.id}", daemon=True)
         sim.reader.start()
@@ -885,7 +893,7 @@ class FargateSimulator:
             tee = open(os.path.join(self.args.log_dir, f"{sim.id}.log"), "ab")
         try:
             if target:
-                self._ensure_stream(sim.account, *target)
+                ensure_stream(sim.account, *target)
             assert proc.stdout is not None
             for raw in iter(proc.stdout.readline, b""):
                 if tee:
@@ -893,30 +901,12 @@ class FargateSimulator:
                     tee.flush()
                 if target:
                     line = raw.decode("utf-8", "replace").rstrip("\n")
-                    self._put_log(sim.account, target, line)
+                    put_log(sim.account, target, line)
         except Exception as e:
             self._log_once(f"log pump of task {sim.id}: {e!r}")
         finally:
             if tee:
                 tee.close()
-
-    def _ensure_stream(self, account: str, region: str, group: str, stream: str) -> None:
-        with self._logs_lock:
-            logs = logs_backends[account][region]
-            if group not in logs.groups:
-                logs.create_log_group(group, {})
-            logs.ensure_log_stream(group, stream)
-
-    def _put_log(self, account: str, target: tuple[str, str, str], line: str) -> None:
-        region, group, stream = target
-        with self._logs_lock:
-            logs = logs_backends[account][region]
-            if group not in logs.groups or stream not in logs.groups[group].streams:
-                # deleted while the task runs (e.g. a test reset moto): recreate, as awslogs would fail
-                if group not in logs.groups:
-                    logs.create_log_group(group, {})
-                logs.ensure_log_stream(group, stream)
-            logs.put_log_events(group, stream, [{"timestamp": int(time.time() * 1000), "message": line}])
 
     # -- shutdown ------------------------------------------------------------------------
 
@@ -928,7 +918,7 @@ class FargateSimulator:
             procs = [s.proc for s in self.tasks.values() if s.proc is not None]
         for p in procs:
             if p.poll() is None:
-                _kill_group(p.pid, signal.SIGTERM)
+                kill_group(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for p in procs:
             try:
@@ -941,7 +931,7 @@ class FargateSimulator:
             if sim.proc is not None:
                 self._kill_container(sim)
         for p in procs:
-            _kill_group(p.pid, signal.SIGKILL)  # the group, even if its leader already exited
+            kill_group(p.pid, signal.SIGKILL)  # the group, even if its leader already exited
             try:
                 p.wait(timeout=2)
             except subprocess.TimeoutExpired:
@@ -1249,7 +1239,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker-bin", help="the executable each ECS task runs (a starburst-worker)")
     p.add_argument("--pass-env", action="append", default=[], metavar="NAME", help="host variable to pass to workers (repeatable)")
     p.add_argument("--containers", action="store_true", help="run each task's image as a real container (podman run --network host) instead of --worker-bin on the host")
-    p.add_argument("--podman", default="podman", help="with --containers: the podman CLI (default podman)")
+    p.add_argument("--podman", default="podman", help="the podman CLI that --containers tasks and CodeBuild builds use (default podman)")
     p.add_argument("--log-dir", help="also write each task's output to DIR/<task id>.log")
     p.add_argument("--stop-grace", type=float, default=5.0, help="seconds between SIGTERM and SIGKILL on StopTask (default 5)")
     p.add_argument("--spot-grace", type=float, default=2.0, help="seconds between SIGTERM and SIGKILL on a Spot interruption (default 2)")
@@ -1265,7 +1255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--consistency-delay-ms", type=float, default=0.0, help="strict mode: a bucket, log group or role is invisible or unusable for this long after its creation, as AWS's eventual consistency can make it (default 0)")
     p.add_argument("--strict-rules", action="store_true", help="print the rules strict mode checks beyond the service models and exit")
     p.add_argument("--verbose", action="store_true", help="log every request")
-    p.add_argument("--gaps", action="store_true", help="print the simulator's gaps against real Fargate and exit")
+    p.add_argument("--gaps", action="store_true", help="print the simulators' gaps against real Fargate and CodeBuild and exit")
     args = p.parse_args(argv)
     if not (args.gaps or args.strict_rules or args.containers) and not args.worker_bin:
         p.error("--worker-bin is required (or --containers)")
@@ -1297,12 +1287,15 @@ def main(argv: list[str] | None = None) -> int:
             moto_fargate_quotas.FARGATE_DEFAULTS[code] = (name, args.fargate_vcpus)
     sim = FargateSimulator(args)
     sim.install()
+    codebuild = CodeBuildSimulator(args.podman)
+    codebuild.install()
     checker = None if args.lenient else strict.Strict(args.consistency_delay_ms / 1000.0)
     middleware = StarburstMiddleware(DomainDispatcherApplication(create_backend_app), sim, args.latency_ms, checker)
     server = make_server(args.host, args.port, middleware, threaded=True, request_handler=MotoRequestHandler)
     server.daemon_threads = True
     port = server.server_address[1]
     sim.url = f"http://{args.host}:{port}"
+    codebuild.url = sim.url
     serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     serving.start()
     sim.start()
@@ -1332,6 +1325,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         LOG.info("stopping")
         sim.shutdown()
+        codebuild.shutdown()
         server.shutdown()
     return 0
 

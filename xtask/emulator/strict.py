@@ -52,6 +52,7 @@ MODELS = {
     "iam": "iam",
     "sts": "sts",
     "tagging": "resourcegroupstaggingapi",
+    "codebuild": "codebuild",
 }
 
 # The error code each service answers a request that breaks its model with.
@@ -65,6 +66,7 @@ VALIDATION_CODE = {
     "sts": "ValidationError",
     "ec2": "InvalidParameterValue",
     "s3": "InvalidArgument",
+    "codebuild": "InvalidInputException",
 }
 
 

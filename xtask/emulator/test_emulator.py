@@ -7,16 +7,20 @@ Run with the moto venv's Python: `python -m unittest discover -s xtask/emulator 
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import unittest
 import urllib.error
 import urllib.request
+import zipfile
 from typing import Any, Callable
 
 import boto3
@@ -439,6 +443,29 @@ class EmulatorExitTest(unittest.TestCase):
             for pid in pids:
                 wait_for(f"process {pid} to die with the emulator", lambda: not alive(pid))
 
+    def test_exit_stops_running_builds_and_removes_their_files(self) -> None:
+        with tempfile.TemporaryDirectory(prefix="starburst-emulator-exit-") as tmp:
+            emu = Emulator(tmp)
+            emu.client("s3").put_object(Bucket=emu.config["bucket"], Key="exit/Dockerfile", Body=b"FROM scratch\n")
+            codebuild = emu.client("codebuild")
+            codebuild.create_project(
+                name="exit",
+                source={"type": "S3", "location": f"{emu.config['bucket']}/exit/"},
+                artifacts={"type": "NO_ARTIFACTS"},
+                environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0", "computeType": "BUILD_GENERAL1_SMALL"},
+                serviceRole="arn:aws:iam::123456789012:role/starburst-codebuild",
+            )
+            out = os.path.join(tmp, "build")
+            command = f"sleep 60 & echo $! $CODEBUILD_SRC_DIR > {out}.tmp && mv {out}.tmp {out}; wait"
+            codebuild.start_build(projectName="exit", buildspecOverride=f"version: 0.2\nphases:\n  build:\n    commands:\n      - {command}\n")
+            wait_for(out, lambda: os.path.exists(out))
+            with open(out) as f:
+                pid, src = f.read().split()
+            self.assertTrue(alive(int(pid)) and os.path.isdir(src))
+            self.assertEqual(emu.stop(), 0)
+            wait_for(f"process {pid} to die with the emulator", lambda: not alive(int(pid)))
+            self.assertFalse(os.path.exists(src))
+
 
 class EmulatorOptionsTest(unittest.TestCase):
     def test_every_aws_request_waits_and_the_fargate_quota_is_raised(self) -> None:
@@ -600,6 +627,257 @@ class StrictModeTest(unittest.TestCase):
         self.assertIn({"service": "ec2", "operation": "CreateSecurityGroup", "code": "InvalidParameterValue"}, [{k: e[k] for k in ("service", "operation", "code")} for e in listed])
         with urllib.request.urlopen(f"{self.emu.url}/_starburst/stats", timeout=WAIT) as r:
             self.assertGreaterEqual(json.load(r)["rejected_as_aws_would"]["ec2"]["CreateSecurityGroup"], 1)
+
+
+FAKE_PODMAN = """#!/bin/sh
+# podman for the CodeBuild tests: notes its arguments and the files of its working directory.
+printf '%s | %s\\n' "$*" "$(find . -type f | sort | tr '\\n' ' ')" >> "$FAKE_PODMAN_LOG"
+exit "${FAKE_PODMAN_EXIT:-0}"
+"""
+CODEBUILD_PHASES = [
+    "SUBMITTED", "QUEUED", "PROVISIONING", "DOWNLOAD_SOURCE", "INSTALL", "PRE_BUILD",
+    "BUILD", "POST_BUILD", "UPLOAD_ARTIFACTS", "FINALIZING", "COMPLETED",
+]
+LOG_PREFIX = r"^\[Container\] \d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{6} "
+
+
+class CodeBuildTest(unittest.TestCase):
+    """StartBuild runs the buildspec on the host, a fake podman standing in for docker."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tmp = tempfile.TemporaryDirectory(prefix="starburst-emulator-codebuild-")
+        podman = os.path.join(cls.tmp.name, "fake-podman")
+        with open(podman, "w") as f:
+            f.write(FAKE_PODMAN)
+        os.chmod(podman, 0o755)
+        cls.emu = Emulator(cls.tmp.name, "--podman", podman, env={"EMU_CODEBUILD_HOST": "host"})
+        cls.codebuild = cls.emu.client("codebuild")
+        cls.s3 = cls.emu.client("s3")
+        cls.bucket = cls.emu.config["bucket"]
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.emu.stop()
+        cls.tmp.cleanup()
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.tmp.name, f"{self._testMethodName}-{name}")
+
+    def upload(self, prefix: str, files: dict[str, str]) -> str:
+        for name, text in files.items():
+            self.s3.put_object(Bucket=self.bucket, Key=f"{prefix}{name}", Body=text.encode())
+        return f"{self.bucket}/{prefix}"
+
+    def create_project(self, name: str, location: str, env: dict[str, str] | None = None, **extra: Any) -> None:
+        self.codebuild.create_project(
+            name=name,
+            source={"type": "S3", "location": location},
+            artifacts={"type": "NO_ARTIFACTS"},
+            environment={
+                "type": "LINUX_CONTAINER",
+                "image": "aws/codebuild/standard:7.0",
+                "computeType": "BUILD_GENERAL1_SMALL",
+                "environmentVariables": [{"name": k, "value": v, "type": "PLAINTEXT"} for k, v in (env or {}).items()],
+            },
+            serviceRole="arn:aws:iam::123456789012:role/starburst-codebuild",
+            **extra,
+        )
+
+    def start(self, project: str, env: dict[str, str] | None = None, **overrides: Any) -> dict[str, Any]:
+        variables = [{"name": k, "value": v, "type": "PLAINTEXT"} for k, v in (env or {}).items()]
+        return self.codebuild.start_build(projectName=project, environmentVariablesOverride=variables, **overrides)["build"]
+
+    def wait_build(self, build: dict[str, Any]) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            found = self.codebuild.batch_get_builds(ids=[build["id"]])["builds"][0]
+            return found if found["buildComplete"] else None
+
+        return wait_for(f"build {build['id']} to complete", probe)
+
+    def log_lines(self, build: dict[str, Any]) -> list[str]:
+        logs = build["logs"]
+        events = self.emu.client("logs").get_log_events(logGroupName=logs["groupName"], logStreamName=logs["streamName"], startFromHead=True)["events"]
+        return [e["message"] for e in events]
+
+    def podman_calls(self, log: str) -> list[str]:
+        with open(log) as f:
+            return f.read().splitlines()
+
+    def test_a_build_from_an_s3_folder_runs_its_buildspec_with_podman(self) -> None:
+        buildspec = textwrap.dedent("""\
+            version: 0.2
+            phases:
+              pre_build:
+                commands:
+                  - aws ecr get-login-password --region $AWS_REGION | docker login --username AWS --password-stdin x
+              build:
+                commands:
+                  - docker build --tag $IMAGE .
+                  - echo "hello from the build"; echo "and from stderr" >&2
+              post_build:
+                commands:
+                  - docker push $IMAGE
+            """)
+        location = self.upload("codebuild/folder/", {"Dockerfile": "FROM scratch\n", "context/data.txt": "data", "buildspec.yml": buildspec})
+        logs_config = {"cloudWatchLogs": {"status": "ENABLED", "groupName": "/starburst/builds", "streamName": "image"}}
+        self.create_project("cb-folder", location, {"IMAGE": "example/image:1"}, logsConfig=logs_config)
+        podman_log = self.file("podman.log")
+        build = self.start("cb-folder", {"FAKE_PODMAN_LOG": podman_log})
+        self.assertEqual((build["buildStatus"], build["currentPhase"], build["buildNumber"]), ("IN_PROGRESS", "QUEUED", 1))
+        self.assertEqual(build["source"], {"type": "S3", "location": location})
+        done = self.wait_build(build)
+        self.assertEqual((done["buildStatus"], done["currentPhase"]), ("SUCCEEDED", "COMPLETED"))
+        self.assertIn("endTime", done)
+        self.assertEqual([p["phaseType"] for p in done["phases"]], CODEBUILD_PHASES)
+        self.assertEqual({p.get("phaseStatus") for p in done["phases"][:-1]}, {"SUCCEEDED"})
+        self.assertNotIn("phaseStatus", done["phases"][-1])
+        files = "./Dockerfile ./buildspec.yml ./context/data.txt "
+        self.assertEqual(self.podman_calls(podman_log), [
+            f"login --username AWS --password-stdin x | {files}",
+            f"build --network host --tag example/image:1 . | {files}",
+            f"push example/image:1 | {files}",
+        ])
+        build_uuid = build["id"].split(":", 1)[1]
+        self.assertEqual((done["logs"]["groupName"], done["logs"]["streamName"]), ("/starburst/builds", f"image/{build_uuid}"))
+        lines = self.log_lines(done)
+        for message in ("Entering phase BUILD", "Running command docker build --tag $IMAGE .", "Phase complete: BUILD State: SUCCEEDED"):
+            self.assertTrue(any(re.match(LOG_PREFIX + re.escape(message) + "$", line) for line in lines), (message, lines))
+        self.assertIn("hello from the build", lines)
+        self.assertIn("and from stderr", lines)
+
+        zipped = io.BytesIO()
+        with zipfile.ZipFile(zipped, "w") as z:
+            z.writestr("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - test \"$(cat sub/data.txt)\" = zipped\n")
+            z.writestr("sub/data.txt", "zipped")
+        self.s3.put_object(Bucket=self.bucket, Key="codebuild/source.zip", Body=zipped.getvalue())
+        again = self.start("cb-folder", sourceLocationOverride=f"{self.bucket}/codebuild/source.zip")
+        self.assertEqual(again["buildNumber"], 2)
+        self.assertEqual(self.wait_build(again)["buildStatus"], "SUCCEEDED")
+
+    def test_a_failing_command_fails_its_phase_and_post_build_still_runs(self) -> None:
+        location = self.upload("codebuild/failing/", {"Dockerfile": "FROM scratch\n"})
+        self.create_project("cb-failing", location)
+        buildspec = textwrap.dedent("""\
+            version: 0.2
+            phases:
+              build:
+                commands:
+                  - docker build --tag failing .
+                  - echo never
+              post_build:
+                commands:
+                  - echo "post_build ran, succeeding=$CODEBUILD_BUILD_SUCCEEDING"
+            """)
+        build = self.start("cb-failing", {"FAKE_PODMAN_LOG": self.file("podman.log"), "FAKE_PODMAN_EXIT": "1"}, buildspecOverride=buildspec)
+        done = self.wait_build(build)
+        self.assertEqual(done["buildStatus"], "FAILED")
+        self.assertEqual([p["phaseType"] for p in done["phases"]], CODEBUILD_PHASES)
+        phases = {p["phaseType"]: p for p in done["phases"]}
+        self.assertEqual(phases["BUILD"]["phaseStatus"], "FAILED")
+        self.assertEqual(phases["BUILD"]["contexts"], [{"statusCode": "COMMAND_EXECUTION_ERROR", "message": "Error while executing command: docker build --tag failing .. Reason: exit status 1"}])
+        self.assertEqual(phases["POST_BUILD"]["phaseStatus"], "SUCCEEDED")
+        self.assertEqual((done["logs"]["groupName"], done["logs"]["streamName"]), ("/aws/codebuild/cb-failing", build["id"].split(":", 1)[1]))
+        lines = self.log_lines(done)
+        self.assertIn("post_build ran, succeeding=0", lines)
+        self.assertTrue(any(line.endswith("Command did not exit successfully docker build --tag failing . exit status 1") for line in lines), lines)
+        self.assertTrue(any(line.endswith("Phase complete: BUILD State: FAILED") for line in lines), lines)
+        self.assertNotIn("never", lines)
+
+        pre_build = "version: 0.2\nphases:\n  pre_build:\n    commands:\n      - aws s3 ls\n  build:\n    commands:\n      - echo never\n"
+        done = self.wait_build(self.start("cb-failing", buildspecOverride=pre_build))
+        self.assertEqual(done["buildStatus"], "FAILED")
+        self.assertEqual([p["phaseType"] for p in done["phases"]], [*CODEBUILD_PHASES[:6], "FINALIZING", "COMPLETED"])
+        self.assertEqual(done["phases"][5]["contexts"][0]["message"], "Error while executing command: aws s3 ls. Reason: exit status 1")
+        self.assertIn("the starburst emulator's aws shim only answers 'aws ecr get-login-password' (not: aws s3 ls)", self.log_lines(done))
+
+    def test_a_source_or_buildspec_that_cannot_be_read_fails_download_source(self) -> None:
+        self.create_project("cb-no-source", "no-such-bucket/src/")
+        cases = [
+            ({}, "NoSuchBucket"),
+            ({"sourceLocationOverride": f"{self.bucket}/codebuild/nothing-here/"}, "no matching artifact paths found"),
+            ({"sourceLocationOverride": f"{self.bucket}/codebuild/no-such.zip"}, "NoSuchKey"),
+        ]
+        for overrides, says in cases:
+            done = self.wait_build(self.start("cb-no-source", **overrides))
+            self.assertEqual(done["buildStatus"], "FAILED")
+            phase = done["phases"][3]
+            self.assertEqual((phase["phaseType"], phase["phaseStatus"], phase["contexts"][0]["statusCode"]), ("DOWNLOAD_SOURCE", "FAILED", "CLIENT_ERROR"))
+            self.assertIn(says, phase["contexts"][0]["message"])
+            self.assertEqual([p["phaseType"] for p in done["phases"][4:]], ["FINALIZING", "COMPLETED"])
+        location = self.upload("codebuild/bad-yaml/", {"Dockerfile": "FROM scratch\n"})
+        for buildspec in ("version: 0.2\nphases: [\n", "version: 0.3\n", "missing.yml"):
+            done = self.wait_build(self.start("cb-no-source", sourceLocationOverride=location, buildspecOverride=buildspec))
+            self.assertEqual(done["phases"][3]["contexts"][0]["statusCode"], "YAML_FILE_ERROR", buildspec)
+
+    def test_stop_build_ends_the_running_command(self) -> None:
+        location = self.upload("codebuild/stop/", {"Dockerfile": "FROM scratch\n"})
+        self.create_project("cb-stop", location)
+        pid_file = self.file("pid")
+        buildspec = f"version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 60 & echo $! > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}; wait\n"
+        build = self.start("cb-stop", buildspecOverride=buildspec)
+        wait_for(pid_file, lambda: os.path.exists(pid_file))
+        with open(pid_file) as f:
+            pid = int(f.read())
+        self.assertTrue(alive(pid))
+        self.assertEqual(self.codebuild.stop_build(id=build["id"])["build"]["buildStatus"], "STOPPED")
+        done = self.wait_build(build)
+        self.assertEqual(done["buildStatus"], "STOPPED")
+        phases = [(p["phaseType"], p.get("phaseStatus")) for p in done["phases"]]
+        self.assertEqual(phases[-3:], [("BUILD", "STOPPED"), ("FINALIZING", "SUCCEEDED"), ("COMPLETED", None)])
+        wait_for(f"process {pid} to die with its build", lambda: not alive(pid))
+        self.assertEqual(self.codebuild.stop_build(id=build["id"])["build"]["phases"], done["phases"])
+
+    def test_environment_variables_and_overrides(self) -> None:
+        out = self.file("env")
+        buildspec = textwrap.dedent(f"""\
+            version: 0.2
+            env:
+              variables:
+                ONLY_BUILDSPEC: b
+                BUILDSPEC_AND_PROJECT: b
+                EVERYWHERE: b
+            phases:
+              build:
+                commands:
+                  - env -0 > {out}
+            """)
+        location = self.upload("codebuild/env/", {"buildspec.yml": buildspec})
+        self.create_project("cb-env", location, {"BUILDSPEC_AND_PROJECT": "p", "EVERYWHERE": "p", "ONLY_PROJECT": "p"})
+        build = self.start("cb-env", {"EVERYWHERE": "o"}, imageOverride="example/builder:2", timeoutInMinutesOverride=5)
+        self.assertEqual((build["environment"]["image"], build["timeoutInMinutes"]), ("example/builder:2", 5))
+        self.assertEqual(self.wait_build(build)["buildStatus"], "SUCCEEDED")
+        with open(out) as f:
+            env = dict(kv.split("=", 1) for kv in f.read().split("\0") if kv)
+        self.assertEqual(
+            {k: env.get(k) for k in ("ONLY_BUILDSPEC", "BUILDSPEC_AND_PROJECT", "EVERYWHERE", "ONLY_PROJECT")},
+            {"ONLY_BUILDSPEC": "b", "BUILDSPEC_AND_PROJECT": "p", "EVERYWHERE": "o", "ONLY_PROJECT": "p"},
+        )
+        self.assertEqual(env["CODEBUILD_BUILD_ID"], build["id"])
+        self.assertEqual(env["CODEBUILD_BUILD_ARN"], build["arn"])
+        self.assertEqual(env["CODEBUILD_BUILD_NUMBER"], "1")
+        self.assertEqual(env["CODEBUILD_BUILD_IMAGE"], "example/builder:2")
+        self.assertEqual(env["CODEBUILD_SRC_DIR"], env["PWD"])
+        self.assertEqual(env["AWS_ENDPOINT_URL"], self.emu.url)
+        self.assertEqual((env["AWS_REGION"], env["AWS_DEFAULT_REGION"]), (REGION, REGION))
+        self.assertEqual(env["EMU_CODEBUILD_HOST"], "host")  # the emulator's own environment passes through
+        self.assertTrue(os.path.isfile(os.path.join(env["PATH"].split(os.pathsep)[0], "docker")))
+
+    def test_unknown_builds_and_projects(self) -> None:
+        location = self.upload("codebuild/known/", {"buildspec.yml": "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi\n"})
+        self.create_project("cb-known", location)
+        build = self.wait_build(self.start("cb-known"))
+        found = self.codebuild.batch_get_builds(ids=[build["id"], "cb-known:no-such-build"])
+        self.assertEqual([b["id"] for b in found["builds"]], [build["id"]])
+        self.assertEqual(found["buildsNotFound"], ["cb-known:no-such-build"])
+        for call in (lambda: self.codebuild.stop_build(id="cb-known:no-such-build"), lambda: self.codebuild.start_build(projectName="cb-no-such-project")):
+            with self.assertRaises(ClientError) as e:
+                call()
+            self.assertEqual(e.exception.response["Error"]["Code"], "ResourceNotFoundException")
+        unchecked = self.emu.client("codebuild", parameter_validation=False)
+        with self.assertRaises(ClientError) as e:
+            unchecked.start_build(projectName="")
+        self.assertEqual(e.exception.response["Error"]["Code"], "InvalidInputException")  # strict mode
 
 
 def _succeeds(call: Callable[[], Any]) -> bool:

@@ -15,12 +15,15 @@
 //! | `Network` | `Ec2Network` (feature `network`) | EC2 (VPCs, subnets, security groups) |
 //! | `Provisioner` | `AwsProvisioner` (feature `provision`) | S3, ECR, ECS, CloudWatch Logs, EC2, IAM, STS |
 //! | `Permissions` | `IamPermissions` (feature `provision`) | IAM's policy simulator, STS; read-only probes |
+//! | `ImageBuilder` | `CodeBuildBuilder` (feature `provision`) | CodeBuild, S3 (the build context), CloudWatch Logs (the build log) |
 //!
 //! The adapters are tested against a local moto server (`tests/`), in the same conformance
 //! suites the in-memory fakes pass.
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "provision")]
+mod build;
 mod compute;
 mod error;
 mod logs;
@@ -38,6 +41,8 @@ mod sdk;
 mod settle;
 mod store;
 
+#[cfg(feature = "provision")]
+pub use build::{BUILDSPEC, BuildProgress, CodeBuildBuilder, build_image};
 pub use compute::{
     EcsCompute, EcsOptions, LOG_STREAM_PREFIX, SESSION_TAG, STOP_REASON_PREFIX, classify_stop,
     started_by,

@@ -11,14 +11,15 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types as s3t;
 use starburst_cloud::{
-    Account, BucketSpec, Change, Ensured, EnsuredNetwork, Error, LogGroupSpec, NetworkConfig,
-    NetworkRequest, Provisioner, RepositorySpec, Resource, ResourceKind, Result, RoleSpec,
-    SETUP_TAG, Tags,
+    Account, BucketSpec, BuildProjectSpec, Change, Ensured, EnsuredNetwork, Error, LogGroupSpec,
+    NetworkConfig, NetworkRequest, Provisioner, RepositorySpec, Resource, ResourceKind, Result,
+    RoleSpec, SETUP_TAG, Tags,
 };
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use crate::Aws;
+use crate::build::build_image;
 use crate::compute::FAMILY_PREFIX;
 use crate::error::map;
 use crate::network::{self, Ec2Network, Group};
@@ -86,6 +87,7 @@ pub struct AwsProvisioner {
     iam: aws_sdk_iam::Client,
     sts: aws_sdk_sts::Client,
     tagging: aws_sdk_resourcegroupstagging::Client,
+    codebuild: aws_sdk_codebuild::Client,
     network: Ec2Network,
     region: Option<String>,
     /// Both waits of `delete`, when set (else [`DEFAULT_WAIT`] and [`ENI_WAIT`]).
@@ -106,6 +108,7 @@ impl AwsProvisioner {
             iam: aws_sdk_iam::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
             tagging: aws_sdk_resourcegroupstagging::Client::new(sdk),
+            codebuild: aws_sdk_codebuild::Client::new(sdk),
             network: Ec2Network::new(aws),
             region: aws.region().map(str::to_owned),
             wait: None,
@@ -2018,6 +2021,199 @@ impl AwsProvisioner {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Build projects (CodeBuild)
+// ---------------------------------------------------------------------------------------------
+
+/// How a build project of `spec` is configured: an x86_64 Linux build host with Docker
+/// (privileged), the set-up's bucket as its default source, no artifacts (builds push images),
+/// logs in the set-up's log group. Each build overrides the architecture, source and build
+/// steps ([`crate::CodeBuildBuilder`]).
+struct ProjectSettings {
+    description: String,
+    source: aws_sdk_codebuild::types::ProjectSource,
+    artifacts: aws_sdk_codebuild::types::ProjectArtifacts,
+    environment: aws_sdk_codebuild::types::ProjectEnvironment,
+    logs: aws_sdk_codebuild::types::LogsConfig,
+    role: String,
+    timeout: i32,
+}
+
+impl ProjectSettings {
+    fn of(spec: &BuildProjectSpec) -> Result<Self> {
+        use aws_sdk_codebuild::types as cb;
+        const OP: &str = "ensure the build project";
+        let name = spec.name.as_str();
+        Ok(Self {
+            description: spec.description.clone(),
+            source: built(
+                OP,
+                name,
+                cb::ProjectSource::builder()
+                    .r#type(cb::SourceType::S3)
+                    .location(&spec.source_location)
+                    .build(),
+            )?,
+            artifacts: built(
+                OP,
+                name,
+                cb::ProjectArtifacts::builder()
+                    .r#type(cb::ArtifactsType::NoArtifacts)
+                    .build(),
+            )?,
+            environment: built(
+                OP,
+                name,
+                cb::ProjectEnvironment::builder()
+                    .r#type(cb::EnvironmentType::LinuxContainer)
+                    .image(build_image(starburst_cloud::Arch::X86_64))
+                    .compute_type(cb::ComputeType::BuildGeneral1Medium)
+                    .privileged_mode(true)
+                    .build(),
+            )?,
+            logs: cb::LogsConfig::builder()
+                .cloud_watch_logs(built(
+                    OP,
+                    name,
+                    cb::CloudWatchLogsConfig::builder()
+                        .status(cb::LogsConfigStatusType::Enabled)
+                        .group_name(&spec.log_group)
+                        .stream_name(&spec.log_stream_prefix)
+                        .build(),
+                )?)
+                .build(),
+            role: spec.role_arn.clone(),
+            timeout: i32::try_from(spec.timeout_minutes).unwrap_or(i32::MAX),
+        })
+    }
+
+    /// True when `project` is configured as these settings say.
+    fn matches(&self, project: &aws_sdk_codebuild::types::Project) -> bool {
+        let env = project.environment();
+        let logs = project.logs_config().and_then(|l| l.cloud_watch_logs());
+        let want_logs = self.logs.cloud_watch_logs();
+        project.description().unwrap_or_default() == self.description
+            && project.source().and_then(|s| s.location()) == self.source.location()
+            && project.source().map(|s| s.r#type()) == Some(self.source.r#type())
+            && env.map(|e| e.image()) == Some(self.environment.image())
+            && env.map(|e| e.r#type()) == Some(self.environment.r#type())
+            && env.map(|e| e.compute_type()) == Some(self.environment.compute_type())
+            && env.and_then(|e| e.privileged_mode()) == Some(true)
+            && logs.and_then(|l| l.group_name()) == want_logs.and_then(|l| l.group_name())
+            && logs.and_then(|l| l.stream_name()) == want_logs.and_then(|l| l.stream_name())
+            && project.service_role() == Some(self.role.as_str())
+            && project.timeout_in_minutes() == Some(self.timeout)
+    }
+}
+
+fn codebuild_tags(tags: &Tags) -> Vec<aws_sdk_codebuild::types::Tag> {
+    tags.iter()
+        .map(|(k, v)| {
+            aws_sdk_codebuild::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+        })
+        .collect()
+}
+
+fn tags_of_project(project: &aws_sdk_codebuild::types::Project) -> Tags {
+    project
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+        .collect()
+}
+
+/// True when CodeBuild refused a role it cannot assume yet: IAM roles take seconds to be
+/// usable by a service after they are created.
+fn role_not_yet_assumable(message: &str) -> bool {
+    message.contains("not authorized to perform: sts:AssumeRole")
+}
+
+impl AwsProvisioner {
+    async fn build_projects(
+        &self,
+        names: Vec<String>,
+    ) -> Result<Vec<aws_sdk_codebuild::types::Project>> {
+        let mut projects = Vec::new();
+        // BatchGetProjects takes at most 100 names.
+        for chunk in names.chunks(100) {
+            let out = self
+                .codebuild
+                .batch_get_projects()
+                .set_names(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|err| map("read build projects", chunk.join(", "), err))?;
+            projects.extend(out.projects().iter().cloned());
+        }
+        Ok(projects)
+    }
+
+    /// The set-up's build projects: listed by name (CodeBuild has no index by tag; set-up names
+    /// its project after the set-up id), then their tags read in batches.
+    async fn find_build_projects(&self, key: &str, value: &str) -> Result<Vec<Resource>> {
+        let mut names = Vec::new();
+        let mut pages = self.codebuild.list_projects().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| map("list build projects", "this region".into(), err))?;
+            names.extend(
+                page.projects()
+                    .iter()
+                    .filter(|n| n.starts_with(value))
+                    .cloned(),
+            );
+        }
+        Ok(self
+            .build_projects(names)
+            .await?
+            .iter()
+            .filter(|p| tags_of_project(p).get(key).is_some_and(|v| v == value))
+            .map(|p| Resource {
+                kind: ResourceKind::BuildProject,
+                name: p.name().unwrap_or_default().to_owned(),
+                id: p.arn().unwrap_or_default().to_owned(),
+            })
+            .collect())
+    }
+
+    async fn create_build_project(
+        &self,
+        spec: &BuildProjectSpec,
+        settings: &ProjectSettings,
+        tags: &Tags,
+    ) -> Result<String> {
+        const OP: &str = "create the build project";
+        let name = spec.name.as_str();
+        let created = retry_while(
+            SETTLE,
+            |err: &SdkError<_, HttpResponse>| role_not_yet_assumable(err.message().unwrap_or("")),
+            || {
+                self.codebuild
+                    .create_project()
+                    .name(name)
+                    .description(&settings.description)
+                    .source(settings.source.clone())
+                    .artifacts(settings.artifacts.clone())
+                    .environment(settings.environment.clone())
+                    .logs_config(settings.logs.clone())
+                    .service_role(&settings.role)
+                    .timeout_in_minutes(settings.timeout)
+                    .set_tags(Some(codebuild_tags(tags)))
+                    .send()
+            },
+        )
+        .await
+        .map_err(|err| map(OP, format!("build project {name}"), err))?;
+        Ok(created
+            .project()
+            .and_then(|p| p.arn())
+            .unwrap_or_default()
+            .to_owned())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The port
 // ---------------------------------------------------------------------------------------------
 
@@ -2305,6 +2501,60 @@ impl Provisioner for AwsProvisioner {
         Ok(ensured(ResourceKind::Role, name, &arn, Change::Created))
     }
 
+    async fn ensure_build_project(&self, spec: &BuildProjectSpec, tags: &Tags) -> Result<Ensured> {
+        const OP: &str = "ensure the build project";
+        let setup = setup_id(OP, tags)?;
+        let name = spec.name.as_str();
+        let settings = ProjectSettings::of(spec)?;
+        let Some(project) = self.build_projects(vec![name.to_owned()]).await?.pop() else {
+            let arn = self.create_build_project(spec, &settings, tags).await?;
+            return Ok(ensured(
+                ResourceKind::BuildProject,
+                name,
+                &arn,
+                Change::Created,
+            ));
+        };
+        let existing = tags_of_project(&project);
+        let whose = owner(&existing, setup);
+        if whose != Owner::Ours {
+            return Err(foreign(OP, ResourceKind::BuildProject, name, &whose));
+        }
+        let missing = missing_tags(&existing, tags);
+        let wrote = !settings.matches(&project) || !missing.is_empty();
+        if wrote {
+            let mut all = existing;
+            all.extend(tags.clone());
+            self.codebuild
+                .update_project()
+                .name(name)
+                .description(&settings.description)
+                .source(settings.source)
+                .artifacts(settings.artifacts)
+                .environment(settings.environment)
+                .logs_config(settings.logs)
+                .service_role(&settings.role)
+                .timeout_in_minutes(settings.timeout)
+                .set_tags(Some(codebuild_tags(&all)))
+                .send()
+                .await
+                .map_err(|err| {
+                    map(
+                        "update the build project",
+                        format!("build project {name}"),
+                        err,
+                    )
+                })?;
+        }
+        let arn = project.arn().unwrap_or_default();
+        Ok(ensured(
+            ResourceKind::BuildProject,
+            name,
+            arn,
+            change(wrote),
+        ))
+    }
+
     async fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<Resource>> {
         let mut found = self.find_buckets(key, value).await?;
         found.extend(self.find_repositories(key, value).await?);
@@ -2312,6 +2562,7 @@ impl Provisioner for AwsProvisioner {
         found.extend(self.find_log_groups(key, value).await?);
         found.extend(self.find_groups(key, value).await?);
         found.extend(self.find_roles(key, value).await?);
+        found.extend(self.find_build_projects(key, value).await?);
         found.sort();
         found.dedup();
         Ok(found)
@@ -2363,6 +2614,18 @@ impl Provisioner for AwsProvisioner {
             }
             ResourceKind::SecurityGroup => self.delete_group(id).await,
             ResourceKind::Role => self.delete_role(role_name(id)).await,
+            ResourceKind::BuildProject => {
+                let name = id.rsplit_once(":project/").map_or(id, |(_, n)| n);
+                match self.codebuild.delete_project().name(name).send().await {
+                    Ok(_) => Ok(()),
+                    Err(err) if err.code() == Some("ResourceNotFoundException") => Ok(()),
+                    Err(err) => Err(map(
+                        "delete the build project",
+                        format!("build project {name}"),
+                        err,
+                    )),
+                }
+            }
         }
     }
 }

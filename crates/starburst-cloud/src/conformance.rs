@@ -302,8 +302,8 @@ pub async fn clock(clock: Arc<dyn crate::Clock>, advance: impl Fn(std::time::Dur
 /// can neither adopt nor see them, then deletes them all.
 pub async fn provisioner(p: Arc<dyn crate::Provisioner>, prefix: &str) {
     use crate::{
-        BucketSpec, Change, LogGroupSpec, MANAGED_TAG, NetworkRequest, RepositorySpec,
-        ResourceKind, RoleSpec, SETUP_TAG, Tags,
+        BucketSpec, BuildProjectSpec, Change, LogGroupSpec, MANAGED_TAG, NetworkRequest,
+        RepositorySpec, ResourceKind, RoleSpec, SETUP_TAG, Tags,
     };
     let tags_of = |id: &str| -> Tags {
         [(MANAGED_TAG, "true"), (SETUP_TAG, id)]
@@ -343,6 +343,12 @@ pub async fn provisioner(p: Arc<dyn crate::Provisioner>, prefix: &str) {
         policy: r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/p/*"}]}"#.into(),
     };
 
+    let builder_role = RoleSpec {
+        name: format!("{id}-builder"),
+        service: "codebuild.amazonaws.com".into(),
+        ..role.clone()
+    };
+
     // Everything is created, then left alone.
     for round in [Change::Created, Change::Unchanged] {
         let mut changes = vec![
@@ -352,6 +358,23 @@ pub async fn provisioner(p: Arc<dyn crate::Provisioner>, prefix: &str) {
             p.ensure_log_group(&logs, &tags).await.unwrap().change,
             p.ensure_role(&role, &tags).await.unwrap().change,
         ];
+        let built_by = p.ensure_role(&builder_role, &tags).await.unwrap();
+        changes.push(built_by.change);
+        let project = BuildProjectSpec {
+            name: format!("{id}-builder"),
+            description: "conformance test build project".into(),
+            role_arn: built_by.resource.id.clone(),
+            source_location: format!("{}/{prefix}/builds/", bucket.name),
+            log_group: logs.name.clone(),
+            log_stream_prefix: "builds".into(),
+            timeout_minutes: 60,
+        };
+        changes.push(
+            p.ensure_build_project(&project, &tags)
+                .await
+                .unwrap()
+                .change,
+        );
         let network = p.ensure_network(&net, &tags).await.unwrap();
         assert!(
             !network.config.subnets.is_empty(),
@@ -432,6 +455,8 @@ pub async fn provisioner(p: Arc<dyn crate::Provisioner>, prefix: &str) {
             ResourceKind::LogGroup,
             ResourceKind::SecurityGroup,
             ResourceKind::Role,
+            ResourceKind::Role,
+            ResourceKind::BuildProject,
         ],
         "find_tagged returns exactly the set-up's resources: {found:?}"
     );

@@ -740,6 +740,20 @@ impl crate::Provisioner for FakeProvisioner {
         let kind = crate::ResourceKind::Role;
         self.ensure("ensure_role", kind, &spec.name, settings_of(spec), tags)
     }
+    async fn ensure_build_project(
+        &self,
+        spec: &crate::BuildProjectSpec,
+        tags: &crate::Tags,
+    ) -> Result<crate::Ensured> {
+        let kind = crate::ResourceKind::BuildProject;
+        self.ensure(
+            "ensure_build_project",
+            kind,
+            &spec.name,
+            settings_of(spec),
+            tags,
+        )
+    }
     async fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<crate::Resource>> {
         self.check_failure("find_tagged")?;
         Ok(lock(&self.resources)

@@ -37,8 +37,8 @@ pub use permissions::{
     Permission, PermissionCheck, PermissionCondition, PermissionReport, Permissions, Verdict,
 };
 pub use provision::{
-    Account, BucketSpec, Change, Ensured, EnsuredNetwork, LogGroupSpec, MANAGED_TAG, Provisioner,
-    RepositorySpec, Resource, ResourceKind, RoleSpec, SETUP_TAG, Tags,
+    Account, BucketSpec, BuildProjectSpec, Change, Ensured, EnsuredNetwork, LogGroupSpec,
+    MANAGED_TAG, Provisioner, RepositorySpec, Resource, ResourceKind, RoleSpec, SETUP_TAG, Tags,
 };
 pub use quotas::{
     FARGATE_ON_DEMAND_VCPU, FARGATE_SPOT_VCPU, Quota, QuotaRequest, Quotas, RequestState,

@@ -42,8 +42,11 @@ pub enum ResourceKind {
     LogGroup,
     /// A security group (egress only).
     SecurityGroup,
-    /// An IAM role (task execution or task role).
+    /// An IAM role (task execution or task role, the image builder's service role).
     Role,
+    /// A cloud build project (builds worker images without a container engine on the user's
+    /// machine; created only when asked).
+    BuildProject,
 }
 
 impl std::fmt::Display for ResourceKind {
@@ -55,6 +58,7 @@ impl std::fmt::Display for ResourceKind {
             Self::LogGroup => "log group",
             Self::SecurityGroup => "security group",
             Self::Role => "role",
+            Self::BuildProject => "build project",
         })
     }
 }
@@ -135,6 +139,28 @@ pub struct RoleSpec {
     pub policy: String,
 }
 
+/// A build project that builds worker images in the account (AWS CodeBuild): each build gets
+/// its context and build steps when it starts, so the project holds only where builds run,
+/// with which role, and where their logs go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildProjectSpec {
+    /// Project name.
+    pub name: String,
+    /// What the project is for (its description).
+    pub description: String,
+    /// The ARN of the service role builds run with (reads build contexts, pushes images,
+    /// writes logs).
+    pub role_arn: String,
+    /// The default source: `bucket/prefix/` under which build contexts are uploaded.
+    pub source_location: String,
+    /// The log group of build logs...
+    pub log_group: String,
+    /// ...and the prefix of their streams (`<prefix>/<build id>`).
+    pub log_stream_prefix: String,
+    /// A build is stopped after this many minutes.
+    pub timeout_minutes: u32,
+}
+
 /// The network a set-up found or made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnsuredNetwork {
@@ -166,9 +192,12 @@ pub trait Provisioner: Send + Sync + Debug + 'static {
     -> Result<EnsuredNetwork>;
     /// A role with its trust policy and inline policy.
     async fn ensure_role(&self, spec: &RoleSpec, tags: &Tags) -> Result<Ensured>;
-    /// Every resource of the kinds above carrying the tag `key = value`. Roles are found only
-    /// when their name starts with `value` (set-up names them `<set-up id>-…`): IAM has no
-    /// index by tag, and reading every role's tags would cost a call per role of the account.
+    /// A build project (its role must exist: a role created moments ago is waited for).
+    async fn ensure_build_project(&self, spec: &BuildProjectSpec, tags: &Tags) -> Result<Ensured>;
+    /// Every resource of the kinds above carrying the tag `key = value`. Roles and build
+    /// projects are found only when their name starts with `value` (set-up names them `<set-up
+    /// id>-…`): IAM has no index by tag, and reading every role's tags would cost a call per
+    /// role of the account.
     async fn find_tagged(&self, key: &str, value: &str) -> Result<Vec<Resource>>;
     /// Deletes `resource` (a bucket with its contents, a role with its inline policies).
     /// Deleting what is already gone succeeds.

@@ -35,6 +35,9 @@ pub const TASK_FAMILY_PREFIX: &str = "starburst-worker";
 /// The service a set-up's roles are passed to.
 pub const TASK_SERVICE: &str = "ecs-tasks.amazonaws.com";
 
+/// The service the cloud image builder's role is passed to.
+pub const BUILD_SERVICE: &str = "codebuild.amazonaws.com";
+
 /// The service whose service-linked role set-up creates.
 pub const ECS_SERVICE: &str = "ecs.amazonaws.com";
 
@@ -374,7 +377,12 @@ pub fn caller_permissions(plan: &SetupPlan) -> Vec<Permission> {
         &format!("{iam}:role/{}*", plan.setup_id),
         "find the set-up's roles by their tag (set-up and teardown read the tags of the roles named after the set-up)",
     );
-    for role in [&plan.execution_role, &plan.task_role] {
+    let builder_role = plan.builder.as_ref().map(|b| (&b.role, BUILD_SERVICE));
+    let roles = [
+        (&plan.execution_role, TASK_SERVICE),
+        (&plan.task_role, TASK_SERVICE),
+    ];
+    for (role, service) in roles.into_iter().chain(builder_role) {
         let arn = format!("{iam}:role/{role}");
         n.add(
             &[
@@ -403,8 +411,12 @@ pub fn caller_permissions(plan: &SetupPlan) -> Vec<Permission> {
         n.add_if(
             &["iam:PassRole"],
             &arn,
-            condition("StringEquals", "iam:PassedToService", TASK_SERVICE),
-            "give the role to the workers' tasks (ECS only)",
+            condition("StringEquals", "iam:PassedToService", service),
+            if service == TASK_SERVICE {
+                "give the role to the workers' tasks (ECS only)"
+            } else {
+                "give the role to the image builder's project (CodeBuild only)"
+            },
         );
     }
     n.add_if(
@@ -413,6 +425,38 @@ pub fn caller_permissions(plan: &SetupPlan) -> Vec<Permission> {
         condition("StringEquals", "iam:AWSServiceName", ECS_SERVICE),
         "create ECS's service-linked role, which a cluster with capacity providers needs, if the account lacks it",
     );
+
+    // CodeBuild: the cloud image builder, when set-up makes one.
+    if let Some(builder) = &plan.builder {
+        n.add(
+            &["codebuild:ListProjects"],
+            "*",
+            "find the set-up's build project (set-up, teardown)",
+        );
+        let project = format!(
+            "arn:{p}:codebuild:{region}:{id}:project/{}",
+            builder.project
+        );
+        n.add(
+            &[
+                "codebuild:BatchGetProjects",
+                "codebuild:CreateProject",
+                "codebuild:UpdateProject",
+                "codebuild:DeleteProject",
+            ],
+            &project,
+            "create the build project with the set-up's tags; teardown: delete it",
+        );
+        n.add(
+            &[
+                "codebuild:StartBuild",
+                "codebuild:BatchGetBuilds",
+                "codebuild:StopBuild",
+            ],
+            &project,
+            "images: build a worker image in the account and follow the build",
+        );
+    }
 
     // Service Quotas: the Fargate vCPU quotas.
     let quota = |code: &str| format!("arn:{p}:servicequotas:{region}:{id}:fargate/{code}");
@@ -836,6 +880,39 @@ mod tests {
     fn the_whole_policy_fits_in_a_managed_policy() {
         // IAM: a managed policy holds at most 6,144 characters, whitespace not counted.
         let doc = policy_document(&default_permissions());
+        let size = doc.chars().filter(|c| !c.is_whitespace()).count();
+        assert!(size <= 6144, "{size} characters");
+    }
+
+    #[test]
+    fn the_cloud_builder_adds_its_project_and_role_only_when_asked() {
+        let with = caller_permissions(&plan(&SetupOptions {
+            cloud_builder: true,
+            ..SetupOptions::default()
+        }));
+        let project =
+            "arn:aws:codebuild:eu-west-1:123456789012:project/starburst-eu-west-1-builder";
+        for action in [
+            "codebuild:CreateProject",
+            "codebuild:StartBuild",
+            "codebuild:BatchGetBuilds",
+        ] {
+            assert!(has(&with, action, project), "{action}");
+        }
+        let pass = with
+            .iter()
+            .find(|p| {
+                p.action == "iam:PassRole"
+                    && p.resource.ends_with(":role/starburst-eu-west-1-builder")
+            })
+            .expect("the builder's role is passed");
+        assert_eq!(pass.condition.as_ref().unwrap().value, BUILD_SERVICE);
+        let without = default_permissions();
+        assert!(!without.iter().any(|p| p.action.starts_with("codebuild:")));
+        // The builder's additions fit in a second managed policy (the two together exceed the
+        // 6,144 characters of one).
+        let extra: Vec<_> = with.into_iter().filter(|p| !without.contains(p)).collect();
+        let doc = policy_document(&extra);
         let size = doc.chars().filter(|c| !c.is_whitespace()).count();
         assert!(size <= 6144, "{size} characters");
     }

@@ -10,8 +10,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use starburst_cloud::{
-    Account, BucketSpec, Change, Error, LogGroupSpec, MANAGED_TAG, NetworkConfig, NetworkRequest,
-    Provisioner, RepositorySpec, Resource, ResourceKind, Result, RoleSpec, SETUP_TAG, Tags,
+    Account, BucketSpec, BuildProjectSpec, Change, Error, LogGroupSpec, MANAGED_TAG, NetworkConfig,
+    NetworkRequest, Provisioner, RepositorySpec, Resource, ResourceKind, Result, RoleSpec,
+    SETUP_TAG, Tags,
 };
 
 /// Retention values CloudWatch Logs accepts, in days.
@@ -39,6 +40,10 @@ pub struct SetupOptions {
     pub vpc: Option<String>,
     /// Use this bucket name instead of `<name>-<account>-<region>`.
     pub bucket: Option<String>,
+    /// Also create a CodeBuild project (and its role) that builds worker images in the
+    /// account, for machines without Docker or podman.
+    #[serde(default)]
+    pub cloud_builder: bool,
 }
 
 impl Default for SetupOptions {
@@ -52,6 +57,7 @@ impl Default for SetupOptions {
             subnets: Vec::new(),
             vpc: None,
             bucket: None,
+            cloud_builder: false,
         }
     }
 }
@@ -205,9 +211,26 @@ pub struct SetupPlan {
     pub execution_role: String,
     /// Task role name (workers read and write session data with it).
     pub task_role: String,
+    /// The image builder's service role and build project, when `options.cloud_builder`.
+    pub builder: Option<BuilderNames>,
     /// The steps in order.
     pub steps: Vec<Step>,
 }
+
+/// The names of the cloud image builder's resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuilderNames {
+    /// The CodeBuild project.
+    pub project: String,
+    /// Its service role (reads build contexts, pushes images, writes build logs).
+    pub role: String,
+}
+
+/// The stream prefix of build logs in the set-up's log group (`builds/<build id>`).
+pub const BUILD_LOG_PREFIX: &str = "builds";
+
+/// A cloud build is stopped after this many minutes.
+pub const BUILD_TIMEOUT_MINUTES: u32 = 60;
 
 impl SetupPlan {
     /// The tags every resource of this set-up carries.
@@ -294,6 +317,83 @@ impl SetupPlan {
         .to_string()
     }
 
+    /// Where build contexts are uploaded for the cloud builder, `<prefix>/builds`, under the
+    /// session data's prefix (so its expiry removes what a failed build left).
+    pub fn build_prefix(&self) -> String {
+        format!("{}/builds", self.prefix())
+    }
+
+    /// The inline policy of the image builder's role: read build contexts, push to this
+    /// set-up's repository (and pull the runtime image environments start from), write build
+    /// logs.
+    pub fn builder_policy(&self) -> String {
+        let a = &self.account;
+        let p = &a.partition;
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ReadBuildContexts",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                    "Resource": format!("arn:{p}:s3:::{}/{}/*", self.bucket, self.build_prefix())
+                },
+                {
+                    "Sid": "ListBuildContexts",
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket", "s3:GetBucketAcl", "s3:GetBucketLocation"],
+                    "Resource": format!("arn:{p}:s3:::{}", self.bucket)
+                },
+                {
+                    "Sid": "RegistryToken",
+                    "Effect": "Allow",
+                    "Action": "ecr:GetAuthorizationToken",
+                    "Resource": "*"
+                },
+                {
+                    "Sid": "PushImages",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:InitiateLayerUpload",
+                        "ecr:UploadLayerPart",
+                        "ecr:CompleteLayerUpload",
+                        "ecr:PutImage"
+                    ],
+                    "Resource": format!(
+                        "arn:{p}:ecr:{}:{}:repository/{}",
+                        a.region, a.id, self.repository
+                    )
+                },
+                {
+                    "Sid": "WriteBuildLogs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": format!(
+                        "arn:{p}:logs:{}:{}:log-group:{}:*",
+                        a.region, a.id, self.log_group
+                    )
+                }
+            ]
+        })
+        .to_string()
+    }
+
+    /// The build project of the cloud builder, its role given by ARN.
+    pub fn build_project(&self, names: &BuilderNames, role_arn: &str) -> BuildProjectSpec {
+        BuildProjectSpec {
+            name: names.project.clone(),
+            description: "starburst: builds worker images from R environments".into(),
+            role_arn: role_arn.to_owned(),
+            source_location: format!("{}/{}/", self.bucket, self.build_prefix()),
+            log_group: self.log_group.clone(),
+            log_stream_prefix: BUILD_LOG_PREFIX.into(),
+            timeout_minutes: BUILD_TIMEOUT_MINUTES,
+        }
+    }
+
     fn role(&self, name: &str, description: &str, policy: String) -> RoleSpec {
         RoleSpec {
             name: name.to_string(),
@@ -322,6 +422,10 @@ impl SetupPlan {
             // IAM is global: the region keeps set-ups of several regions apart.
             execution_role: format!("{name}-{}-execution", account.region),
             task_role: format!("{name}-{}-task", account.region),
+            builder: options.cloud_builder.then(|| BuilderNames {
+                project: format!("{name}-{}-builder", account.region),
+                role: format!("{name}-{}-builder", account.region),
+            }),
             account,
             options: options.clone(),
             bucket,
@@ -375,8 +479,26 @@ impl SetupPlan {
                 ),
             ),
         ];
+        let builder = plan.builder.iter().flat_map(|b| {
+            [
+                (
+                    ResourceKind::Role,
+                    b.role.clone(),
+                    "lets CodeBuild read build contexts, push worker images and write build logs"
+                        .to_string(),
+                ),
+                (
+                    ResourceKind::BuildProject,
+                    b.project.clone(),
+                    "builds worker images in your account when this machine has no Docker or \
+                     podman (billed per build minute)"
+                        .to_string(),
+                ),
+            ]
+        });
         plan.steps = steps
             .into_iter()
+            .chain(builder.collect::<Vec<_>>())
             .map(|(kind, name, why)| Step {
                 exists: false,
                 kind,
@@ -439,6 +561,8 @@ pub struct SetupResult {
     pub task_role_arn: String,
     /// The repository's id (its ARN).
     pub repository_arn: String,
+    /// The cloud image builder's project name, when set up.
+    pub build_project: Option<String>,
     /// Each step's outcome, in order.
     pub applied: Vec<Applied>,
 }
@@ -525,12 +649,27 @@ pub async fn apply(
     let task = p.ensure_role(&task, &tags).await?;
     let task_role_arn = task.resource.id.clone();
     record(task, &mut applied);
+    if let Some(names) = &plan.builder {
+        let role = RoleSpec {
+            service: "codebuild.amazonaws.com".into(),
+            ..plan.role(
+                &names.role,
+                "starburst: CodeBuild builds and pushes worker images",
+                plan.builder_policy(),
+            )
+        };
+        let role = p.ensure_role(&role, &tags).await?;
+        let project = plan.build_project(names, &role.resource.id);
+        record(role, &mut applied);
+        record(p.ensure_build_project(&project, &tags).await?, &mut applied);
+    }
     Ok(SetupResult {
         plan: plan.clone(),
         network: network.config,
         execution_role_arn,
         task_role_arn,
         repository_arn,
+        build_project: plan.builder.as_ref().map(|b| b.project.clone()),
         applied,
     })
 }
@@ -541,11 +680,12 @@ pub async fn teardown_plan(p: &dyn Provisioner, setup_id: &str) -> Result<Vec<Re
     let mut found = p.find_tagged(SETUP_TAG, setup_id).await?;
     let rank = |k: ResourceKind| match k {
         ResourceKind::Cluster => 0,
-        ResourceKind::SecurityGroup => 1,
-        ResourceKind::Role => 2,
-        ResourceKind::LogGroup => 3,
-        ResourceKind::Repository => 4,
-        ResourceKind::Bucket => 5,
+        ResourceKind::BuildProject => 1,
+        ResourceKind::SecurityGroup => 2,
+        ResourceKind::Role => 3,
+        ResourceKind::LogGroup => 4,
+        ResourceKind::Repository => 5,
+        ResourceKind::Bucket => 6,
     };
     found.sort_by(|a, b| (rank(a.kind), &a.name).cmp(&(rank(b.kind), &b.name)));
     Ok(found)

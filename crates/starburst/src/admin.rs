@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 #[cfg(feature = "aws")]
-use starburst_aws::{Aws, AwsOptions, AwsProvisioner, EcrRegistry, IamPermissions, ServiceQuotas};
+use starburst_aws::{
+    Aws, AwsOptions, AwsProvisioner, CodeBuildBuilder, EcrRegistry, IamPermissions, ServiceQuotas,
+};
 use starburst_cloud::{
-    PermissionReport, Permissions, Provisioner, QuotaRequest, Quotas, Registry, Resource,
+    ImageBuilder, PermissionReport, Permissions, Provisioner, QuotaRequest, Quotas, Registry,
+    Resource,
 };
 use starburst_provision::image::ProgressSink;
 use starburst_provision::image::RuntimeSpec;
@@ -39,6 +42,8 @@ pub struct Admin {
     quotas: Arc<dyn Quotas>,
     permissions: Arc<dyn Permissions>,
     endpoint_url: Option<String>,
+    #[cfg(feature = "aws")]
+    aws: Option<Aws>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -69,7 +74,7 @@ pub enum RuntimeSource {
     Build(RuntimeSpec),
 }
 
-/// The container engine that builds images on this machine.
+/// Who builds images: a container engine on this machine, or the set-up's cloud builder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuilderChoice {
     /// The engine.
@@ -78,9 +83,23 @@ pub struct BuilderChoice {
     pub program: Option<String>,
     /// `--network` of the build steps (`host` reaches a repository on this machine's loopback).
     pub network: Option<String>,
+    /// With [`BuilderEngine::CodeBuild`]: the project and where build contexts go.
+    #[serde(default)]
+    pub cloud: Option<CloudBuilder>,
 }
 
-/// A container engine by name.
+/// The set-up's cloud builder: its CodeBuild project and where build contexts are uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudBuilder {
+    /// The CodeBuild project (`starburst_setup(cloud_builder = TRUE)` creates it).
+    pub project: String,
+    /// The set-up's bucket.
+    pub bucket: String,
+    /// The key prefix of build contexts (`<session prefix>/builds`).
+    pub prefix: String,
+}
+
+/// An image builder by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BuilderEngine {
@@ -88,16 +107,24 @@ pub enum BuilderEngine {
     Docker,
     /// `podman`.
     Podman,
+    /// AWS CodeBuild in the user's account: no container engine on this machine.
+    #[serde(rename = "codebuild")]
+    CodeBuild,
 }
 
 impl BuilderChoice {
-    fn builder(&self, progress: ProgressSink) -> DockerBuilder {
+    fn engine_builder(&self, progress: ProgressSink) -> Result<DockerBuilder> {
         let (mut builder, env) = match self.engine {
             BuilderEngine::Docker => (DockerBuilder::default(), DOCKER_ENV),
             BuilderEngine::Podman => (
                 DockerBuilder::podman(Arc::new(starburst_provision::image::ProcessRunner)),
                 PODMAN_ENV,
             ),
+            BuilderEngine::CodeBuild => {
+                return Err(Error::InvalidConfig(
+                    "the CodeBuild builder needs a connection to AWS".into(),
+                ));
+            }
         };
         let program = self
             .program
@@ -109,7 +136,7 @@ impl BuilderChoice {
         if let Some(network) = &self.network {
             builder = builder.with_network(network);
         }
-        builder.with_progress(progress)
+        Ok(builder.with_progress(progress))
     }
 }
 
@@ -197,6 +224,7 @@ impl Admin {
             quotas: Arc::new(ServiceQuotas::new(&aws)),
             permissions: Arc::new(IamPermissions::new(&aws)),
             endpoint_url,
+            aws: Some(aws),
             runtime,
         })
     }
@@ -214,6 +242,8 @@ impl Admin {
             quotas,
             permissions,
             endpoint_url: None,
+            #[cfg(feature = "aws")]
+            aws: None,
             runtime: runtime()?,
         })
     }
@@ -288,7 +318,38 @@ impl Admin {
             task_role_arn: Some(result.task_role_arn.clone()),
             execution_role_arn: Some(result.execution_role_arn.clone()),
             environment: None,
+            build_project: result.build_project.clone(),
         }
+    }
+
+    /// The image builder `choice` names: a container engine's CLI, or the set-up's CodeBuild
+    /// project (which needs a connection to AWS).
+    fn image_builder(
+        &self,
+        choice: &BuilderChoice,
+        progress: ProgressSink,
+    ) -> Result<Arc<dyn ImageBuilder>> {
+        if choice.engine != BuilderEngine::CodeBuild {
+            return Ok(Arc::new(choice.engine_builder(progress)?));
+        }
+        let Some(cloud) = &choice.cloud else {
+            return Err(Error::InvalidConfig(
+                "the set-up has no cloud builder: run starburst_setup(cloud_builder = TRUE), or \
+                 install Docker or podman, or use sync mode (no image build)"
+                    .into(),
+            ));
+        };
+        #[cfg(feature = "aws")]
+        if let Some(aws) = &self.aws {
+            let builder = CodeBuildBuilder::new(aws, &cloud.project, &cloud.bucket, &cloud.prefix)
+                .with_progress(progress);
+            return Ok(Arc::new(builder));
+        }
+        Err(Error::InvalidConfig(format!(
+            "the CodeBuild project {} needs a connection to AWS (this build or connection has \
+             none)",
+            cloud.project
+        )))
     }
 
     /// Makes sure what the workers of `request`'s environment start from exists: the runtime
@@ -308,7 +369,7 @@ impl Admin {
                 let _ = tx.send(line.to_string());
             }
         });
-        let builder = request.builder.builder(sink.clone());
+        let builder = self.image_builder(&request.builder, sink.clone())?;
         let request = request.clone();
         let registry = self.registry.clone();
         let task = self.runtime.spawn(async move {
@@ -319,7 +380,7 @@ impl Admin {
                     let ensured = starburst_provision::image::ensure_runtime(
                         spec,
                         registry.as_ref(),
-                        &builder,
+                        builder.as_ref(),
                         &request.repository,
                         &request.workdir,
                         request.force,
@@ -340,7 +401,7 @@ impl Admin {
                         &runtime_image,
                         &request.managers,
                         registry.as_ref(),
-                        &builder,
+                        builder.as_ref(),
                         &request.repository,
                         &request.workdir,
                         request.force,
@@ -571,6 +632,7 @@ mod tests {
                 engine: BuilderEngine::Docker,
                 program: Some("/nonexistent/docker".into()),
                 network: None,
+                cloud: None,
             },
             managers: vec!["https://packagemanager.posit.co".into()],
             repository: "123456789012.dkr.ecr.us-east-1.amazonaws.com/starburst".into(),
@@ -628,6 +690,32 @@ mod tests {
         let err = a.ensure_environment(&request, &mut |_| {}).unwrap_err();
         assert!(err.to_string().contains("was not found"), "{err}");
         assert!(err.to_string().contains("sync mode"), "{err}");
+    }
+
+    #[test]
+    fn the_cloud_builder_needs_a_set_up_project_and_a_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut request = request(EnvironmentMode::Image, dir.path());
+        request.builder = BuilderChoice {
+            engine: BuilderEngine::CodeBuild,
+            program: None,
+            network: None,
+            cloud: None,
+        };
+        let a = admin(FakeRegistry::new(), Arc::new(FakeQuotas::new()));
+        let err = a.ensure_environment(&request, &mut |_| {}).unwrap_err();
+        assert!(err.to_string().contains("cloud_builder = TRUE"), "{err}");
+        request.builder.cloud = Some(CloudBuilder {
+            project: "starburst-us-east-1-builder".into(),
+            bucket: "b".into(),
+            prefix: "starburst/builds".into(),
+        });
+        // The in-memory ports have no AWS connection to build with.
+        let err = a.ensure_environment(&request, &mut |_| {}).unwrap_err();
+        assert!(
+            err.to_string().contains("starburst-us-east-1-builder"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -148,6 +148,10 @@ pub struct AwsSettings {
     /// starburst).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<SyncEnvironment>,
+    /// The CodeBuild project that builds images in the account (`starburst_setup(cloud_builder
+    /// = TRUE)`), for machines without a container engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_project: Option<String>,
 }
 
 /// An environment workers restore themselves (sync mode).

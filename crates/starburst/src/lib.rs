@@ -18,8 +18,8 @@ mod session;
 pub mod sweep;
 
 pub use admin::{
-    Admin, AwsTarget, BuilderChoice, BuilderEngine, EnsuredEnvironment, EnvironmentMode,
-    EnvironmentRequest, RuntimeSource,
+    Admin, AwsTarget, BuilderChoice, BuilderEngine, CloudBuilder, EnsuredEnvironment,
+    EnvironmentMode, EnvironmentRequest, RuntimeSource,
 };
 pub use config::{AwsSettings, Backend, Config, SECONDS, check_seconds, client_beat_for};
 pub use error::{Error, Result};
