@@ -53,6 +53,12 @@ impl Moto {
         Self::spawn(&["--manual-tasks"]).await
     }
 
+    /// A strict moto server whose CodeBuild builds run on this machine with `podman` as their
+    /// `docker` (the emulator's CodeBuild simulator).
+    pub async fn start_with_codebuild(podman: &std::path::Path) -> Self {
+        Self::spawn(&["--codebuild-podman", &podman.display().to_string()]).await
+    }
+
     /// A strict moto server on which a new bucket, log group or role stays invisible or
     /// unusable for `delay`, as AWS's eventual consistency can make it.
     pub async fn start_eventually_consistent(delay: Duration) -> Self {

@@ -5,11 +5,14 @@
   with AWS's error, so an adapter test fails where a real account would;
 - Service Quotas: the Fargate vCPU quotas and the increase-request operations, from
   xtask/emulator/moto_fargate_quotas.py (shared with the emulator; see its docstring);
+- with `--codebuild-podman PODMAN`: CodeBuild builds run on this machine, `docker` being
+  PODMAN (xtask/emulator/codebuild_sim.py, the emulator's CodeBuild simulator);
 - with `--manual-tasks`: a task's `cpu` and `memory` from its task definition (moto omits the
   task-level `cpu` in DescribeTasks; AWS always reports them for Fargate), and tasks that stay
   RUNNING until stopped (moto moves a task on each time it is described).
 
-Usage: strict_moto.py [--manual-tasks] [--consistency-delay-ms N] -H 127.0.0.1 [-p PORT]
+Usage: strict_moto.py [--manual-tasks] [--codebuild-podman PODMAN] [--consistency-delay-ms N]
+                      -H 127.0.0.1 [-p PORT]
 
 With port 0 (the default) the kernel picks a free port, and the server prints
 `listening on <port>` once it is bound: a port picked by the test and released before the server
@@ -30,6 +33,7 @@ from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_
 from werkzeug.serving import make_server  # noqa: E402
 
 import strict  # noqa: E402
+from codebuild_sim import CodeBuildSimulator  # noqa: E402
 from starburst_emulator import StarburstMiddleware  # noqa: E402  (also patches Service Quotas)
 
 
@@ -51,14 +55,21 @@ def main(argv: list[str]) -> int:
     p.add_argument("-p", "--port", type=int, default=0)
     p.add_argument("--manual-tasks", action="store_true")
     p.add_argument("--consistency-delay-ms", type=float, default=0.0)
+    p.add_argument("--codebuild-podman")
     args = p.parse_args(argv)
     if args.manual_tasks:
         manual_tasks()
+    codebuild = None
+    if args.codebuild_podman:
+        codebuild = CodeBuildSimulator(args.codebuild_podman)
+        codebuild.install()
     app = StarburstMiddleware(
         DomainDispatcherApplication(create_backend_app), None, 0.0, strict.Strict(args.consistency_delay_ms / 1000.0)
     )
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     server.daemon_threads = True
+    if codebuild:
+        codebuild.url = f"http://{args.host}:{server.server_port}"
     print(f"listening on {server.server_port}", flush=True)
     server.serve_forever()
     return 0
