@@ -35,9 +35,13 @@
 #' `starburst.runtime_package` or environment variable
 #' `STARBURST_RUNTIME_PACKAGE`; on Linux the installed package itself is
 #' used) on `rocker/r-ver:<R version>` (option `starburst.runtime_base`).
-#' Building needs a container engine on this machine: Docker with buildx or
-#' podman (option `starburst.builder`, `"docker"` or `"podman"`; the first
-#' found by default).
+#' Images are built by Docker with buildx or podman on this machine, or, on a
+#' machine with neither, by the set-up's AWS CodeBuild project
+#' (`starburst_setup(cloud_builder = TRUE)`), which builds in your account and
+#' pushes to its repository while its build log is shown here (option
+#' `starburst.builder`: `"docker"`, `"podman"` or `"codebuild"`; by default
+#' the first of them available). In sync mode with a published runtime,
+#' nothing is built at all.
 #'
 #' @param packages Extra packages to put in the environment (names of
 #'   installed packages), when there is no `renv.lock`.
@@ -183,20 +187,27 @@ pack_installed_package <- function() {
   out
 }
 
-## Which engine builds images: option starburst.builder, else docker when
-## there is one (or STARBURST_DOCKER names one), else podman
-builder_choice <- function() {
+## Who builds images: option starburst.builder (or STARBURST_BUILDER), else
+## docker when there is one (or STARBURST_DOCKER names one), else podman, else
+## the set-up's CodeBuild project (starburst_setup(cloud_builder = TRUE))
+builder_choice <- function(setup) {
   engine <- getOption("starburst.builder", Sys.getenv("STARBURST_BUILDER", ""))
   if (!nzchar(engine)) {
     engine <- if (nzchar(Sys.getenv("STARBURST_DOCKER")) || nzchar(Sys.which("docker"))) "docker"
       else if (nzchar(Sys.getenv("STARBURST_PODMAN")) || nzchar(Sys.which("podman"))) "podman"
+      else if (!is.null(setup$build_project)) "codebuild"
       else "docker"   ## fails with a message that says what to install, when a build is needed
   }
-  if (!engine %in% c("docker", "podman")) {
-    invalid_argument("Option starburst.builder must be \"docker\" or \"podman\", not %s", deparse_short(engine))
+  if (!is.character(engine) || length(engine) != 1L || !engine %in% c("docker", "podman", "codebuild")) {
+    invalid_argument("Option starburst.builder must be \"docker\", \"podman\" or \"codebuild\", not %s",
+                     deparse_short(engine))
   }
   network <- Sys.getenv("STARBURST_BUILD_NETWORK", "")
-  list(engine = engine, program = NULL, network = if (nzchar(network)) network)
+  cloud <- if (identical(engine, "codebuild") && !is.null(setup$build_project)) {
+    list(project = setup$build_project, bucket = setup$bucket,
+         prefix = paste0(sub("/+$", "", setup$prefix %||% "starburst"), "/builds"))
+  }
+  list(engine = engine, program = NULL, network = if (nzchar(network)) network, cloud = cloud)
 }
 
 ## The spec (JSON) and tag of this R environment on `runtime`
@@ -302,7 +313,7 @@ ensure_environment <- function(setup, packages = NULL, arch = NULL, force = FALS
   key <- paste(mode, spec$tag, runtime$id, sep = "|")
   known <- .state[["environments"]] %||% list()
   if (!force && !is.null(known[[key]])) return(known[[key]])
-  request <- list(spec = spec$spec, runtime = runtime$source, mode = mode, builder = builder_choice(),
+  request <- list(spec = spec$spec, runtime = runtime$source, mode = mode, builder = builder_choice(setup),
                   managers = as.list(package_managers()), repository = setup$repository,
                   workdir = file.path(tools::R_user_dir("starburst", which = "cache"), "builds"),
                   force = isTRUE(force))

@@ -36,6 +36,9 @@
 #' @param bucket Bucket name, when [starburst_setup()] was given one.
 #' @param vpc VPC id, when [starburst_setup()] was given one.
 #' @param quiet Do not print the summary. Default: `FALSE`.
+#' @param cloud_builder Also check what `starburst_setup(cloud_builder =
+#'   TRUE)` and its image builds need (CodeBuild, and passing the builder's
+#'   role to CodeBuild). Default: `FALSE`.
 #'
 #' @return Invisibly, an object of class `starburst_permissions`: a list with
 #'   `caller` (your identity's ARN), `principal` (the IAM user or role whose
@@ -55,7 +58,8 @@
 #' @seealso [starburst_setup()]
 #' @export
 starburst_check_permissions <- function(region = NULL, name = "starburst", prefix = "starburst",
-                                        bucket = NULL, vpc = NULL, quiet = FALSE) {
+                                        bucket = NULL, vpc = NULL, quiet = FALSE,
+                                        cloud_builder = FALSE) {
   region <- check_region(region %||% preference("region"), null_ok = TRUE)
   check_string(name, "name")
   check_string(prefix, "prefix")
@@ -64,7 +68,11 @@ starburst_check_permissions <- function(region = NULL, name = "starburst", prefi
   if (!is_flag(quiet)) {
     invalid_argument("Argument 'quiet' must be TRUE or FALSE, not %s", deparse_short(quiet))
   }
-  check <- permissions_check(setup_options(name = name, prefix = prefix, bucket = bucket, vpc = vpc),
+  if (!is_flag(cloud_builder)) {
+    invalid_argument("Argument 'cloud_builder' must be TRUE or FALSE, not %s", deparse_short(cloud_builder))
+  }
+  check <- permissions_check(setup_options(name = name, prefix = prefix, bucket = bucket, vpc = vpc,
+                                           cloud_builder = cloud_builder),
                              region)
   if (!quiet) message(paste(format(check), collapse = "\n"))
   invisible(check)

@@ -24,7 +24,10 @@
 #'     whose subnets (or `subnets`) workers use;
 #'   \item the task execution role (ECS pulls the image and writes logs) and
 #'     the task role (workers read and write the bucket's `prefix`, nothing
-#'     else), each with a least-privilege inline policy.
+#'     else), each with a least-privilege inline policy;
+#'   \item with `cloud_builder = TRUE`, an AWS CodeBuild project and its
+#'     role, which build worker images in your account when this machine has
+#'     neither Docker nor podman (see [starburst_rebuild_environment()]).
 #' }
 #'
 #' Running it again changes nothing; a run that was interrupted (a network
@@ -62,6 +65,14 @@
 #'   without a NAT gateway (such as the default VPC's) need to reach S3 and
 #'   ECR. Default: `TRUE`.
 #' @param confirm Ask before creating anything. Default: `interactive()`.
+#' @param cloud_builder Also create the CodeBuild project (and its role: read
+#'   build contexts under `<prefix>/builds/` in the bucket, push to the
+#'   repository, write build logs to the log group) that builds worker images
+#'   in the account. Images are then built there whenever this machine has no
+#'   container engine (or option `starburst.builder` is `"codebuild"`), their
+#'   build log shown as it runs. Builds are billed per minute (about $0.01 a
+#'   minute for the 4-vCPU x86_64 build host in us-east-1); nothing while idle.
+#'   Default: `FALSE`.
 #' @param check_permissions Check the AWS identity's permissions before
 #'   anything is created (see [starburst_check_permissions()]). Default:
 #'   `TRUE`; `FALSE` skips the check, for identities whose permissions IAM's
@@ -87,7 +98,7 @@ starburst_setup <- function(region = NULL, name = "starburst", prefix = "starbur
                             data_retention_days = NULL, log_retention_days = 30,
                             keep_images = 20, subnets = NULL, vpc = NULL, bucket = NULL,
                             assign_public_ip = TRUE, confirm = interactive(),
-                            check_permissions = TRUE) {
+                            check_permissions = TRUE, cloud_builder = FALSE) {
   region <- check_region(region %||% preference("region"), null_ok = TRUE)
   check_string(name, "name")
   check_string(prefix, "prefix")
@@ -113,11 +124,15 @@ starburst_setup <- function(region = NULL, name = "starburst", prefix = "starbur
   if (!is_flag(check_permissions)) {
     invalid_argument("Argument 'check_permissions' must be TRUE or FALSE, not %s", deparse_short(check_permissions))
   }
+  if (!is_flag(cloud_builder)) {
+    invalid_argument("Argument 'cloud_builder' must be TRUE or FALSE, not %s", deparse_short(cloud_builder))
+  }
 
   options <- setup_options(name = name, prefix = prefix,
                            data_retention_days = data_retention_days,
                            log_retention_days = log_retention_days, keep_images = keep_images,
-                           subnets = subnets, vpc = vpc, bucket = bucket)
+                           subnets = subnets, vpc = vpc, bucket = bucket,
+                           cloud_builder = cloud_builder)
   ## Before anything is looked up or created: everything missing at once,
   ## as one policy for an administrator
   if (check_permissions) preflight_permissions(options, region)
@@ -181,8 +196,8 @@ print.starburst_setup <- function(x, ...) {
 #'
 #' Finds every resource tagged with the set-up's id (`starburst:setup`),
 #' shows them, asks (when `confirm` is `TRUE`), and deletes them: the ECS
-#' cluster (its running workers are stopped first), the security group, the
-#' two IAM roles, the log group, the ECR repository with its images and the
+#' cluster (its running workers are stopped first), the CodeBuild project
+#' (when set up), the security group, the IAM roles, the log group, the ECR repository with its images and the
 #' S3 bucket with all its data. Nothing without the set-up's tag is touched.
 #' The set-up file is removed, so `plan(starburst)` falls back to local
 #' workers until `starburst_setup()` runs again.
@@ -268,13 +283,14 @@ print_setup_plan <- function(plan) {
 ## The set-up options as the engine reads them (SetupOptions)
 setup_options <- function(name = "starburst", prefix = "starburst", data_retention_days = 7L,
                           log_retention_days = 30L, keep_images = 20L, subnets = NULL,
-                          vpc = NULL, bucket = NULL) {
+                          vpc = NULL, bucket = NULL, cloud_builder = FALSE) {
   list(
     name = name, prefix = prefix,
     data_retention_days = as.integer(data_retention_days),
     log_retention_days = as.integer(log_retention_days),
     keep_images = as.integer(keep_images),
-    subnets = I(as.character(subnets)), vpc = vpc, bucket = bucket
+    subnets = I(as.character(subnets)), vpc = vpc, bucket = bucket,
+    cloud_builder = isTRUE(cloud_builder)
   )
 }
 
@@ -282,6 +298,7 @@ kind_label <- function(kind) {
   switch(kind,
     Bucket = "S3 bucket", Repository = "ECR repository", Cluster = "ECS cluster",
     LogGroup = "log group", SecurityGroup = "security group", Role = "IAM role",
+    BuildProject = "CodeBuild project",
     kind)
 }
 

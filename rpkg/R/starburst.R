@@ -75,7 +75,7 @@
 #'     lockfile whose packages workers install (default `"renv.lock"`, when it
 #'     exists); `"sync"` or `"image"` mode; a published runtime image, or
 #'     starburst's binary package to build one from, and its base image; the
-#'     container engine (`"docker"` or `"podman"`); the Posit Package Manager
+#'     image builder (`"docker"`, `"podman"` or `"codebuild"`); the Posit Package Manager
 #'     snapshot (a date, default `"latest"`). See
 #'     [starburst_rebuild_environment()].}
 #'   \item{`starburst.quiet`}{If `TRUE`, no message says that futures run on

@@ -104,9 +104,26 @@ pub fn foreground(
         .arg(&logs)
         .args(["--latency-ms", &latency_ms.to_string()])
         .args(containers.then_some("--containers"))
+        .args(
+            containers
+                .then(|| {
+                    // CodeBuild builds "push" to this emulator's ECR through the wrapper.
+                    let podman = crate::images::podman_emulator();
+                    ["--podman".to_owned(), podman.display().to_string()]
+                })
+                .into_iter()
+                .flatten(),
+        )
         .envs(
             containers
-                .then(crate::images::podman_env)
+                .then(|| {
+                    let mut env = crate::images::podman_env();
+                    env.push((
+                        "STARBURST_EMULATOR_PYTHON".into(),
+                        python.display().to_string(),
+                    ));
+                    env
+                })
                 .into_iter()
                 .flatten(),
         )

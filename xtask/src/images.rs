@@ -222,10 +222,17 @@ impl Drop for RepoServer {
     }
 }
 
+/// The podman wrapper for the emulator, whose ECR has no registry behind it
+/// (`xtask/images/podman-emulator`).
+pub fn podman_emulator() -> PathBuf {
+    std::env::current_dir()
+        .unwrap_or_default()
+        .join("xtask/images/podman-emulator")
+}
+
 /// The environment of the R suite that runs real containers: podman's configuration, the R
 /// base image, the repository (as a package manager URL), the podman wrapper.
 pub fn test_env(repo: &RepoServer) -> Vec<(String, String)> {
-    let root = std::env::current_dir().unwrap_or_default();
     let mut env = podman_env();
     env.extend([
         ("STARBURST_TEST_CONTAINERS".into(), "true".into()),
@@ -233,9 +240,7 @@ pub fn test_env(repo: &RepoServer) -> Vec<(String, String)> {
         ("STARBURST_TEST_PACKAGE_MANAGER".into(), repo.url.clone()),
         (
             "STARBURST_PODMAN".into(),
-            root.join("xtask/images/podman-emulator")
-                .display()
-                .to_string(),
+            podman_emulator().display().to_string(),
         ),
         ("STARBURST_BUILD_NETWORK".into(), "host".into()),
     ]);

@@ -519,10 +519,12 @@ fn container_run(lib: &Path, rscript_args: &[&str]) -> Result<()> {
     }
     images::ensure_images()?;
     let repo = images::RepoServer::start(&images::ensure_repo()?)?;
+    // Its CodeBuild simulator builds with the podman that "pushes" to the emulator's ECR.
+    let podman = images::podman_emulator().display().to_string();
     let emu = r_emulator(
         lib,
         "emulator-containers",
-        &["--stop-grace", "2", "--containers"],
+        &["--stop-grace", "2", "--containers", "--podman", &podman],
     )?;
     let outcome = run(Command::new("Rscript")
         .args(rscript_args)
@@ -554,7 +556,12 @@ fn r_emulator(lib: &Path, dir: &str, args: &[&str]) -> Result<emulator::Emulator
             env: [
                 vec![("R_LIBS".into(), r_libs(lib))],
                 if args.contains(&"--containers") {
-                    images::podman_env()
+                    let python = emulator::python()?.display().to_string();
+                    [
+                        images::podman_env(),
+                        vec![("STARBURST_EMULATOR_PYTHON".into(), python)],
+                    ]
+                    .concat()
                 } else {
                     Vec::new()
                 },

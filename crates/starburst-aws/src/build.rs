@@ -351,12 +351,12 @@ fn failure_message(
         message.push_str("\nlast lines of its log:\n");
         message.push_str(&tail.join("\n"));
     }
-    if let Some(logs) = build.logs() {
-        if let (Some(group), Some(stream)) = (logs.group_name(), logs.stream_name()) {
-            message.push_str(&format!(
-                "\nthe whole log: CloudWatch Logs group {group}, stream {stream}"
-            ));
-        }
+    if let Some(logs) = build.logs()
+        && let (Some(group), Some(stream)) = (logs.group_name(), logs.stream_name())
+    {
+        message.push_str(&format!(
+            "\nthe whole log: CloudWatch Logs group {group}, stream {stream}"
+        ));
     }
     message.push_str("\nfix the cause the log shows and retry");
     message

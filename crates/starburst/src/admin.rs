@@ -17,6 +17,7 @@ use starburst_cloud::{
     ImageBuilder, PermissionReport, Permissions, Provisioner, QuotaRequest, Quotas, Registry,
     Resource,
 };
+use starburst_provision::image::Engine;
 use starburst_provision::image::ProgressSink;
 use starburst_provision::image::RuntimeSpec;
 use starburst_provision::setup::{self, Applied, SetupOptions, SetupPlan, SetupResult};
@@ -113,18 +114,14 @@ pub enum BuilderEngine {
 }
 
 impl BuilderChoice {
-    fn engine_builder(&self, progress: ProgressSink) -> Result<DockerBuilder> {
-        let (mut builder, env) = match self.engine {
-            BuilderEngine::Docker => (DockerBuilder::default(), DOCKER_ENV),
-            BuilderEngine::Podman => (
+    /// The builder of a container engine on this machine, this choice's program and network.
+    fn engine_builder(&self, engine: Engine, progress: ProgressSink) -> DockerBuilder {
+        let (mut builder, env) = match engine {
+            Engine::Docker => (DockerBuilder::default(), DOCKER_ENV),
+            Engine::Podman => (
                 DockerBuilder::podman(Arc::new(starburst_provision::image::ProcessRunner)),
                 PODMAN_ENV,
             ),
-            BuilderEngine::CodeBuild => {
-                return Err(Error::InvalidConfig(
-                    "the CodeBuild builder needs a connection to AWS".into(),
-                ));
-            }
         };
         let program = self
             .program
@@ -136,7 +133,26 @@ impl BuilderChoice {
         if let Some(network) = &self.network {
             builder = builder.with_network(network);
         }
-        Ok(builder.with_progress(progress))
+        builder.with_progress(progress)
+    }
+}
+
+/// The builder of a choice that cannot build here: says why when a build is needed.
+#[derive(Debug)]
+struct NoBuilder(String);
+
+#[async_trait::async_trait]
+impl ImageBuilder for NoBuilder {
+    async fn build_and_push(
+        &self,
+        request: &starburst_cloud::BuildRequest,
+        _login: &starburst_cloud::RegistryLogin,
+    ) -> starburst_cloud::Result<()> {
+        Err(starburst_cloud::Error::other(
+            "build image",
+            request.image.to_string(),
+            self.0.clone(),
+        ))
     }
 }
 
@@ -323,31 +339,39 @@ impl Admin {
     }
 
     /// The image builder `choice` names: a container engine's CLI, or the set-up's CodeBuild
-    /// project (which needs a connection to AWS).
+    /// project (which needs a connection to AWS). A builder that cannot be had fails only
+    /// when something must be built: reusing images and sync mode on a published runtime
+    /// need none.
     fn image_builder(
         &self,
         choice: &BuilderChoice,
         progress: ProgressSink,
-    ) -> Result<Arc<dyn ImageBuilder>> {
-        if choice.engine != BuilderEngine::CodeBuild {
-            return Ok(Arc::new(choice.engine_builder(progress)?));
-        }
-        let Some(cloud) = &choice.cloud else {
-            return Err(Error::InvalidConfig(
-                "the set-up has no cloud builder: run starburst_setup(cloud_builder = TRUE), or \
-                 install Docker or podman, or use sync mode (no image build)"
-                    .into(),
-            ));
+    ) -> Arc<dyn ImageBuilder> {
+        let cloud = match (choice.engine, &choice.cloud) {
+            (BuilderEngine::Docker, _) => {
+                return Arc::new(choice.engine_builder(Engine::Docker, progress));
+            }
+            (BuilderEngine::Podman, _) => {
+                return Arc::new(choice.engine_builder(Engine::Podman, progress));
+            }
+            (BuilderEngine::CodeBuild, None) => {
+                return Arc::new(NoBuilder(
+                    "this machine has no Docker or podman and the set-up has no cloud builder: \
+                     run starburst_setup(cloud_builder = TRUE), or install Docker or podman, or \
+                     use sync mode with a published runtime (no image build)"
+                        .into(),
+                ));
+            }
+            (BuilderEngine::CodeBuild, Some(cloud)) => cloud,
         };
         #[cfg(feature = "aws")]
         if let Some(aws) = &self.aws {
             let builder = CodeBuildBuilder::new(aws, &cloud.project, &cloud.bucket, &cloud.prefix)
                 .with_progress(progress);
-            return Ok(Arc::new(builder));
+            return Arc::new(builder);
         }
-        Err(Error::InvalidConfig(format!(
-            "the CodeBuild project {} needs a connection to AWS (this build or connection has \
-             none)",
+        Arc::new(NoBuilder(format!(
+            "the CodeBuild project {} needs a connection to AWS, which this one is not",
             cloud.project
         )))
     }
@@ -369,7 +393,7 @@ impl Admin {
                 let _ = tx.send(line.to_string());
             }
         });
-        let builder = self.image_builder(&request.builder, sink.clone())?;
+        let builder = self.image_builder(&request.builder, sink.clone());
         let request = request.clone();
         let registry = self.registry.clone();
         let task = self.runtime.spawn(async move {

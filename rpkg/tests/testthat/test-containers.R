@@ -12,7 +12,7 @@ skip_unless_containers <- function() {
 
 ## Builds on the local base and repository: the options a user in production
 ## would leave at their defaults (rocker/r-ver, Posit Package Manager)
-local_container_setup <- function(name, .env = parent.frame()) {
+local_container_setup <- function(name, cloud_builder = FALSE, .env = parent.frame()) {
   pm <- Sys.getenv("STARBURST_TEST_PACKAGE_MANAGER")
   local_setup_file(.env = .env)
   withr::local_envvar(STARBURST_PREFERENCES = withr::local_tempfile(fileext = ".json", .local_envir = .env),
@@ -22,7 +22,8 @@ local_container_setup <- function(name, .env = parent.frame()) {
                        starburst.package_managers = pm,
                        starburst.runtime_repository = paste0(pm, "/cran/__linux__/bookworm/latest"),
                        starburst.builder = "podman", .local_envir = .env)
-  suppressMessages(starburst_setup(region = "us-east-1", name = name, confirm = FALSE))
+  suppressMessages(starburst_setup(region = "us-east-1", name = name, confirm = FALSE,
+                                   cloud_builder = cloud_builder))
   withr::defer({
     ## Containers take a moment to stop; their network interfaces hold the
     ## security group until then (teardown would wait too, retrying)
@@ -79,6 +80,30 @@ test_that("image mode: the runtime and the environment image are built with podm
   expect_true(any(grepl("building image .*:runtime-", msgs)), info = paste(msgs, collapse = "\n"))
   expect_true(any(grepl("building image .*:env-r", msgs)), info = paste(msgs, collapse = "\n"))
   expect_true(any(grepl("system requirements: libxml2", msgs)), info = "xml2's library came from its system requirements")
+})
+
+test_that("without Docker or podman: the set-up's CodeBuild project builds the images, its log shown here", {
+  skip_unless_containers()
+  pm <- local_container_setup("sbcb", cloud_builder = TRUE)
+  expect_equal(read_aws_setup()$build_project, "sbcb-us-east-1-builder")
+  local_lock(c("data.table", "xml2"), pm)
+  ## As on a machine without a container engine (test-environment.R checks that
+  ## the cloud builder is then the default)
+  withr::local_options(starburst.environment = "image", starburst.builder = "codebuild")
+  msgs <- utils::capture.output(type = "message", {
+    future::plan(starburst, backend = "aws", workers = 2L)
+    res <- future.apply::future_lapply(1:2, probe)
+  })
+  future::plan(future::sequential)
+  expect_equal(vapply(res, `[[`, 0L, "dt"), 1:2)
+  expect_equal(vapply(res, `[[`, "", "xml"), as.character(1:2))
+  text <- paste(msgs, collapse = "\n")
+  expect_match(text, "uploading the build context")
+  expect_match(text, "CodeBuild build sbcb-us-east-1-builder:[-0-9a-f]+ started")
+  expect_match(text, "Running command docker build")
+  expect_match(text, "CodeBuild build .* succeeded")
+  expect_true(any(grepl("building image .*:runtime-", msgs)), info = text)
+  expect_true(any(grepl("building image .*:env-r", msgs)), info = text)
 })
 
 test_that("sync mode: workers on the runtime restore the environment once, later ones download it", {

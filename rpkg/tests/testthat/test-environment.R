@@ -179,3 +179,37 @@ test_that("an environment of another R version than the runtime's is refused bef
   err <- expect_error(ensure_environment(setup), class = "starburst_invalid_argument")
   expect_match(conditionMessage(err), sprintf("pins R %s", other))
 })
+
+test_that("images are built by docker, else podman, else the set-up's CodeBuild project", {
+  withr::local_envvar(STARBURST_DOCKER = "", STARBURST_PODMAN = "", STARBURST_BUILDER = "",
+                      STARBURST_BUILD_NETWORK = "")
+  withr::local_options(starburst.builder = NULL)
+  setup <- list(bucket = "b-123-us-east-1", prefix = "starburst", build_project = "starburst-us-east-1-builder")
+  ## PATH holds only the engines "found"
+  bin <- withr::local_tempdir()
+  withr::local_envvar(PATH = bin)
+  found <- function(programs) {
+    unlink(list.files(bin, full.names = TRUE))
+    for (p in programs) {
+      writeLines("#!/bin/sh", file.path(bin, p))
+      Sys.chmod(file.path(bin, p), "755")
+    }
+  }
+  found(character(0))
+  choice <- builder_choice(setup)
+  expect_equal(choice$engine, "codebuild")
+  expect_equal(choice$cloud, list(project = "starburst-us-east-1-builder", bucket = "b-123-us-east-1",
+                                  prefix = "starburst/builds"))
+  found("podman")
+  expect_equal(builder_choice(setup)$engine, "podman")
+  expect_null(builder_choice(setup)$cloud)
+  found(c("podman", "docker"))
+  expect_equal(builder_choice(setup)$engine, "docker")
+  ## No engine and no cloud builder: docker, whose absence is reported when a build is needed
+  found(character(0))
+  expect_equal(builder_choice(list(bucket = "b", prefix = "starburst"))$engine, "docker")
+  withr::local_options(starburst.builder = "codebuild")
+  expect_null(builder_choice(list(bucket = "b", prefix = "starburst"))$cloud)
+  withr::local_options(starburst.builder = "buildah")
+  expect_error(builder_choice(setup), class = "starburst_invalid_argument")
+})

@@ -36,6 +36,39 @@ test_that("set-up creates everything once, writes the set-up file, and changes n
   expect_false(file.exists(path))
 })
 
+test_that("set-up makes the CodeBuild project and its role only when asked, and teardown deletes them", {
+  skip_unless_emulator()
+  path <- local_setup_file()
+  expect_message(
+    made <- starburst_setup(region = "us-east-1", name = "sbcloud", confirm = FALSE, cloud_builder = TRUE),
+    "9 to create"
+  )
+  expect_equal(tail(made$resources$kind, 2), c("IAM role", "CodeBuild project"))
+  expect_equal(tail(made$resources$name, 1), "sbcloud-us-east-1-builder")
+  expect_equal(read_aws_setup(path)$build_project, "sbcloud-us-east-1-builder")
+  ## The project, as CodeBuild reports it: builds log to the set-up's log group
+  python <- Sys.getenv("STARBURST_EMULATOR_PYTHON")
+  if (nzchar(python)) {
+    ## (without R's LD_LIBRARY_PATH, which can break another Python's ssl module)
+    out <- system2("env", c("-u", "LD_LIBRARY_PATH", shQuote(python), "-c", shQuote(paste(
+      "import boto3, json",
+      "cb = boto3.client('codebuild', region_name='us-east-1')",
+      "p = cb.batch_get_projects(names=['sbcloud-us-east-1-builder'])['projects'][0]",
+      "print(json.dumps([p['serviceRole'], p['logsConfig']['cloudWatchLogs']['groupName'], p['source']['location']]))",
+      sep = "\n"))), stdout = TRUE)
+    project <- jsonlite::fromJSON(out)
+    expect_match(project[[1]], ":role/sbcloud-us-east-1-builder$")
+    expect_equal(project[[2]], "/sbcloud/workers")
+    expect_match(project[[3]], "/starburst/builds/$")
+  }
+  removed <- suppressMessages(starburst_teardown(confirm = FALSE))
+  expect_true("CodeBuild project" %in% removed$kind)
+  again <- suppressMessages(starburst_setup(region = "us-east-1", name = "sbcloud", confirm = FALSE))
+  expect_false("CodeBuild project" %in% again$resources$kind)
+  expect_null(read_aws_setup(path)$build_project)
+  suppressMessages(starburst_teardown(confirm = FALSE))
+})
+
 test_that("a set-up interrupted half-way resumes where it stopped", {
   skip_unless_emulator()
   path <- local_setup_file()
