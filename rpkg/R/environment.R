@@ -214,9 +214,8 @@ builder_choice <- function(setup) {
 environment_spec <- function(packages = NULL, arch = NULL, runtime = NULL) {
   arch <- check_arch(arch %||% preference("arch", "x86_64"))
   lock <- getOption("starburst.renv_lock", "renv.lock")
-  lock_json <- if (is.character(lock) && length(lock) == 1L && file.exists(lock)) {
-    paste(readLines(lock, warn = FALSE), collapse = "\n")
-  }
+  has_lock <- is.character(lock) && length(lock) == 1L && file.exists(lock)
+  lock_json <- if (has_lock) paste(readLines(lock, warn = FALSE), collapse = "\n")
   pkgs <- session_packages(packages)
   repos <- package_repositories()
   r_version <- r_version_string()
@@ -225,12 +224,34 @@ environment_spec <- function(packages = NULL, arch = NULL, runtime = NULL) {
   lock_json <- lock_json %||% session_lock_json(pkgs, repos, r_version)
   runtime <- runtime %||% list(id = "runtime", distribution = runtime_distribution(r_version))
   base <- list(runtime = runtime$id, distribution = runtime$distribution,
-               snapshot = getOption("starburst.snapshot", "latest"))
+               snapshot = getOption("starburst.snapshot") %||%
+                 snapshot_date(if (has_lock) lock, if (!has_lock) pkgs))
   out <- sb_environment_spec(lock_json, r_version, arch, names(pkgs), unname(pkgs),
                              names(repos), unname(repos),
                              as.character(jsonlite::toJSON(base, auto_unbox = TRUE)))
   parsed <- jsonlite::fromJSON(out, simplifyVector = FALSE)
   list(spec = parsed$spec, tag = parsed$tag, packages = length(parsed$spec$packages))
+}
+
+## The Posit Package Manager snapshot (a date) that holds the pinned versions
+## as they were when they were chosen, so that the same environment restores
+## the same binaries on any day: a lockfile's date (renv::snapshot() writes it
+## when the versions are fixed), else the newest CRAN publication date among the
+## session's packages `pkgs` (name = version). "latest" when there is nothing to
+## date, or when that date is today (its snapshot may not be published yet).
+snapshot_date <- function(lock = NULL, pkgs = NULL) {
+  date <- if (!is.null(lock)) {
+    as.Date(file.mtime(lock), tz = "UTC")
+  } else {
+    published <- vapply(names(pkgs), function(p) {
+      d <- suppressWarnings(utils::packageDescription(p, fields = "Date/Publication"))
+      if (is.character(d) && !is.na(d)) substr(d, 1L, 10L) else NA_character_
+    }, "")
+    published <- suppressWarnings(as.Date(published[!is.na(published)], optional = TRUE))
+    if (length(published) && !all(is.na(published))) max(published, na.rm = TRUE)
+  }
+  if (is.null(date) || is.na(date) || date >= as.Date(Sys.time(), tz = "UTC")) "latest"
+  else format(date, "%Y-%m-%d")
 }
 
 ## name = version of the attached and loaded packages plus 'packages'

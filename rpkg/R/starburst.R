@@ -76,7 +76,8 @@
 #'     exists); `"sync"` or `"image"` mode; a published runtime image, or
 #'     starburst's binary package to build one from, and its base image; the
 #'     image builder (`"docker"`, `"podman"` or `"codebuild"`); the Posit Package Manager
-#'     snapshot (a date, default `"latest"`). See
+#'     snapshot (a date `"YYYY-MM-DD"` or `"latest"`; default: the lockfile's
+#'     date, else the newest CRAN publication date of the session's packages). See
 #'     [starburst_rebuild_environment()].}
 #'   \item{`starburst.quiet`}{If `TRUE`, no message says that futures run on
 #'     local workers because no AWS set-up was found. Default: `FALSE`.}

@@ -213,3 +213,30 @@ test_that("images are built by docker, else podman, else the set-up's CodeBuild 
   withr::local_options(starburst.builder = "buildah")
   expect_error(builder_choice(setup), class = "starburst_invalid_argument")
 })
+
+test_that("binaries come from the snapshot of when the versions were chosen", {
+  lock <- withr::local_tempfile(fileext = ".lock")
+  writeLines("{}", lock)
+  Sys.setFileTime(lock, as.POSIXct("2025-03-14 12:00:00", tz = "UTC"))
+  expect_equal(snapshot_date(lock = lock), "2025-03-14")
+  Sys.setFileTime(lock, Sys.time())
+  expect_equal(snapshot_date(lock = lock), "latest", info = "today's snapshot may not exist yet")
+  ## Without a lockfile: the newest publication date of the session's packages
+  dated <- vapply(c("jsonlite", "cli"), function(p) {
+    substr(utils::packageDescription(p, fields = "Date/Publication"), 1L, 10L)
+  }, "")
+  skip_if(anyNA(dated), "these packages carry no Date/Publication here")
+  expect_equal(snapshot_date(pkgs = c(jsonlite = "1", cli = "1")), max(dated))
+  expect_equal(snapshot_date(pkgs = c(starburst = "0.1.0")), "latest", info = "nothing to date")
+  ## The option wins, and the date is part of the environment's hash
+  local_runtime_package()
+  withr::local_options(starburst.renv_lock = lock)
+  Sys.setFileTime(lock, as.POSIXct("2025-03-14 12:00:00", tz = "UTC"))
+  writeLines('{"R": {"Version": "4.4.1", "Repositories": [{"Name": "CRAN", "URL": "https://cloud.r-project.org"}]},
+              "Packages": {"cli": {"Package": "cli", "Version": "3.6.3", "Source": "Repository"}}}', lock)
+  Sys.setFileTime(lock, as.POSIXct("2025-03-14 12:00:00", tz = "UTC"))
+  dated_spec <- environment_spec()
+  expect_equal(dated_spec$spec$snapshot, "2025-03-14")
+  withr::local_options(starburst.snapshot = "2025-01-02")
+  expect_false(identical(environment_spec()$tag, dated_spec$tag))
+})
