@@ -12,7 +12,8 @@
 ##   `starburst_conflict` (a same-named resource it did not create) or
 ##   `starburst_permissions_missing` (the permissions pre-flight found missing
 ##   permissions before anything was created; the condition's `policy` holds
-##   the IAM policy that grants them, `policy_file` a file with it).
+##   the IAM policies that grant them, one per managed policy, `policy_file`
+##   a file with each).
 ##
 ## Failures of a *future* (its worker or R process died, it was cancelled) are
 ## `StarburstFutureError`s, which extend future's `FutureError`; see

@@ -11,9 +11,10 @@
 #' environment images, quota requests and [starburst_teardown()] need, each
 #' action scoped to the set-up's resources (its bucket, repository, cluster,
 #' log group, security group and roles). It prints how many of them are
-#' allowed, the missing ones with why each is needed, and one IAM policy
-#' document that grants what is missing: hand it to an administrator (it is
-#' also in the result's `policy`). `starburst_setup()` runs the same check
+#' allowed, the missing ones with why each is needed, and the IAM policy
+#' document that grants what is missing (two or more when that does not fit in
+#' one managed policy, as with `cloud_builder = TRUE` and nothing allowed):
+#' hand it to an administrator (it is also in the result's `policy`). `starburst_setup()` runs the same check
 #' before it creates anything.
 #'
 #' The check uses IAM's policy simulator on your IAM user, or on the role of
@@ -48,8 +49,8 @@
 #'   `condition`, `why`, `status`, `detail`; `status` is one of `allowed`,
 #'   `explicit_deny`, `implicit_deny`, `probed_allowed`, `probed_denied`,
 #'   `unknown`), `missing` (the rows known to be refused) and `policy` (the
-#'   IAM policy document, JSON text, granting every permission not known to
-#'   be allowed; `NULL` when there is none).
+#'   IAM policy documents, JSON text, one per managed policy, granting every
+#'   permission not known to be allowed; `NULL` when there is none).
 #'
 #' @examplesIf interactive()
 #' check <- starburst_check_permissions(region = "us-east-1")
@@ -95,7 +96,7 @@ permissions_check <- function(options, region) {
     list(caller = out$caller, principal = out$principal, simulated = isTRUE(out$simulated),
          note = out$note, permissions = table,
          missing = table[table$status %in% denied_statuses, , drop = FALSE],
-         policy = out$policy),
+         policy = if (!is.null(out$policy)) unlist(out$policy)),
     class = "starburst_permissions"
   )
 }
@@ -127,11 +128,13 @@ format.starburst_permissions <- function(x, ...) {
     }
   }
   if (!is.null(x$policy)) {
+    n <- length(x$policy)
+    what <- if (n == 1L) "An IAM policy" else sprintf("%d IAM policies (more than one managed policy holds)", n)
     lines <- c(lines,
       if (x$simulated) {
-        "  An IAM policy granting what is missing, for an administrator to attach to you (also in $policy):"
+        sprintf("  %s granting what is missing, for an administrator to attach to you (also in $policy):", what)
       } else {
-        "  An IAM policy granting everything not known to be allowed, for an administrator to attach to you (also in $policy):"
+        sprintf("  %s granting everything not known to be allowed, for an administrator to attach to you (also in $policy):", what)
       },
       x$policy)
   } else {
@@ -152,8 +155,10 @@ print.starburst_permissions <- function(x, ...) {
 preflight_permissions <- function(options, region) {
   check <- permissions_check(options, region)
   if (nrow(check$missing) > 0L) {
-    path <- file.path(tempdir(), sprintf("starburst-policy-%s.json", options$name))
-    writeLines(check$policy, path)
+    ## One file per managed policy
+    path <- file.path(tempdir(), sprintf("starburst-policy-%s%s.json", options$name,
+                                         c("", sprintf("-%d", seq_along(check$policy)[-1L]))))
+    for (i in seq_along(path)) writeLines(check$policy[[i]], path[[i]])
     m <- check$missing
     what <- sprintf("  %s on %s%s", m$action, m$resource,
                     ifelse(is.na(m$condition), "", sprintf(" (when %s)", m$condition)))
@@ -162,8 +167,11 @@ preflight_permissions <- function(options, region) {
         sprintf("starburst_setup() created nothing: the AWS identity %s lacks %d permission%s that set-up and sessions need:",
                 check$caller, nrow(m), if (nrow(m) == 1L) "" else "s"),
         what,
-        sprintf("The IAM policy granting them (and %s) is in %s and in this error's $policy; ask an administrator to attach it to you, then run starburst_setup() again. starburst_check_permissions() shows the details.",
-                if (check$simulated) "nothing else" else "everything not known to be allowed", path)
+        sprintf("The IAM %s granting them (and %s) %s in %s and in this error's $policy; ask an administrator to attach %s to you, then run starburst_setup() again. starburst_check_permissions() shows the details.",
+                if (length(path) == 1L) "policy" else "policies",
+                if (check$simulated) "nothing else" else "everything not known to be allowed",
+                if (length(path) == 1L) "is" else "are", paste(path, collapse = " and "),
+                if (length(path) == 1L) "it" else "them")
       ), collapse = "\n"),
       class = c("starburst_permissions_missing", "starburst_setup_failed"),
       policy = check$policy, policy_file = path, permissions = check

@@ -488,7 +488,7 @@ pub fn caller_permissions(plan: &SetupPlan) -> Vec<Permission> {
 }
 
 /// One statement of a policy document, its fields in the order AWS shows them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Statement {
     #[serde(rename = "Sid")]
     sid: String,
@@ -503,7 +503,7 @@ struct Statement {
 }
 
 /// A policy element: a string when there is one value, else a list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 enum OneOrMany {
     One(String),
@@ -590,12 +590,53 @@ fn service_label(service: &str) -> String {
     }
 }
 
+/// The most characters, whitespace not counted, that IAM accepts in a managed policy.
+pub const MANAGED_POLICY_MAX: usize = 6144;
+
 /// The IAM policy document granting `permissions`: statements grouped by service, condition and
 /// resources (an action needed on the same resources under the same condition shares one
 /// statement), each with a Sid naming what it is about; actions and resources sorted, so the
 /// same permissions always give the same text. Empty `permissions` give a document without
 /// statements.
 pub fn policy_document(permissions: &[Permission]) -> String {
+    document(statements(permissions))
+}
+
+/// The statements of [`policy_document`] as few documents as fit in managed policies of
+/// [`MANAGED_POLICY_MAX`] characters each (in order; one document when they fit in one), for
+/// an administrator to attach together.
+pub fn policy_documents(permissions: &[Permission]) -> Vec<String> {
+    let size = |doc: &str| doc.chars().filter(|c| !c.is_whitespace()).count();
+    let mut documents = Vec::new();
+    let mut batch: Vec<Statement> = Vec::new();
+    for statement in statements(permissions) {
+        batch.push(statement);
+        if batch.len() > 1 && size(&document_of(&batch)) > MANAGED_POLICY_MAX {
+            let last = batch.pop().expect("just pushed");
+            documents.push(document_of(&batch));
+            batch = vec![last];
+        }
+    }
+    if !batch.is_empty() || documents.is_empty() {
+        documents.push(document_of(&batch));
+    }
+    documents
+}
+
+fn document(statement: Vec<Statement>) -> String {
+    let doc = PolicyDocument {
+        version: "2012-10-17",
+        statement,
+    };
+    serde_json::to_string_pretty(&doc).expect("a policy document serializes")
+}
+
+fn document_of(statements: &[Statement]) -> String {
+    document(statements.to_vec())
+}
+
+/// The statements granting `permissions`, sorted by Sid (see [`policy_document`]).
+fn statements(permissions: &[Permission]) -> Vec<Statement> {
     // (service, condition, action) -> resources
     type Key = (String, Option<PermissionCondition>, String);
     let mut resources: BTreeMap<Key, BTreeSet<String>> = BTreeMap::new();
@@ -647,11 +688,7 @@ pub fn policy_document(permissions: &[Permission]) -> String {
             s.sid = format!("{}{n}", s.sid);
         }
     }
-    let doc = PolicyDocument {
-        version: "2012-10-17",
-        statement: statements,
-    };
-    serde_json::to_string_pretty(&doc).expect("a policy document serializes")
+    statements
 }
 
 #[cfg(test)]
@@ -909,12 +946,29 @@ mod tests {
         assert_eq!(pass.condition.as_ref().unwrap().value, BUILD_SERVICE);
         let without = default_permissions();
         assert!(!without.iter().any(|p| p.action.starts_with("codebuild:")));
-        // The builder's additions fit in a second managed policy (the two together exceed the
-        // 6,144 characters of one).
-        let extra: Vec<_> = with.into_iter().filter(|p| !without.contains(p)).collect();
-        let doc = policy_document(&extra);
-        let size = doc.chars().filter(|c| !c.is_whitespace()).count();
-        assert!(size <= 6144, "{size} characters");
+        // Everything is more than one managed policy holds: two documents, each small enough,
+        // granting together every action of the one document.
+        let size = |doc: &str| doc.chars().filter(|c| !c.is_whitespace()).count();
+        assert!(size(&policy_document(&with)) > MANAGED_POLICY_MAX);
+        let documents = policy_documents(&with);
+        assert_eq!(documents.len(), 2);
+        let statements_of = |doc: &str| -> Vec<serde_json::Value> {
+            let v: serde_json::Value = serde_json::from_str(doc).unwrap();
+            v["Statement"].as_array().unwrap().clone()
+        };
+        let mut split: Vec<_> = documents.iter().flat_map(|d| statements_of(d)).collect();
+        let mut whole = statements_of(&policy_document(&with));
+        let by_sid = |a: &serde_json::Value, b: &serde_json::Value| {
+            a["Sid"].as_str().cmp(&b["Sid"].as_str())
+        };
+        split.sort_by(by_sid);
+        whole.sort_by(by_sid);
+        assert_eq!(split, whole);
+        for doc in &documents {
+            assert!(size(doc) <= MANAGED_POLICY_MAX, "{} characters", size(doc));
+        }
+        assert_eq!(policy_documents(&without), vec![policy_document(&without)]);
+        assert_eq!(policy_documents(&[]), vec![policy_document(&[])]);
     }
 
     #[test]

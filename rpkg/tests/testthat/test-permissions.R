@@ -129,6 +129,12 @@ test_that("the summary says what is allowed, what is missing and gives the polic
   expect_true(any(grepl("ecs:RunTask on arn:aws:ecs:r:1:task-definition/starburst-worker-* (when ArnEquals ecs:cluster",
                         lines, fixed = TRUE)))
   expect_identical(lines[length(lines)], x$policy)
+  ## More than one managed policy holds: each document, said so
+  two <- x
+  two$policy <- c("{\"Statement\": [1]}", "{\"Statement\": [2]}")
+  lines <- format(two)
+  expect_true(any(grepl("2 IAM policies (more than one managed policy holds)", lines, fixed = TRUE)))
+  expect_identical(utils::tail(lines, 2), two$policy)
   x$simulated <- FALSE
   x$note <- "no right to call the simulator"
   x$missing <- table[0, ]

@@ -546,7 +546,8 @@ fn sb_setup_plan(options_json: &str, region: Robj, endpoint: Robj) -> Robj {
 /// Whether the caller may do what set-up for `options_json` (set-up options), its sessions,
 /// images, quotas and teardown need, as JSON: the caller, whether its policies were simulated
 /// (else why not), one entry per permission with its verdict, and `policy`, the IAM policy
-/// document granting every permission not known to be allowed (`null` when there is none).
+/// documents granting every permission not known to be allowed (more than one when they do not
+/// fit in one managed policy; `null` when nothing is missing).
 #[extendr]
 fn sb_check_permissions(options_json: &str, region: Robj, endpoint: Robj) -> Robj {
     let result = from_json("the set-up options", options_json).and_then(|options| {
@@ -558,8 +559,8 @@ fn sb_check_permissions(options_json: &str, region: Robj, endpoint: Robj) -> Rob
         Err(e) => return e,
     };
     let missing = report.not_allowed();
-    let policy =
-        (!missing.is_empty()).then(|| starburst::provision::permissions::policy_document(&missing));
+    let policy = (!missing.is_empty())
+        .then(|| starburst::provision::permissions::policy_documents(&missing));
     let checks: Vec<serde_json::Value> = report
         .checks
         .iter()
