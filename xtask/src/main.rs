@@ -441,6 +441,27 @@ fn rscript(lib: &Path, args: &[&str]) -> Result<()> {
         .env("R_LIBS", r_libs(lib)))
 }
 
+/// Fails when `rpkg/man` or `rpkg/NAMESPACE` is not what roxygen makes of `rpkg/R` (with the
+/// installed package's code), naming the files and the command that brings them up to date.
+const ROXYGEN_CURRENT: &str = r#"
+copy <- file.path(tempfile("roxygen-"), "rpkg")
+dir.create(file.path(copy, "R"), recursive = TRUE)
+invisible(file.copy(c("rpkg/DESCRIPTION", "rpkg/NAMESPACE"), copy))
+invisible(file.copy(list.files("rpkg/R", full.names = TRUE), file.path(copy, "R")))
+invisible(file.copy("rpkg/man", copy, recursive = TRUE))
+suppressMessages(roxygen2::roxygenise(copy, load_code = roxygen2::load_installed))
+files <- c("NAMESPACE", file.path("man", union(list.files("rpkg/man"), list.files(file.path(copy, "man")))))
+read <- function(path) if (file.exists(path)) readLines(path, warn = FALSE) else character(0)
+stale <- files[!vapply(files, function(f) identical(read(file.path("rpkg", f)), read(file.path(copy, f))), NA)]
+if (length(stale)) {
+  stop("the R documentation is not what roxygen makes of rpkg/R: ", paste(stale, collapse = ", "),
+       ". With the package installed in R_LIBS, run in the checkout: ",
+       "Rscript -e 'roxygen2::roxygenise(\"rpkg\", load_code = roxygen2::load_installed)'",
+       call. = FALSE)
+}
+cat("R documentation is current\n")
+"#;
+
 /// The R suite, on the installed package.
 const TESTTHAT: &str = "testthat::test_local('rpkg', load_package = 'installed', reporter = testthat::ProgressReporter$new(show_praise = FALSE), stop_on_failure = TRUE)";
 
@@ -474,6 +495,9 @@ fn test() -> Result<()> {
     let lib = target_dir().join("R-library-test");
     std::fs::create_dir_all(&lib)?;
     r_install_with(&lib, None, &[("STARBURST_CARGO_PROFILE", "dev")])?;
+    run(Command::new("Rscript")
+        .args(["-e", ROXYGEN_CURRENT])
+        .env("R_LIBS", r_libs(&lib)))?;
     let testthat = TESTTHAT;
     eprintln!("R end-to-end tests, local backend");
     run(Command::new("Rscript")
