@@ -398,6 +398,14 @@ impl Admin {
         let registry = self.registry.clone();
         let task = self.runtime.spawn(async move {
             let mut built = Vec::new();
+            // An ensured image's name, remembered when this call built it.
+            let mut record = |ensured: starburst_provision::image::EnsuredImage| {
+                let image = ensured.image.to_string();
+                if ensured.built {
+                    built.push(image.clone());
+                }
+                image
+            };
             let runtime_image = match &request.runtime {
                 RuntimeSource::Published(image) => image.clone(),
                 RuntimeSource::Build(spec) => {
@@ -411,10 +419,7 @@ impl Admin {
                         &*sink,
                     )
                     .await?;
-                    if ensured.built {
-                        built.push(ensured.image.to_string());
-                    }
-                    ensured.image.to_string()
+                    record(ensured)
                 }
             };
             let image = match request.mode {
@@ -432,10 +437,7 @@ impl Admin {
                         &*sink,
                     )
                     .await?;
-                    if ensured.built {
-                        built.push(ensured.image.to_string());
-                    }
-                    ensured.image.to_string()
+                    record(ensured)
                 }
             };
             let manifest = starburst_provision::image::manifest(&request.spec, &request.managers)?;
